@@ -1,0 +1,95 @@
+from django.contrib import admin, messages
+
+from tasks.states import BuildState
+
+from . import cache
+from .models import Build, CacheEntry, Pipeline, PipelineVersion, ResourcePool
+from .services import cancel_build
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class VersionInline(ReadOnlyMixin, admin.TabularInline):
+    model = PipelineVersion
+    extra = 0
+    fields = ["number", "created_by", "created_at", "definition"]
+    readonly_fields = fields
+    show_change_link = True
+
+
+@admin.register(Pipeline)
+class PipelineAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "created_at"]
+    list_filter = ["project"]
+    inlines = [VersionInline]
+
+
+@admin.register(PipelineVersion)
+class PipelineVersionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Versions are immutable: saved through the API or UI, never edited here."""
+
+    list_display = ["pipeline", "number", "created_by", "created_at"]
+    readonly_fields = ["pipeline", "number", "definition", "spec", "created_by", "created_at"]
+
+
+@admin.register(Build)
+class BuildAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "project",
+        "pipeline_version",
+        "state",
+        "triggered_by",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["state", "project"]
+    readonly_fields = [f.name for f in Build._meta.fields]
+    actions = ["cancel_selected"]
+
+    @admin.action(description="Cancel selected builds")
+    def cancel_selected(self, request, queryset):
+        done = 0
+        for build in queryset.filter(state__in=[BuildState.QUEUED, BuildState.RUNNING]):
+            cancel_build(user=request.user, build=build)
+            done += 1
+        self.message_user(request, f"Cancelled {done} build(s).", messages.SUCCESS)
+
+
+@admin.register(ResourcePool)
+class ResourcePoolAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "capacity", "busy_seconds"]
+    list_filter = ["project"]
+    readonly_fields = ["busy_seconds"]
+
+
+@admin.register(CacheEntry)
+class CacheEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = [
+        "task_name",
+        "project",
+        "key",
+        "size_bytes",
+        "hits",
+        "created_at",
+        "last_used_at",
+    ]
+    list_filter = ["project"]
+    search_fields = ["task_name", "key"]
+    actions = ["purge_selected"]
+
+    @admin.action(description="Purge selected cache entries")
+    def purge_selected(self, request, queryset):
+        count = 0
+        for entry in queryset:
+            count += cache.purge(project_id=entry.project_id, key=entry.key)
+        self.message_user(request, f"Purged {count} cache entr(y/ies).", messages.SUCCESS)
+
+    def has_delete_permission(self, request, obj=None):
+        return True

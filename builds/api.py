@@ -1,0 +1,223 @@
+"""Build engine API: parse input, call a service or selector, shape the output."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpResponse
+from ninja import Query, Router, Schema
+
+from buildsite.roles import Role
+from buildsite.selectors import get_project
+from tasks.events import serialize
+from tasks.selectors import events_after
+
+from . import selectors, services
+
+project_builds_router = Router(tags=["builds"])
+builds_router = Router(tags=["builds"])
+
+
+class PipelineIn(Schema):
+    name: str
+    definition: str
+
+
+class PipelineOut(Schema):
+    name: str
+    version: int
+
+
+class PipelineDetail(PipelineOut):
+    definition: str
+    spec: dict[str, Any]
+    created_at: datetime
+    versions: list[int]
+
+
+class BuildIn(Schema):
+    pipeline: str
+    params: dict[str, Any] = {}
+    version: int | None = None
+
+
+class TaskOut(Schema):
+    name: str
+    state: str
+    needs: list[str]
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    outputs: dict[str, Any]
+    error: str
+    cache_key: str
+
+
+class BuildOut(Schema):
+    id: int
+    project: str
+    pipeline: str
+    version: int
+    state: str
+    params: dict[str, Any]
+    triggered_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    counts: dict[str, int] | None = None
+    tasks: list[TaskOut] | None = None
+
+
+class PoolIn(Schema):
+    name: str
+    capacity: int
+
+
+class PoolOut(Schema):
+    name: str
+    capacity: int
+    in_use: int
+    busy_seconds: float
+
+
+class PurgeIn(Schema):
+    task: str | None = None
+
+
+def build_out(build, *, with_tasks: bool = False) -> dict[str, Any]:
+    data = {
+        "id": build.id,
+        "project": build.project.slug,
+        "pipeline": build.pipeline_version.pipeline.name,
+        "version": build.pipeline_version.number,
+        "state": build.state,
+        "params": build.params,
+        "triggered_by": build.triggered_by.username if build.triggered_by else None,
+        "created_at": build.created_at,
+        "started_at": build.started_at,
+        "finished_at": build.finished_at,
+    }
+    if with_tasks:
+        data["tasks"] = selectors.build_tasks(build=build)
+        data["counts"] = selectors.state_counts(build=build)
+    return data
+
+
+@project_builds_router.post("/{slug}/pipelines", response={201: PipelineOut})
+def save_pipeline(request, slug: str, body: PipelineIn):
+    project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
+    version = services.save_pipeline(
+        user=request.user, project=project, name=body.name, definition=body.definition
+    )
+    return 201, {"name": body.name, "version": version.number}
+
+
+@project_builds_router.get("/{slug}/pipelines", response=list[PipelineOut])
+def list_pipelines(request, slug: str):
+    project = get_project(user=request.user, slug=slug)
+    return [
+        {"name": p.name, "version": v.number if v else 0}
+        for p, v in selectors.pipelines_of(project=project)
+    ]
+
+
+@project_builds_router.get("/{slug}/pipelines/{name}", response=PipelineDetail)
+def pipeline_detail(request, slug: str, name: str, version: int | None = None):
+    project = get_project(user=request.user, slug=slug)
+    pv = selectors.pipeline_version(project=project, name=name, number=version)
+    numbers = list(pv.pipeline.versions.order_by("number").values_list("number", flat=True))
+    return {
+        "name": name,
+        "version": pv.number,
+        "definition": pv.definition,
+        "spec": pv.spec,
+        "created_at": pv.created_at,
+        "versions": numbers,
+    }
+
+
+@project_builds_router.post("/{slug}/builds", response={201: BuildOut})
+def trigger_build(request, slug: str, body: BuildIn):
+    project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
+    build = services.trigger_build(
+        user=request.user,
+        project=project,
+        pipeline=body.pipeline,
+        params=body.params,
+        version=body.version,
+    )
+    return 201, build_out(build, with_tasks=True)
+
+
+class BuildFilters(Schema):
+    pipeline: str | None = None
+    state: str | None = None
+    triggered_by: str | None = None
+    limit: int = 50
+
+
+@project_builds_router.get("/{slug}/builds", response=list[BuildOut])
+def list_builds(request, slug: str, filters: Query[BuildFilters]):
+    project = get_project(user=request.user, slug=slug)
+    qs = selectors.builds_of(
+        project=project,
+        pipeline=filters.pipeline,
+        state=filters.state,
+        triggered_by=filters.triggered_by,
+    )
+    return [build_out(b) for b in qs[: max(1, min(filters.limit, 500))]]
+
+
+@project_builds_router.get("/{slug}/resources", response=list[PoolOut])
+def list_pools(request, slug: str):
+    project = get_project(user=request.user, slug=slug)
+    return selectors.pool_usage(project=project)
+
+
+@project_builds_router.post("/{slug}/resources", response={201: PoolOut})
+def set_pool(request, slug: str, body: PoolIn):
+    project = get_project(user=request.user, slug=slug)
+    services.set_pool(user=request.user, project=project, name=body.name, capacity=body.capacity)
+    pool = next(p for p in selectors.pool_usage(project=project) if p["name"] == body.name)
+    return 201, pool
+
+
+@project_builds_router.post("/{slug}/cache/purge")
+def purge_cache(request, slug: str, body: PurgeIn | None = None):
+    project = get_project(user=request.user, slug=slug)
+    deleted = services.purge_cache(
+        user=request.user, project=project, task_name=body.task if body else None
+    )
+    return {"deleted": deleted}
+
+
+@builds_router.get("/{int:build_id}", response=BuildOut)
+def build_detail(request, build_id: int):
+    return build_out(selectors.get_build(user=request.user, build_id=build_id), with_tasks=True)
+
+
+@builds_router.post("/{int:build_id}/cancel", response=BuildOut)
+def cancel_build(request, build_id: int):
+    build = selectors.get_build(user=request.user, build_id=build_id)
+    return build_out(services.cancel_build(user=request.user, build=build), with_tasks=True)
+
+
+@builds_router.post("/{int:build_id}/retry", response=BuildOut)
+def retry_build(request, build_id: int):
+    build = selectors.get_build(user=request.user, build_id=build_id)
+    return build_out(services.retry_build(user=request.user, build=build), with_tasks=True)
+
+
+@builds_router.get("/{int:build_id}/tasks/{name}/log")
+def task_log(request, build_id: int, name: str, offset: int = 0):
+    build = selectors.get_build(user=request.user, build_id=build_id)
+    text = selectors.task_log(build=build, name=name, offset=offset)
+    return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+@builds_router.get("/{int:build_id}/events")
+def build_events(request, build_id: int, after: int = 0, limit: int = 1000):
+    build = selectors.get_build(user=request.user, build_id=build_id)
+    events = events_after(build_id=build.id, after=after, limit=max(1, min(limit, 5000)))
+    return {"events": [serialize(e) for e in events]}

@@ -1,0 +1,308 @@
+"""The worker side of a task: claim it, keep its lease, run its steps, record the end."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from buildsite.errors import DomainError
+from buildsite.templating import render_value
+from tasks.models import Event, Task
+from tasks.services import apply_transitions, record_event, transition
+from tasks.states import TaskState
+
+from . import cache
+from .dispatch import dispatch_ready_tasks
+from .models import Build, ResourcePool
+from .resolution import BuildTasks, advance, graph_of, template_context, workspace_of
+from .services import mark_build_running, refresh_build_state
+from .steps import StepCancelled, StepContext, StepFailed, executor_for
+
+log = logging.getLogger(__name__)
+S = TaskState
+STEP_KINDS = ("run", "prompt", "document")
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def log_path(build_id: int, task_name: str) -> Path:
+    return Path(settings.BUILDSITE["LOG_DIR"]) / str(build_id) / f"{task_name}.log"
+
+
+class TaskLog:
+    """Appends to the task's log file at once (so the log endpoint grows while the task
+    runs) and batches the same text into `log` events for live viewers."""
+
+    FLUSH_SECONDS = 0.25
+    FLUSH_BYTES = 16_384
+
+    def __init__(self, task: Task, project_id: int) -> None:
+        self.task = task
+        self.project_id = project_id
+        path = log_path(task.build_id, task.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("a", encoding="utf-8")
+        self.pending: list[str] = []
+        self.pending_len = 0
+        self.last_flush = time.monotonic()
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            self.file.write(text)
+            self.file.flush()
+            self.pending.append(text)
+            self.pending_len += len(text)
+            due = self.pending_len >= self.FLUSH_BYTES
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            if not self.pending:
+                return
+            text, self.pending, self.pending_len = "".join(self.pending), [], 0
+            self.last_flush = time.monotonic()
+        record_event(
+            project_id=self.project_id,
+            type=Event.Type.LOG,
+            task=self.task,
+            data={"text": text, "attempt": self.task.attempts},
+        )
+
+    def flush_if_due(self) -> None:
+        if time.monotonic() - self.last_flush >= self.FLUSH_SECONDS:
+            self.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self.file.close()
+
+
+class Heartbeat(threading.Thread):
+    """Renews the lease, notices cancellation (the row left RUNNING) and flushes log
+    events, until stopped."""
+
+    def __init__(self, task: Task, attempt: int, task_log: TaskLog) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{task.id}")
+        self.task_id = task.id
+        self.attempt = attempt
+        self.task_log = task_log
+        self.stopped = threading.Event()
+        self.lost = threading.Event()
+        self.interval = settings.BUILDSITE["HEARTBEAT_SECONDS"]
+        self.lease = settings.BUILDSITE["LEASE_SECONDS"]
+
+    def run(self) -> None:
+        last_renew = time.monotonic()
+        try:
+            while not self.stopped.wait(min(self.interval, TaskLog.FLUSH_SECONDS)):
+                self.task_log.flush_if_due()
+                mine = Task.objects.filter(id=self.task_id, state=S.RUNNING, attempts=self.attempt)
+                if time.monotonic() - last_renew >= self.lease / 3:
+                    alive = mine.update(
+                        lease_expires_at=timezone.now() + timedelta(seconds=self.lease)
+                    )
+                    last_renew = time.monotonic()
+                else:
+                    alive = mine.exists()
+                if not alive:
+                    self.lost.set()
+                    return
+        except Exception:
+            log.warning("heartbeat of task %s failed", self.task_id, exc_info=True)
+        finally:
+            connection.close()
+
+
+def execute_task(*, task_id: int, attempt: int) -> str:
+    """Run one attempt of a task. Returns what happened (for django-q2's result)."""
+    close_old_connections()
+    task = Task.objects.select_related("build__project").filter(id=task_id).first()
+    if task is None or task.state != S.QUEUED or task.attempts != attempt - 1:
+        return "skipped: not queued for this attempt"
+    build = task.build
+    lease = settings.BUILDSITE["LEASE_SECONDS"]
+    now = timezone.now()
+    claimed = transition(
+        task=task,
+        to=S.RUNNING,
+        project_id=build.project_id,
+        strict=False,
+        fields={
+            "attempts": attempt,
+            "started_at": now,
+            "worker": worker_id(),
+            "lease_expires_at": now + timedelta(seconds=lease),
+            "error": "",
+        },
+        data={"attempt": attempt, "worker": worker_id()},
+    )
+    if not claimed:
+        return "skipped: claimed elsewhere"
+    mark_build_running(build=build)
+    if not task.spec.get("steps"):
+        finish_task(task=task, build=build, outcome=S.SUCCEEDED, outputs={})
+        return "succeeded"
+    task_log = TaskLog(task, build.project_id)
+    if attempt > 1:
+        task_log.write(f"--- attempt {attempt} ---\n")
+    heartbeat = Heartbeat(task, attempt, task_log)
+    heartbeat.start()
+    try:
+        outcome, outputs, error = _run_steps(task, build, task_log, heartbeat)
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join(timeout=10)
+        task_log.close()
+    if outcome == S.CANCELLED:
+        return "cancelled"
+    if outcome == S.FAILED and attempt <= task.max_retries:
+        outcome = S.RETRYING
+    finish_task(task=task, build=build, outcome=outcome, outputs=outputs, error=error)
+    return str(outcome)
+
+
+def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat):
+    spec = task.spec
+    workspace = workspace_of(build.id)
+    workspace.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + float(
+        spec.get("timeout") or settings.BUILDSITE["STEP_TIMEOUT_SECONDS"]
+    )
+    tasks = BuildTasks(build.id, preload=list(task.needs))
+    context = template_context(build, task, tasks)
+    outputs: dict[str, Any] = {}
+    try:
+        env = render_value(spec.get("env", {}), context)
+    except DomainError as exc:
+        task_log.write(f"error: {exc.message}\n")
+        return S.FAILED, outputs, exc.message
+    for index, raw_step in enumerate(spec["steps"]):
+        kind = next(k for k in STEP_KINDS if k in raw_step)
+        where = f"steps[{index}]"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return _fail(task_log, outputs, f"task timed out before {where}")
+        ctx = StepContext(
+            project=build.project,
+            build=build,
+            task=task,
+            workspace=workspace,
+            env=env,
+            timeout=remaining,
+            log=task_log.write,
+            should_stop=heartbeat.lost.is_set,
+            outputs=outputs,
+        )
+        try:
+            step = render_value(raw_step, context, where=where)
+            outputs.update(executor_for(kind)(step, ctx))
+        except StepCancelled:
+            task_log.write("cancelled\n")
+            return S.CANCELLED, outputs, "cancelled"
+        except StepFailed as exc:
+            outputs.update(exc.outputs)
+            if heartbeat.lost.is_set():
+                return S.CANCELLED, outputs, "cancelled"
+            return _fail(task_log, outputs, f"{where} ({kind}) failed: {exc}")
+        except DomainError as exc:
+            return _fail(task_log, outputs, f"{where} ({kind}): {exc.message}")
+        except Exception as exc:  # a bug in a step kind must still end the task
+            task_log.write(traceback.format_exc())
+            return _fail(
+                task_log, outputs, f"{where} ({kind}): internal error {type(exc).__name__}"
+            )
+        context["task"]["outputs"] = outputs
+        if heartbeat.lost.is_set():
+            return S.CANCELLED, outputs, "cancelled"
+    return S.SUCCEEDED, outputs, ""
+
+
+def _fail(task_log: TaskLog, outputs: dict, message: str):
+    task_log.write(f"error: {message}\n")
+    return S.FAILED, outputs, message
+
+
+def backoff_seconds(attempt: int) -> float:
+    base = settings.BUILDSITE["RETRY_BACKOFF_SECONDS"]
+    return min(base * 2 ** max(0, attempt - 1), settings.BUILDSITE["RETRY_BACKOFF_MAX_SECONDS"])
+
+
+def finish_task(
+    *, task: Task, build: Build, outcome: TaskState, outputs: dict, error: str = ""
+) -> bool:
+    """Record the end of an attempt, unlock dependents, then dispatch what is ready."""
+    now = timezone.now()
+    fields: dict[str, Any] = {"outputs": outputs, "error": error, "lease_expires_at": None}
+    if outcome == S.RETRYING:
+        fields["not_before"] = now + timedelta(seconds=backoff_seconds(task.attempts))
+    else:
+        fields["finished_at"] = now
+    with transaction.atomic():
+        if not transition(
+            task=task,
+            to=outcome,
+            project_id=build.project_id,
+            fields=fields,
+            strict=False,
+            data={"error": error} if error else None,
+        ):
+            return False
+        _account_usage(task, now)
+        if outcome == S.SUCCEEDED and task.spec.get("cache") and task.cache_key:
+            cache.store(
+                project_id=build.project_id,
+                key=task.cache_key,
+                task_name=task.name,
+                outputs=outputs,
+            )
+        if outcome != S.RETRYING:
+            unlock_dependents(build=build, task=task)
+        refresh_build_state(build=build)
+    dispatch_ready_tasks(project_id=build.project_id)
+    return True
+
+
+def _account_usage(task: Task, now) -> None:
+    if not task.started_at or not task.claims:
+        return
+    seconds = (now - task.started_at).total_seconds()
+    for pool, amount in task.claims.items():
+        if amount:
+            ResourcePool.objects.filter(project_id=task.build.project_id, name=pool).update(
+                busy_seconds=F("busy_seconds") + amount * seconds
+            )
+
+
+def unlock_dependents(*, build: Build, task: Task) -> None:
+    _, children, _ = graph_of(build.pipeline_version_id)
+    kids = children[task.name]
+    if not kids:
+        return
+    if task.state in (S.SUCCEEDED, S.CACHED):
+        needed = {n for kid in kids for n in task_needs(build, kid)}
+        tasks = BuildTasks(build.id, preload=list(set(kids) | needed))
+    else:
+        tasks = BuildTasks(build.id, everything=True)
+    tasks[task.name] = task
+    apply_transitions(project_id=build.project_id, changes=advance(build, tasks, kids))
+
+
+def task_needs(build: Build, name: str) -> list[str]:
+    needs, _, _ = graph_of(build.pipeline_version_id)
+    return list(needs[name])

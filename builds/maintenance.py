@@ -1,0 +1,142 @@
+"""Periodic upkeep, run by the ticker: lost workers, deadlines, retries, cache, files."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from tasks.models import Event, Task
+from tasks.services import record_event, transition
+from tasks.states import TERMINAL, TaskState
+
+from . import cache
+from .dispatch import dispatch_ready_tasks, enqueue
+from .execution import backoff_seconds, log_path, unlock_dependents
+from .models import Build
+from .resolution import workspace_of
+from .services import refresh_build_state
+
+log = logging.getLogger(__name__)
+S = TaskState
+_last_run: dict[str, float] = {}
+
+
+def reap_expired_leases() -> int:
+    """A RUNNING task whose worker stopped renewing its lease goes back to RETRYING, or
+    to FAILED ("worker lost") when its retries are spent."""
+    now = timezone.now()
+    reaped = 0
+    for task in Task.objects.select_related("build__project").filter(
+        state=S.RUNNING, lease_expires_at__lt=now
+    ):
+        build = task.build
+        retry = task.attempts <= task.max_retries
+        fields = {"lease_expires_at": None, "error": "worker lost"}
+        if retry:
+            fields["not_before"] = now + timedelta(seconds=backoff_seconds(task.attempts))
+        else:
+            fields["finished_at"] = now
+        with transaction.atomic():
+            if transition(
+                task=task,
+                to=S.RETRYING if retry else S.FAILED,
+                strict=False,
+                project_id=build.project_id,
+                fields=fields,
+                data={"error": "worker lost", "worker": task.worker},
+            ):
+                reaped += 1
+                if not retry:
+                    unlock_dependents(build=build, task=task)
+                refresh_build_state(build=build)
+    return reaped
+
+
+def requeue_stale() -> int:
+    """A QUEUED task whose job never started (its worker died holding it) gets a new
+    job; a duplicate job is harmless because claiming is a conditional update."""
+    cutoff = timezone.now() - timedelta(seconds=settings.BUILDSITE["REQUEUE_SECONDS"])
+    stale = list(
+        Task.objects.filter(state=S.QUEUED, queued_at__lt=cutoff).values_list("id", "attempts")
+    )
+    if stale:
+        Task.objects.filter(id__in=[i for i, _ in stale], state=S.QUEUED).update(
+            queued_at=timezone.now()
+        )
+        enqueue([(i, a + 1) for i, a in stale])
+    return len(stale)
+
+
+def check_deadlines() -> int:
+    now = timezone.now()
+    missed = 0
+    for task in (
+        Task.objects.select_related("build__project")
+        .filter(deadline__lt=now, deadline_missed=False)
+        .exclude(state__in=list(TERMINAL))
+    ):
+        build = task.build
+        with transaction.atomic():
+            if not Task.objects.filter(id=task.id, deadline_missed=False).update(
+                deadline_missed=True
+            ):
+                continue
+            missed += 1
+            action = task.spec.get("on_deadline", "record")
+            record_event(
+                project_id=build.project_id,
+                type=Event.Type.DEADLINE_MISSED,
+                task=task,
+                data={"deadline": task.deadline.isoformat(), "action": action},
+            )
+            if action == "cancel" and transition(
+                task=task,
+                to=S.CANCELLED,
+                project_id=build.project_id,
+                strict=False,
+                fields={"finished_at": now, "error": "deadline missed"},
+            ):
+                unlock_dependents(build=build, task=task)
+                refresh_build_state(build=build)
+    return missed
+
+
+def clean_old_files() -> int:
+    cutoff = timezone.now() - timedelta(days=settings.BUILDSITE["RETENTION_DAYS"])
+    old = Build.objects.filter(finished_at__lt=cutoff, files_purged=False)
+    cleaned = 0
+    for build_id in old.values_list("id", flat=True):
+        shutil.rmtree(workspace_of(build_id), ignore_errors=True)
+        shutil.rmtree(log_path(build_id, "x").parent, ignore_errors=True)
+        Build.objects.filter(id=build_id).update(files_purged=True)
+        cleaned += 1
+    return cleaned
+
+
+def _every(name: str, seconds: float) -> bool:
+    now = time.monotonic()
+    if now - _last_run.get(name, 0.0) >= seconds:
+        _last_run[name] = now
+        return True
+    return False
+
+
+def tick() -> dict[str, int]:
+    """One round of upkeep; idempotent, so several tickers may run at once."""
+    done = {
+        "reaped": reap_expired_leases(),
+        "requeued": requeue_stale(),
+        "deadlines": check_deadlines(),
+        "dispatched": dispatch_ready_tasks(),
+    }
+    if _every("cache", 60):
+        done["evicted"] = cache.evict()
+    if _every("retention", 3600):
+        done["cleaned"] = clean_old_files()
+    return done

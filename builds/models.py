@@ -1,0 +1,111 @@
+from django.conf import settings
+from django.db import models
+
+from tasks.states import BuildState
+
+
+class Pipeline(models.Model):
+    project = models.ForeignKey(
+        "buildsite.Project", on_delete=models.CASCADE, related_name="pipelines"
+    )
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="pipeline_name_per_project")
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug}/{self.name}"
+
+
+class PipelineVersion(models.Model):
+    """Immutable: every save of a definition is a new version; builds pin one."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    definition = models.TextField()
+    spec = models.JSONField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pipeline", "number"], name="version_number_per_pipeline"
+            )
+        ]
+        ordering = ["pipeline", "-number"]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline} v{self.number}"
+
+
+class Build(models.Model):
+    project = models.ForeignKey(
+        "buildsite.Project", on_delete=models.CASCADE, related_name="builds"
+    )
+    pipeline_version = models.ForeignKey(
+        PipelineVersion, on_delete=models.PROTECT, related_name="builds"
+    )
+    state = models.CharField(
+        max_length=20, choices=[(s.value, s.value) for s in BuildState], default=BuildState.QUEUED
+    )
+    params = models.JSONField(default=dict, blank=True)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    files_purged = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["project", "-id"], name="build_project_recent")]
+
+    def __str__(self) -> str:
+        return f"build #{self.id} ({self.state})"
+
+
+class ResourcePool(models.Model):
+    project = models.ForeignKey("buildsite.Project", on_delete=models.CASCADE, related_name="pools")
+    name = models.CharField(max_length=50)
+    capacity = models.PositiveIntegerField()
+    busy_seconds = models.FloatField(default=0.0, help_text="claim x seconds used by finished runs")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="pool_name_per_project")
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.capacity})"
+
+
+class CacheEntry(models.Model):
+    project = models.ForeignKey(
+        "buildsite.Project", on_delete=models.CASCADE, related_name="cache_entries"
+    )
+    key = models.CharField(max_length=64)
+    task_name = models.CharField(max_length=100, blank=True)
+    outputs = models.JSONField(default=dict)
+    size_bytes = models.PositiveIntegerField(default=0)
+    hits = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "key"], name="cache_key_per_project")
+        ]
+        verbose_name_plural = "cache entries"
+
+    def __str__(self) -> str:
+        return f"{self.task_name} {self.key[:12]}"

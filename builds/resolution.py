@@ -1,0 +1,200 @@
+"""Moving a build forward: which PENDING tasks become READY, CACHED or UPSTREAM_FAILED.
+
+The same walk serves a new build (rows not yet written) and a finished task (only its
+dependents are looked at), so a fully cached build is resolved at trigger time and
+dispatches no job at all.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from buildsite.templating import TemplateError, render_value
+from tasks.dag import dependents, topological_order
+from tasks.models import Task
+from tasks.services import Change
+from tasks.states import DONE_BAD, DONE_OK, TaskState
+
+from . import cache
+from .cache_key import digest, hash_inputs, task_cache_key
+from .models import Build
+
+S = TaskState
+
+
+@lru_cache(maxsize=256)
+def graph_of(version_id: int, spec_json: str | None = None) -> tuple[dict, dict, list]:
+    """needs, dependents and topological order of a pipeline version (immutable, so
+    caching per version id in the process is safe)."""
+    from .models import PipelineVersion
+
+    spec = PipelineVersion.objects.values_list("spec", flat=True).get(id=version_id)
+    needs = {name: t["needs"] for name, t in spec["tasks"].items()}
+    return needs, dependents(needs), topological_order(needs)
+
+
+def workspace_of(build_id: int) -> Path:
+    return Path(settings.BUILDSITE["WORKSPACE_DIR"]) / str(build_id)
+
+
+def template_context(build: Build, task: Task, tasks: dict[str, Task]) -> dict[str, Any]:
+    """What `{{ ... }}` can see in a task's steps: params, the build, and the outputs
+    of the tasks this task needs."""
+    return {
+        "params": build.params,
+        "build": {"id": build.id},
+        "project": {"slug": build.project.slug},
+        "task": {"name": task.name, "attempt": task.attempts, "outputs": {}},
+        "tasks": {
+            name: {"outputs": tasks[name].outputs, "state": str(tasks[name].state)}
+            for name in task.needs
+            if name in tasks
+        },
+    }
+
+
+def cache_key_for(build: Build, task: Task, tasks: dict[str, Task]) -> str | None:
+    """None when the key cannot be computed (a template error): the task then runs
+    and fails with that error in its log."""
+    spec = task.spec
+    try:
+        steps = render_value(spec["steps"], template_context(build, task, tasks))
+        env = render_value(spec.get("env", {}), {"params": build.params})
+    except TemplateError:
+        return None
+    deps = {name: tasks[name].cache_key or digest(tasks[name].outputs) for name in task.needs}
+    inputs = hash_inputs(workspace_of(build.id), spec.get("inputs", []))
+    return task_cache_key(
+        steps=steps, env=env, params=build.params, inputs=inputs, dependencies=deps
+    )
+
+
+def advance(build: Build, tasks: dict[str, Task], start: list[str]) -> list[Change]:
+    """Walk from `start` (tasks that may have become unblocked) towards the leaves,
+    deciding READY / CACHED / UPSTREAM_FAILED in memory. Tasks are mutated; the
+    returned changes say what moved, in order. Cache lookups go one query per wave."""
+    _, children, _ = graph_of(build.pipeline_version_id)
+    now = timezone.now()
+    changes: list[Change] = []
+    wave = list(dict.fromkeys(start))
+    while wave:
+        ready: list[Task] = []
+        next_wave: list[str] = []
+        for name in wave:
+            task = tasks[name]
+            if task.state != S.PENDING:
+                continue
+            dep_states = [tasks[d].state for d in task.needs]
+            if any(s in DONE_BAD for s in dep_states):
+                for doomed in _pending_downstream(name, tasks, children):
+                    changes.append(
+                        Change(doomed, S.PENDING, S.UPSTREAM_FAILED, {"finished_at": now})
+                    )
+                    doomed.state = S.UPSTREAM_FAILED
+            elif all(s in DONE_OK for s in dep_states):
+                changes.append(Change(task, S.PENDING, S.READY, {"ready_at": now}))
+                task.state = S.READY
+                task.ready_at = now
+                ready.append(task)
+        cacheable = [t for t in ready if t.spec.get("cache")]
+        keys = {t.name: cache_key_for(build, t, tasks) for t in cacheable}
+        hits = cache.lookup_many(project_id=build.project_id, keys=[k for k in keys.values() if k])
+        for task in cacheable:
+            key = keys[task.name]
+            if not key:
+                continue
+            task.cache_key = key
+            fields: dict[str, Any] = {"cache_key": key}
+            if key in hits:
+                fields.update(outputs=hits[key], finished_at=now)
+                changes.append(Change(task, S.READY, S.CACHED, fields))
+                task.state = S.CACHED
+                task.outputs = hits[key]
+                next_wave.extend(children[task.name])
+            else:
+                # The key travels with the READY step so the worker can store the result.
+                _merge_into_last(changes, task, fields)
+        wave = list(dict.fromkeys(next_wave))
+    return changes
+
+
+def _merge_into_last(changes: list[Change], task: Task, fields: dict[str, Any]) -> None:
+    for change in reversed(changes):
+        if change.task is task:
+            change.fields.update(fields)
+            return
+
+
+def _pending_downstream(name: str, tasks: dict[str, Task], children: dict) -> list[Task]:
+    out: list[Task] = []
+    queue = deque([name])
+    seen = {name}
+    while queue:
+        current = queue.popleft()
+        task = tasks[current]
+        if task.state == S.PENDING:
+            out.append(task)
+        for child in children[current]:
+            if child not in seen:
+                seen.add(child)
+                queue.append(child)
+    return out
+
+
+def roots_and_unblocked(tasks: dict[str, Task]) -> list[str]:
+    """Every PENDING task whose dependencies are all finished (for new or retried builds)."""
+    return [
+        name
+        for name, t in tasks.items()
+        if t.state == S.PENDING
+        and all(tasks[d].state in DONE_OK or tasks[d].state in DONE_BAD for d in t.needs)
+    ]
+
+
+TASK_FIELDS = (
+    "id",
+    "build_id",
+    "name",
+    "state",
+    "needs",
+    "spec",
+    "outputs",
+    "cache_key",
+    "attempts",
+    "max_retries",
+    "claims",
+    "priority",
+    "started_at",
+)
+
+
+class BuildTasks(dict):
+    """The tasks of one build by name, loaded on first use: finishing one task of a
+    large build reads its neighbourhood, not the whole build."""
+
+    def __init__(self, build_id: int, preload: list[str] | None = None, everything: bool = False):
+        super().__init__()
+        self.build_id = build_id
+        if everything:
+            self._load(None)
+        elif preload:
+            self._load(preload)
+
+    def _load(self, names: list[str] | None) -> None:
+        qs = Task.objects.filter(build_id=self.build_id).only(*TASK_FIELDS)
+        if names is not None:
+            qs = qs.filter(name__in=[n for n in names if not dict.__contains__(self, n)])
+        for task in qs:
+            self[task.name] = task
+
+    def __missing__(self, name: str) -> Task:
+        self._load([name])
+        if not dict.__contains__(self, name):
+            raise KeyError(name)
+        return dict.__getitem__(self, name)

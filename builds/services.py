@@ -1,0 +1,274 @@
+"""Writes of the build engine: pipelines, triggering, cancel, retry, pools and cache."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from buildsite.errors import Conflict, InvalidInput, NotFound, Problem
+from buildsite.models import Project
+from buildsite.roles import Role
+from buildsite.selectors import require_role
+from tasks.models import Event, Task
+from tasks.services import Change, apply_transitions, record_event, record_new_tasks
+from tasks.states import TERMINAL, BuildState, TaskState, build_state_of
+
+from . import cache
+from .definition import merge_params, parse_definition
+from .dispatch import dispatch_on_commit
+from .models import Build, Pipeline, PipelineVersion, ResourcePool
+from .resolution import BuildTasks, advance, roots_and_unblocked
+
+S = TaskState
+NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,99}$"
+
+
+# --- pipelines --------------------------------------------------------------------------
+@transaction.atomic
+def save_pipeline(*, user, project: Project, name: str, definition: str) -> PipelineVersion:
+    """Validate and store a new immutable version; the same text as the latest version
+    returns that version instead of a duplicate."""
+    import re
+
+    if user is not None:
+        require_role(user=user, project=project, role=Role.EDITOR)
+    if not re.match(NAME_RE, name or ""):
+        raise InvalidInput([Problem("use lower-case letters, digits, _ and -", where="name")])
+    spec = parse_definition(definition)
+    pipeline, _ = Pipeline.objects.get_or_create(project=project, name=name)
+    latest = pipeline.versions.order_by("-number").first()
+    if latest is not None and latest.definition == definition:
+        return latest
+    number = (pipeline.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    try:
+        with transaction.atomic():
+            return PipelineVersion.objects.create(
+                pipeline=pipeline,
+                number=number,
+                definition=definition,
+                spec=spec,
+                created_by=user if user is not None and user.is_authenticated else None,
+            )
+    except IntegrityError as exc:
+        raise Conflict("another version was saved at the same time; save again") from exc
+
+
+# --- builds -----------------------------------------------------------------------------
+@transaction.atomic
+def trigger_build(
+    *,
+    user,
+    project: Project,
+    pipeline: str,
+    params: dict[str, Any] | None = None,
+    version: int | None = None,
+) -> Build:
+    if user is not None:
+        require_role(user=user, project=project, role=Role.EDITOR)
+    versions = PipelineVersion.objects.filter(pipeline__project=project, pipeline__name=pipeline)
+    pv = (
+        versions.filter(number=version).first() if version else versions.order_by("-number").first()
+    )
+    if pv is None:
+        raise NotFound(
+            f"No pipeline '{pipeline}'" + (f" version {version}" if version else "") + "."
+        )
+    spec = pv.spec
+    merged = merge_params(spec, params)
+    _check_claims(project, spec)
+    now = timezone.now()
+    build = Build.objects.create(
+        project=project,
+        pipeline_version=pv,
+        params=merged,
+        triggered_by=user if user is not None and user.is_authenticated else None,
+    )
+    tasks = BuildTasks(build.id)
+    for name, t in spec["tasks"].items():
+        tasks[name] = Task(
+            build=build,
+            name=name,
+            needs=t["needs"],
+            spec=t,
+            priority=t["priority"],
+            claims=t["resources"],
+            max_retries=t["retries"],
+            deadline=now + timedelta(seconds=t["deadline"]) if t.get("deadline") else None,
+        )
+    record_event(
+        project_id=project.id,
+        build_id=build.id,
+        type=Event.Type.BUILD_STATE,
+        new_state=BuildState.QUEUED,
+        data={"pipeline": pipeline, "version": pv.number},
+    )
+    changes = advance(build, tasks, roots_and_unblocked(tasks))
+    for change in changes:
+        for key, value in change.fields.items():
+            setattr(change.task, key, value)
+    Task.objects.bulk_create(tasks.values(), batch_size=500)
+    record_new_tasks(project_id=project.id, changes=changes)
+    refresh_build_state(build=build)
+    dispatch_on_commit(project.id)
+    return build
+
+
+def _check_claims(project: Project, spec: dict) -> None:
+    capacity = dict(ResourcePool.objects.filter(project=project).values_list("name", "capacity"))
+    problems = [
+        Problem(
+            f"claims {pool}: {amount} but pool '{pool}' has capacity {capacity[pool]}",
+            task.get("line"),
+            f"tasks.{name}",
+        )
+        for name, task in spec["tasks"].items()
+        for pool, amount in task["resources"].items()
+        if pool in capacity and amount > capacity[pool]
+    ]
+    if problems:
+        raise InvalidInput(problems)
+
+
+def refresh_build_state(*, build: Build) -> Build:
+    """Derive the build's state from its tasks and record a change as an event."""
+    states = list(Task.objects.filter(build_id=build.id).values_list("state", flat=True).distinct())
+    started = build.started_at is not None
+    new = build_state_of(states, started=started)
+    if build.cancel_requested and set(states) <= TERMINAL:
+        new = BuildState.CANCELLED
+    if new == build.state:
+        return build
+    now = timezone.now()
+    fields: dict[str, Any] = {"state": new}
+    if new in (BuildState.SUCCEEDED, BuildState.FAILED, BuildState.CANCELLED):
+        fields["finished_at"] = now
+    if new != BuildState.QUEUED and build.started_at is None:
+        fields["started_at"] = now
+    if Build.objects.filter(id=build.id, state=build.state).update(**fields):
+        record_event(
+            project_id=build.project_id,
+            build_id=build.id,
+            type=Event.Type.BUILD_STATE,
+            old_state=build.state,
+            new_state=new,
+        )
+        for key, value in fields.items():
+            setattr(build, key, value)
+    return build
+
+
+def mark_build_running(*, build: Build) -> None:
+    now = timezone.now()
+    if Build.objects.filter(id=build.id, state=BuildState.QUEUED).update(
+        state=BuildState.RUNNING, started_at=now
+    ):
+        record_event(
+            project_id=build.project_id,
+            build_id=build.id,
+            type=Event.Type.BUILD_STATE,
+            old_state=BuildState.QUEUED,
+            new_state=BuildState.RUNNING,
+        )
+        build.state, build.started_at = BuildState.RUNNING, now
+
+
+@transaction.atomic
+def cancel_build(*, user, build: Build) -> Build:
+    if user is not None:
+        require_role(user=user, project=build.project, role=Role.EDITOR)
+    if build.state in (BuildState.SUCCEEDED, BuildState.FAILED, BuildState.CANCELLED):
+        raise Conflict(f"build #{build.id} already ended ({build.state})", state=build.state)
+    Build.objects.filter(id=build.id).update(cancel_requested=True)
+    build.cancel_requested = True
+    now = timezone.now()
+    live = Task.objects.filter(build=build).exclude(state__in=list(TERMINAL))
+    apply_transitions(
+        project_id=build.project_id,
+        changes=[
+            Change(t, S(t.state), S.CANCELLED, {"finished_at": now, "error": "cancelled"})
+            for t in live
+        ],
+    )
+    return refresh_build_state(build=build)
+
+
+@transaction.atomic
+def retry_build(*, user, build: Build) -> Build:
+    """Re-run the failed, cancelled and upstream-failed tasks; successes stay."""
+    if user is not None:
+        require_role(user=user, project=build.project, role=Role.EDITOR)
+    if build.state not in (BuildState.FAILED, BuildState.CANCELLED):
+        raise Conflict(
+            f"only a failed or cancelled build can be retried; #{build.id} is {build.state}",
+            state=build.state,
+        )
+    tasks = BuildTasks(build.id, everything=True)
+    reset = [
+        Change(
+            t,
+            S(t.state),
+            S.PENDING,
+            {
+                "attempts": 0,
+                "error": "",
+                "finished_at": None,
+                "started_at": None,
+                "outputs": {},
+                "deadline_missed": False,
+            },
+        )
+        for t in tasks.values()
+        if t.state in (S.FAILED, S.UPSTREAM_FAILED, S.CANCELLED)
+    ]
+    if not reset:
+        raise Conflict("nothing to retry")
+    Build.objects.filter(id=build.id).update(
+        state=BuildState.RUNNING, finished_at=None, cancel_requested=False
+    )
+    record_event(
+        project_id=build.project_id,
+        build_id=build.id,
+        type=Event.Type.BUILD_STATE,
+        old_state=build.state,
+        new_state=BuildState.RUNNING,
+        data={"retry": True},
+    )
+    build.state, build.finished_at, build.cancel_requested = BuildState.RUNNING, None, False
+    apply_transitions(project_id=build.project_id, changes=reset)
+    apply_transitions(
+        project_id=build.project_id, changes=advance(build, tasks, roots_and_unblocked(tasks))
+    )
+    refresh_build_state(build=build)
+    dispatch_on_commit(build.project_id)
+    return build
+
+
+# --- pools and cache --------------------------------------------------------------------
+@transaction.atomic
+def set_pool(*, user, project: Project, name: str, capacity: int) -> ResourcePool:
+    import re
+
+    if user is not None:
+        require_role(user=user, project=project, role=Role.MAINTAINER)
+    if not re.match(r"^[a-z][a-z0-9_-]{0,49}$", name or ""):
+        raise InvalidInput(
+            [Problem("pool names use lower-case letters, digits, _ and -", where="name")]
+        )
+    if capacity < 0:
+        raise InvalidInput([Problem("capacity cannot be negative", where="capacity")])
+    pool, _ = ResourcePool.objects.update_or_create(
+        project=project, name=name, defaults={"capacity": capacity}
+    )
+    dispatch_on_commit(project.id)
+    return pool
+
+
+@transaction.atomic
+def purge_cache(*, user, project: Project, task_name: str | None = None) -> int:
+    if user is not None:
+        require_role(user=user, project=project, role=Role.MAINTAINER)
+    return cache.purge(project_id=project.id, task_name=task_name)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BuildsiteConfig(AppConfig):
+    name = "buildsite"
+    verbose_name = "Buildsite: projects and access"

@@ -1,0 +1,3 @@
+"""WebSocket routes (the live UI issue fills these in)."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,211 @@
+"""One settings module for every deployment; everything comes from environment variables.
+
+Laptop-safe defaults give the embedded deployment (SQLite, django-q2 ORM broker,
+in-memory channel layer). `DATABASE_URL` / `REDIS_URL` switch to the scaled-out one.
+`BUILDSITE_PRODUCTION=1` turns on the settings `manage.py check --deploy` asks for.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    return os.environ.get(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+PRODUCTION = env_bool("BUILDSITE_PRODUCTION")
+DATA_DIR = Path(os.environ.get("BUILDSITE_DATA_DIR", BASE_DIR / "var")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    if key := os.environ.get("DJANGO_SECRET_KEY"):
+        return key
+    # A laptop install keeps a generated key in its data dir so sessions survive restarts.
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG", default=not PRODUCTION)
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+CSRF_TRUSTED_ORIGINS = [
+    o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o
+]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "channels",
+    "buildsite",
+    "tasks",
+    "builds",
+    "docs_engine",
+    "prompts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "buildsite.urls"
+ASGI_APPLICATION = "buildsite.asgi.application"
+WSGI_APPLICATION = "buildsite.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "buildsite.context_processors.projects",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("BUILDSITE_SQLITE_PATH", str(DATA_DIR / "buildsite.sqlite3")),
+            "OPTIONS": {
+                # IMMEDIATE takes the write lock at BEGIN, so two writers queue on the
+                # busy timeout instead of failing with "database is locked" on upgrade.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": (
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                    "PRAGMA foreign_keys=ON; PRAGMA busy_timeout=20000;"
+                ),
+            },
+            "TEST": {"NAME": os.environ.get("BUILDSITE_TEST_SQLITE_PATH")},
+        }
+    }
+IS_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- queue, channels ------------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+Q_WORKERS = env_int("BUILDSITE_WORKERS", max(2, os.cpu_count() or 2))
+Q_CLUSTER = {
+    "name": os.environ.get("BUILDSITE_Q_NAME", "buildsite"),
+    "workers": Q_WORKERS,
+    # Our own lease/reaper owns task recovery: django-q2 must not re-run a job by itself,
+    # and its timeout only guards against a job that ignores our own timeouts.
+    "timeout": env_int("BUILDSITE_Q_TIMEOUT", 6 * 3600),
+    "retry": env_int("BUILDSITE_Q_TIMEOUT", 6 * 3600) + 60,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": 500,
+    "catch_up": False,
+    "poll": 0.05,
+    "label": "Django Q2",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": os.environ.get("BUILDSITE_CHANNEL_PREFIX", "buildsite"),
+            },
+        }
+    }
+else:
+    Q_CLUSTER["orm"] = "default"
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- buildsite ------------------------------------------------------------------------
+BUILDSITE = {
+    "LEASE_SECONDS": env_int("BUILDSITE_LEASE_SECONDS", 30),
+    "HEARTBEAT_SECONDS": float(os.environ.get("BUILDSITE_HEARTBEAT_SECONDS", "1.0")),
+    "TICK_SECONDS": float(os.environ.get("BUILDSITE_TICK_SECONDS", "1.0")),
+    "RETRY_BACKOFF_SECONDS": float(os.environ.get("BUILDSITE_RETRY_BACKOFF_SECONDS", "2.0")),
+    "RETRY_BACKOFF_MAX_SECONDS": float(os.environ.get("BUILDSITE_RETRY_BACKOFF_MAX", "300")),
+    "AGING_PER_MINUTE": float(os.environ.get("BUILDSITE_AGING_PER_MINUTE", "1.0")),
+    "REQUEUE_SECONDS": env_int("BUILDSITE_REQUEUE_SECONDS", 300),
+    "CACHE_TTL_SECONDS": env_int("BUILDSITE_CACHE_TTL_SECONDS", 7 * 24 * 3600),
+    "CACHE_MAX_BYTES": env_int("BUILDSITE_CACHE_MAX_BYTES", 256 * 1024 * 1024),
+    "RETENTION_DAYS": env_int("BUILDSITE_RETENTION_DAYS", 30),
+    "WORKSPACE_DIR": DATA_DIR / "workspaces",
+    "LOG_DIR": DATA_DIR / "logs",
+    "STEP_TIMEOUT_SECONDS": env_int("BUILDSITE_STEP_TIMEOUT_SECONDS", 3600),
+    "KILL_GRACE_SECONDS": float(os.environ.get("BUILDSITE_KILL_GRACE_SECONDS", "2.0")),
+    # The web process relays Event rows to the channel layer when workers cannot reach it.
+    "EVENT_RELAY": env_bool("BUILDSITE_EVENT_RELAY", default=not REDIS_URL),
+}
+
+# --- auth, static, i18n -----------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("BUILDSITE_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "django-q": {"level": os.environ.get("BUILDSITE_Q_LOG_LEVEL", "WARNING")},
+    },
+}
+
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    X_FRAME_OPTIONS = "DENY"

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DocsEngineConfig(AppConfig):
+    name = "docs_engine"
+    verbose_name = "Documentation"

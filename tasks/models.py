@@ -1,0 +1,81 @@
+from django.db import models
+
+from .states import TaskState
+
+
+class Task(models.Model):
+    """One node of a build's DAG; its state changes only through tasks.services."""
+
+    build = models.ForeignKey("builds.Build", on_delete=models.CASCADE, related_name="tasks")
+    name = models.CharField(max_length=100)
+    state = models.CharField(
+        max_length=20, choices=[(s.value, s.value) for s in TaskState], default=TaskState.PENDING
+    )
+    needs = models.JSONField(default=list, blank=True)
+    spec = models.JSONField(
+        default=dict, blank=True, help_text="The task as the pipeline defined it"
+    )
+    priority = models.IntegerField(default=0)
+    claims = models.JSONField(default=dict, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+    deadline_missed = models.BooleanField(default=False)
+    max_retries = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    cache_key = models.CharField(max_length=64, blank=True)
+    outputs = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["build", "name"], name="task_name_per_build")
+        ]
+        indexes = [
+            models.Index(fields=["state", "build"], name="task_state_build"),
+            models.Index(fields=["build", "state"], name="task_build_state"),
+        ]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.build_id}/{self.name} [{self.state}]"
+
+
+class Event(models.Model):
+    """The transactional outbox: written with each change, relayed to browsers after commit."""
+
+    class Type(models.TextChoices):
+        TASK_STATE = "task.state"
+        BUILD_STATE = "build.state"
+        LOG = "log"
+        DEADLINE_MISSED = "deadline.missed"
+        CACHE = "cache"
+
+    project = models.ForeignKey("buildsite.Project", on_delete=models.CASCADE, related_name="+")
+    build = models.ForeignKey(
+        "builds.Build", null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    task_name = models.CharField(max_length=100, blank=True)
+    type = models.CharField(max_length=30, choices=Type.choices)
+    old_state = models.CharField(max_length=20, blank=True)
+    new_state = models.CharField(max_length=20, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["build", "id"], name="event_build_id"),
+            models.Index(fields=["project", "id"], name="event_project_id"),
+        ]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.type} {self.old_state}->{self.new_state}"
