@@ -10,8 +10,8 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
-from jinja2.nodes import Template as TemplateNode
 from jinja2.exceptions import SecurityError
+from jinja2.nodes import Template as TemplateNode
 from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import InvalidInput, Problem

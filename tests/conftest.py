@@ -24,3 +24,24 @@ def project(user):
     from tests.factories import make_project
 
     return make_project(owner=user, slug="acme", name="Acme")
+
+
+@pytest.fixture
+def inline_workers(transactional_db, monkeypatch):
+    """django-q2 runs each job inline, in this process, when it is enqueued (after the
+    dispatching transaction commits): builds run end to end without a cluster."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    yield
+
+
+@pytest.fixture
+def fast_engine(settings):
+    settings.BUILDSITE = {
+        **settings.BUILDSITE,
+        "RETRY_BACKOFF_SECONDS": 0.0,
+        "HEARTBEAT_SECONDS": 0.2,
+        "KILL_GRACE_SECONDS": 0.5,
+    }
+    return settings.BUILDSITE

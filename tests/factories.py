@@ -37,3 +37,26 @@ def api_client(user, project: Project | None = None) -> Client:
     """A test client that sends a real bearer token for `user`."""
     _, raw = create_token(user=user, project=project)
     return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+
+def run_build(project: Project, pipeline: str = "main", *, user=None, params=None, ticks: int = 50):
+    """Trigger a build and drive it to the end with inline workers (needs the
+    `inline_workers` fixture); tick() covers retries whose backoff is due."""
+    import time
+
+    from builds.maintenance import tick
+    from builds.models import Build
+    from builds.services import trigger_build
+
+    build = trigger_build(user=user, project=project, pipeline=pipeline, params=params)
+    for _ in range(ticks):
+        build.refresh_from_db()
+        if build.finished_at is not None:
+            break
+        tick()
+        time.sleep(0.05)
+    return Build.objects.get(id=build.id)
+
+
+def task_states(build) -> dict[str, str]:
+    return dict(build.tasks.values_list("name", "state"))
