@@ -1,0 +1,58 @@
+"""The `prompt` build step: run a prompt from the library inside a pipeline task.
+
+    - prompt: release-notes@production
+      vars: {version: "{{ params.version }}"}
+      output: notes        # parsed answer -> task outputs["notes"]
+      cache: false         # optional: bypass the response cache
+      timeout: 120         # optional: seconds for the whole call, repairs included
+
+The engine renders `vars` before the step runs. The run is stored like any other,
+linked to the task; its id is in the outputs (`prompt_run`, and `<output>_run`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from builds.steps import StepContext, StepFailed
+
+from . import services
+from .refs import parse_ref
+
+
+def run_prompt_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    ref = parse_ref(step["prompt"], where="prompt")
+    variables = step.get("vars") or {}
+    if not isinstance(variables, dict):
+        raise StepFailed("'vars' must be a mapping of variable names to values")
+    timeout = min(float(step.get("timeout", ctx.timeout)), ctx.timeout)
+    cache_mode = step.get("cache")
+    if cache_mode is not None and not isinstance(cache_mode, bool):
+        raise StepFailed("'cache' must be true or false")
+    ctx.log(f"prompt {ref}\n")
+    run = services.run_prompt(
+        user=None,
+        project=ctx.project,
+        ref=ref,
+        variables=variables,
+        cache_mode=cache_mode,
+        timeout=timeout,
+        task=ctx.task,
+        actor=ctx.build.triggered_by,
+    )
+    version = run.version
+    cost = "unknown" if run.cost_usd is None else f"${run.cost_usd}"
+    ctx.log(
+        f"run {run.id}: {version.prompt.name}#{version.number} via {run.provider} ({run.model}), "
+        f"{'cache hit' if run.cached else f'{len(run.attempts)} attempt(s)'}, "
+        f"tokens {run.tokens_in} in / {run.tokens_out} out, cost {cost}, {run.latency_ms} ms\n"
+    )
+    outputs: dict[str, Any] = {"prompt_run": run.id}
+    name = step.get("output")
+    if name:
+        outputs[f"{name}_run"] = run.id
+    if run.status != run.Status.SUCCEEDED:
+        raise StepFailed(f"prompt {ref} (run {run.id}): {run.error}", outputs)
+    if name:
+        outputs[name] = run.parsed
+    return outputs
