@@ -135,6 +135,11 @@ def _check_claims(project: Project, spec: dict) -> None:
 
 def refresh_build_state(*, build: Build) -> Build:
     """Derive the build's state from its tasks and record a change as an event."""
+    # The caller's copy may be stale: another process may have started or ended it.
+    fresh = Build.objects.select_for_update().values("state", "started_at", "cancel_requested")
+    current = fresh.get(id=build.id)
+    build.state, build.started_at = current["state"], current["started_at"]
+    build.cancel_requested = current["cancel_requested"]
     states = list(Task.objects.filter(build_id=build.id).values_list("state", flat=True).distinct())
     started = build.started_at is not None
     new = build_state_of(states, started=started)

@@ -1,15 +1,4 @@
-import os
-import tempfile
-from pathlib import Path
-
 import pytest
-
-# Every test run gets its own data dir (workspaces, logs) and a file-backed SQLite test
-# database, so tests that start real worker processes share it with them.
-_run_dir = Path(tempfile.mkdtemp(prefix="buildsite-test-"))
-os.environ.setdefault("BUILDSITE_DATA_DIR", str(_run_dir))
-os.environ.setdefault("BUILDSITE_TEST_SQLITE_PATH", str(_run_dir / "test.sqlite3"))
-os.environ.setdefault("BUILDSITE_Q_NAME", f"buildsite-test-{os.getpid()}")
 
 
 @pytest.fixture

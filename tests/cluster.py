@@ -1,0 +1,111 @@
+"""Real worker processes for tests: `manage.py qcluster` and `manage.py ticker` started
+against the test database, so races, SIGKILL and live updates are tested for real."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_env() -> dict[str, str]:
+    """Environment that points a child process at the database this test uses."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return {"BUILDSITE_SQLITE_PATH": str(db["NAME"]), "DATABASE_URL": ""}
+    user = db.get("USER") or "postgres"
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return {"DATABASE_URL": f"postgres://{user}@{host}:{port}/{db['NAME']}"}
+
+
+class Cluster:
+    """A django-q2 cluster plus a ticker; `kill()` SIGKILLs the whole process group."""
+
+    def __init__(
+        self, *, workers: int = 2, extra_env: dict[str, str] | None = None, ticker: bool = True
+    ) -> None:
+        self.env = {
+            **os.environ,
+            **database_env(),
+            "BUILDSITE_DATA_DIR": str(settings.DATA_DIR),
+            "BUILDSITE_WORKERS": str(workers),
+            "BUILDSITE_Q_NAME": settings.Q_CLUSTER["name"],
+            "BUILDSITE_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        self.with_ticker = ticker
+        self.procs: list[subprocess.Popen] = []
+        self.logs: list[Path] = []
+
+    def _spawn(self, *args: str) -> subprocess.Popen:
+        log = Path(settings.DATA_DIR) / f"cluster-{uuid.uuid4().hex[:8]}-{args[0]}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "manage.py"), *args],
+                cwd=ROOT,
+                env=self.env,
+                start_new_session=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.logs.append(log)
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> Cluster:
+        self._spawn("qcluster")
+        if self.with_ticker:
+            self._spawn("ticker")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL every process (and its children, shell steps included)."""
+        for proc in self.procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+        self.procs = []
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self.procs = []
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.1, message: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
