@@ -166,11 +166,15 @@ def _normalise(data: dict[str, Any]) -> Spec:
     tasks: dict[str, Any] = {}
     for name, task in data["tasks"].items():
         task = task or {}
+        claims = dict(task.get("resources", default_claims))
+        if any("prompt" in step for step in task.get("steps", [])):
+            # Model calls claim the `llm` pool, so a pool can cap concurrent calls.
+            claims.setdefault("llm", 1)
         tasks[name] = {
             "needs": list(task.get("needs", [])),
             "steps": list(task.get("steps", [])),
             "priority": task.get("priority", 0),
-            "resources": dict(task.get("resources", default_claims)),
+            "resources": claims,
             "timeout": task.get("timeout", data.get("timeout")),
             "retries": task.get("retries", 0),
             "cache": task.get("cache", False),

@@ -3,6 +3,7 @@ against the test database, so races, SIGKILL and live updates are tested for rea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -71,10 +72,8 @@ class Cluster:
     def kill(self) -> None:
         """SIGKILL every process (and its children, shell steps included)."""
         for proc in self.procs:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(timeout=10)
         self.procs = []
 

@@ -1,0 +1,97 @@
+"""The step-result cache: hits skip work, and every invalidation path works."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from builds import cache
+from builds.models import CacheEntry
+from builds.services import purge_cache
+from tests.factories import make_pipeline, run_build, task_states
+
+CHAIN = """
+params: {version: "1"}
+tasks:
+  compile: {cache: true, steps: [{run: "echo compiled {{ params.version }}", output: artefact}]}
+  test: {cache: true, needs: [compile], steps: [{run: "echo tested {{ tasks.compile.outputs.artefact }}"}]}
+  package: {cache: true, needs: [test], steps: [{run: "echo packaged"}]}
+"""
+
+
+def enqueued(monkeypatch):
+    calls = []
+    import builds.dispatch as dispatch
+
+    real = dispatch.async_task
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dispatch, "async_task", spy)
+    return calls
+
+
+def test_second_build_is_fully_cached_and_dispatches_no_job(
+    project, inline_workers, fast_engine, monkeypatch
+):
+    make_pipeline(project, CHAIN)
+    first = run_build(project)
+    assert set(task_states(first).values()) == {"succeeded"}
+    jobs = enqueued(monkeypatch)
+    second = run_build(project)
+    assert second.state == "succeeded"
+    assert set(task_states(second).values()) == {"cached"}
+    assert jobs == []
+    assert second.tasks.get(name="compile").outputs["artefact"] == "compiled 1"
+
+
+def test_changed_parameter_misses_and_downstream_keys_change(project, inline_workers, fast_engine):
+    make_pipeline(project, CHAIN)
+    run_build(project)
+    build = run_build(project, params={"version": "2"})
+    assert set(task_states(build).values()) == {"succeeded"}
+    assert build.tasks.get(name="test").outputs["stdout_tail"].strip() == "tested compiled 2"
+
+
+def test_purge_forces_a_rerun(project, user, inline_workers, fast_engine):
+    make_pipeline(project, CHAIN)
+    run_build(project)
+    assert purge_cache(user=user, project=project, task_name="package") == 1
+    states = task_states(run_build(project))
+    assert states == {"compile": "cached", "test": "cached", "package": "succeeded"}
+
+
+def test_expired_entries_miss(project, inline_workers, fast_engine, settings):
+    make_pipeline(project, CHAIN)
+    run_build(project)
+    CacheEntry.objects.update(created_at=timezone.now() - timedelta(days=30))
+    settings.BUILDSITE = {**settings.BUILDSITE, "CACHE_TTL_SECONDS": 3600}
+    assert set(task_states(run_build(project)).values()) == {"succeeded"}
+
+
+def test_size_limit_evicts_least_recently_used(project, db, settings):
+    now = timezone.now()
+    for i in range(5):
+        cache.store(project_id=project.id, key=f"k{i}", task_name="t", outputs={"x": "y" * 100})
+        CacheEntry.objects.filter(key=f"k{i}").update(last_used_at=now - timedelta(minutes=10 - i))
+    cache.lookup_many(project_id=project.id, keys=["k0"])  # k0 becomes the most recent
+    size = CacheEntry.objects.first().size_bytes
+    settings.BUILDSITE = {**settings.BUILDSITE, "CACHE_MAX_BYTES": size * 3}
+    assert cache.evict() == 2
+    assert set(CacheEntry.objects.values_list("key", flat=True)) == {"k0", "k3", "k4"}
+
+
+def test_declared_input_files_are_part_of_the_key(project, inline_workers, fast_engine, tmp_path):
+    source = tmp_path / "input.txt"
+    source.write_text("one")
+    make_pipeline(
+        project,
+        f"tasks:\n  t: {{cache: true, inputs: ['{source}'], steps: [{{run: 'cat {source}'}}]}}\n",
+    )
+    run_build(project)
+    assert task_states(run_build(project)) == {"t": "cached"}
+    source.write_text("two")
+    build = run_build(project)
+    assert task_states(build) == {"t": "succeeded"}
+    assert build.tasks.get(name="t").outputs["stdout_tail"] == "two"

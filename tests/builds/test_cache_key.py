@@ -1,0 +1,45 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from builds.cache_key import hash_inputs, task_cache_key
+
+BASE = dict(
+    steps=[{"run": "make"}],
+    env={"A": "1"},
+    params={"v": "1"},
+    inputs={"src/a": "h1"},
+    dependencies={"dep": "k1"},
+)
+
+
+def test_same_inputs_same_key():
+    assert task_cache_key(**BASE) == task_cache_key(**{k: v for k, v in BASE.items()})
+
+
+def test_any_changed_input_changes_the_key():
+    key = task_cache_key(**BASE)
+    for field, value in [
+        ("steps", [{"run": "make all"}]),
+        ("env", {"A": "2"}),
+        ("params", {"v": "2"}),
+        ("inputs", {"src/a": "h2"}),
+        ("dependencies", {"dep": "k2"}),
+    ]:
+        assert task_cache_key(**{**BASE, field: value}) != key, field
+
+
+@given(st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=6))
+def test_dict_order_does_not_matter(params):
+    reordered = dict(reversed(list(params.items())))
+    assert task_cache_key(**{**BASE, "params": params}) == task_cache_key(
+        **{**BASE, "params": reordered}
+    )
+
+
+def test_input_files_are_hashed_by_content(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("x = 1\n")
+    first = hash_inputs(tmp_path, ["src/*.py", "missing.txt"])
+    assert first["missing.txt"] == "missing"
+    (tmp_path / "src" / "a.py").write_text("x = 2\n")
+    assert hash_inputs(tmp_path, ["src/*.py", "missing.txt"]) != first

@@ -1,0 +1,122 @@
+"""Pipeline YAML validation: every problem is reported with its task and line."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from builds.definition import merge_params, parse_definition
+from buildsite.errors import InvalidInput
+
+
+def problems_of(text):
+    with pytest.raises(InvalidInput) as err:
+        parse_definition(text)
+    return [(p.message, p.line, p.where) for p in err.value.problems]
+
+
+def test_design_example_parses_with_defaults():
+    spec = parse_definition("""
+name: release
+params: {version: "1.0.0"}
+resources: {cpu: 1}
+tasks:
+  test:
+    steps:
+      - run: pytest -q
+    timeout: 600
+    retries: 1
+  notes:
+    needs: [test]
+    priority: 10
+    cache: true
+    steps:
+      - prompt: release-notes@production
+        vars: {version: "{{ params.version }}", log: "{{ tasks.test.outputs.stdout_tail }}"}
+        output: notes
+  publish:
+    needs: [notes]
+    steps:
+      - document: releases/{{ params.version }}
+        body: "{{ tasks.notes.outputs.notes }}"
+""")
+    test, notes = spec["tasks"]["test"], spec["tasks"]["notes"]
+    assert test["retries"] == 1 and test["timeout"] == 600 and test["resources"] == {"cpu": 1}
+    assert test["line"] == 6
+    assert notes["needs"] == ["test"] and notes["priority"] == 10 and notes["cache"] is True
+    assert notes["resources"] == {"cpu": 1, "llm": 1}, "prompt steps claim the llm pool"
+    assert spec["params"] == {"version": "1.0.0"}
+
+
+def test_cycle_is_refused_with_the_tasks_and_line():
+    (problem,) = problems_of("""tasks:
+  a:
+    needs: [b]
+  b:
+    needs: [a]
+""")
+    message, line, where = problem
+    assert message in ("dependency cycle: a -> b -> a", "dependency cycle: b -> a -> b")
+    assert line == 2 and where == "tasks.a"
+
+
+def test_unknown_need_names_task_and_line():
+    assert problems_of("tasks:\n  a: {}\n  b:\n    needs: [a, c]\n") == [
+        ("needs unknown task 'c'", 3, "tasks.b")
+    ]
+
+
+def test_every_problem_is_reported_not_just_the_first():
+    problems = problems_of("""tasks:
+  a:
+    retries: -1
+    colour: red
+  b:
+    priority: high
+""")
+    wheres = {where for _, _, where in problems}
+    assert {"tasks.a.retries", "tasks.a", "tasks.b.priority"} <= wheres
+    assert any("unknown key" in m and "colour" in m for m, _, _ in problems)
+    assert all(line is not None for _, line, _ in problems)
+
+
+def test_bad_steps_are_located():
+    problems = problems_of("""tasks:
+  a:
+    steps:
+      - run: echo ok
+      - run: echo {{ oops
+      - frobnicate: x
+      - run: echo hi
+        shell: zsh
+""")
+    by_where = {w: (m, line) for m, line, w in problems}
+    assert by_where["tasks.a.steps[1]"][1] == 5
+    assert "template syntax error" in by_where["tasks.a.steps[1]"][0]
+    assert by_where["tasks.a.steps[2]"] == ("a step needs exactly one of: run, prompt, document", 6)
+    assert "shell" in by_where["tasks.a.steps[3]"][0]
+
+
+def test_yaml_syntax_error_has_a_line():
+    ((message, line, _),) = problems_of("tasks:\n  a:\n    steps: [\n")
+    assert message.startswith("invalid YAML") and line is not None
+
+
+@pytest.mark.parametrize("text", ["", "- a\n- b\n", "just text", "tasks: {}"])
+def test_non_pipelines_are_refused(text):
+    assert problems_of(text)
+
+
+@given(st.text(max_size=200))
+def test_arbitrary_text_never_crashes(text):
+    try:
+        parse_definition(text)
+    except InvalidInput as err:
+        assert err.problems
+
+
+def test_params_merge_defaults_and_refuse_unknown_names():
+    spec = {"params": {"version": "1.0", "channel": "beta"}}
+    assert merge_params(spec, {"version": "2.0"}) == {"version": "2.0", "channel": "beta"}
+    with pytest.raises(InvalidInput) as err:
+        merge_params(spec, {"verison": "2.0"})
+    assert "verison" in err.value.message and "channel, version" in err.value.message
