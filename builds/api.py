@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.http import HttpResponse
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 
 from buildsite.roles import Role
 from buildsite.selectors import get_project
@@ -110,7 +110,7 @@ def save_pipeline(request, slug: str, body: PipelineIn):
     version = services.save_pipeline(
         user=request.user, project=project, name=body.name, definition=body.definition
     )
-    return 201, {"name": body.name, "version": version.number}
+    return Status(201, {"name": body.name, "version": version.number})
 
 
 @project_builds_router.get("/{slug}/pipelines", response=list[PipelineOut])
@@ -147,7 +147,7 @@ def trigger_build(request, slug: str, body: BuildIn):
         params=body.params,
         version=body.version,
     )
-    return 201, build_out(build, with_tasks=True)
+    return Status(201, build_out(build, with_tasks=True))
 
 
 class BuildFilters(Schema):
@@ -180,7 +180,7 @@ def set_pool(request, slug: str, body: PoolIn):
     project = get_project(user=request.user, slug=slug)
     services.set_pool(user=request.user, project=project, name=body.name, capacity=body.capacity)
     pool = next(p for p in selectors.pool_usage(project=project) if p["name"] == body.name)
-    return 201, pool
+    return Status(201, pool)
 
 
 @project_builds_router.post("/{slug}/cache/purge")

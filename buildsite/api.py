@@ -1,7 +1,7 @@
 """The JSON API root: auth, error mapping, and every app's router."""
 
 from django.http import HttpRequest
-from ninja import NinjaAPI, Router, Schema
+from ninja import NinjaAPI, Router, Schema, Status
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
 
@@ -71,7 +71,7 @@ class ProjectOut(Schema):
 @projects_router.post("", response={201: ProjectOut})
 def create_project_endpoint(request, body: ProjectIn):
     project = create_project(creator=request.user, slug=body.slug, name=body.name)
-    return 201, {"slug": project.slug, "name": project.name, "role": "maintainer"}
+    return Status(201, {"slug": project.slug, "name": project.name, "role": "maintainer"})
 
 
 @projects_router.get("", response=list[ProjectOut])

@@ -13,7 +13,10 @@ CHAIN = """
 params: {version: "1"}
 tasks:
   compile: {cache: true, steps: [{run: "echo compiled {{ params.version }}", output: artefact}]}
-  test: {cache: true, needs: [compile], steps: [{run: "echo tested {{ tasks.compile.outputs.artefact }}"}]}
+  test:
+    cache: true
+    needs: [compile]
+    steps: [{run: "echo tested {{ tasks.compile.outputs.artefact }}"}]
   package: {cache: true, needs: [test], steps: [{run: "echo packaged"}]}
 """
 

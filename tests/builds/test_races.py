@@ -1,0 +1,106 @@
+"""Concurrency against the real database: racing workers and dispatchers."""
+
+import subprocess
+import sys
+import threading
+
+import pytest
+from django.db import connection
+
+from builds.dispatch import dispatch_ready_tasks
+from builds.execution import execute_task
+from builds.models import ResourcePool
+from builds.services import trigger_build
+from tasks.models import Task
+from tests.cluster import ROOT, database_env
+from tests.factories import make_pipeline
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def race(n, fn):
+    barrier = threading.Barrier(n)
+    results, errors = [], []
+
+    def run():
+        try:
+            barrier.wait()
+            results.append(fn())
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    return results
+
+
+@pytest.fixture
+def no_enqueue(monkeypatch):
+    """Dispatch marks tasks QUEUED but sends no job: the tests play the workers."""
+    import builds.dispatch
+
+    monkeypatch.setattr(builds.dispatch, "enqueue", lambda jobs: None)
+
+
+def queued_task(project, tmp_path):
+    runs = tmp_path / "runs"
+    make_pipeline(project, f"tasks:\n  once: {{steps: [{{run: 'echo ran >> {runs}'}}]}}\n")
+    build = trigger_build(user=None, project=project, pipeline="main")
+    task = Task.objects.get(build=build)
+    assert task.state == "queued"
+    return task, runs
+
+
+def test_threads_racing_for_one_task_run_it_exactly_once(project, tmp_path, no_enqueue):
+    task, runs = queued_task(project, tmp_path)
+    results = race(8, lambda: execute_task(task_id=task.id, attempt=1))
+    assert sorted(results).count("succeeded") == 1
+    assert runs.read_text() == "ran\n"
+    assert task.events.filter(new_state="running").count() == 1
+
+
+def test_processes_racing_for_one_task_run_it_exactly_once(project, tmp_path, no_enqueue):
+    task, runs = queued_task(project, tmp_path)
+    code = (
+        "import django, sys; django.setup(); from builds.execution import execute_task; "
+        f"print(execute_task(task_id={task.id}, attempt=1))"
+    )
+    import os
+
+    env = {**os.environ, **database_env(), "DJANGO_SETTINGS_MODULE": "buildsite.settings"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert [out.strip().splitlines()[-1] for out, _ in outputs].count("succeeded") == 1
+    assert runs.read_text() == "ran\n"
+
+
+def test_concurrent_dispatchers_never_over_commit_a_pool(project, no_enqueue, monkeypatch):
+    import builds.services
+
+    ResourcePool.objects.create(project=project, name="cpu", capacity=3)
+    tasks = "\n".join(f"  t{i}: {{steps: [{{run: 'true'}}]}}" for i in range(20))
+    make_pipeline(project, f"tasks:\n{tasks}\n")
+    # Hold every task READY until the race starts.
+    monkeypatch.setattr(builds.services, "dispatch_on_commit", lambda project_id: None)
+    build = trigger_build(user=None, project=project, pipeline="main")
+    assert Task.objects.filter(build=build, state="ready").count() == 20
+    counts = race(6, lambda: dispatch_ready_tasks(project_id=project.id))
+    assert sum(counts) == 3
+    assert Task.objects.filter(build=build, state="queued").count() == 3
