@@ -9,5 +9,6 @@ urlpatterns = [
     path("api/", api.urls),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("prompts.urls")),
     path("", include("builds.urls")),
 ]

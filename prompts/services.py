@@ -81,8 +81,9 @@ def create_prompt(
 
 
 def add_version(
-    *, user, project: Project, name: str, body: dict[str, Any], note: str = ""
+    *, user, project: Project, name: str, body: dict[str, Any], note: str = "", actor=None
 ) -> PromptVersion:
+    """A new immutable version. `actor` records who, when user=None (the admin)."""
     _check(user, project, Role.EDITOR)
     prompt = selectors.get_prompt(project=project, name=name)
     spec = _clean_for(project, body)
@@ -90,7 +91,11 @@ def add_version(
     try:
         with transaction.atomic():
             return PromptVersion.objects.create(
-                prompt=prompt, number=number, created_by=_actor(user), note=note[:500], **spec
+                prompt=prompt,
+                number=number,
+                created_by=_actor(user) or _actor(actor),
+                note=note[:500],
+                **spec,
             )
     except IntegrityError as exc:
         raise Conflict("another version was saved at the same time; save again") from exc
@@ -112,8 +117,11 @@ def _clean_for(project: Project, body: dict[str, Any]) -> dict[str, Any]:
 
 
 @transaction.atomic
-def set_label(*, user, project: Project, name: str, label: str, number: int) -> PromptLabel:
+def set_label(
+    *, user, project: Project, name: str, label: str, number: int, actor=None
+) -> PromptLabel:
     _check(user, project, Role.EDITOR)
+    who = _actor(user) or _actor(actor)
     if label == LATEST:
         raise InvalidInput([Problem("'latest' always means the newest version", where="label")])
     if not LABEL_RE.match(label or ""):
@@ -126,11 +134,11 @@ def set_label(*, user, project: Project, name: str, label: str, number: int) -> 
     previous = current.version.number if current else None
     if current is None:
         current = PromptLabel.objects.create(
-            prompt=prompt, name=label, version=version, updated_by=_actor(user)
+            prompt=prompt, name=label, version=version, updated_by=who
         )
     elif previous != number:
         current.version = version
-        current.updated_by = _actor(user)
+        current.updated_by = who
         current.save(update_fields=["version", "updated_by", "updated_at"])
     if previous != number:
         LabelMove.objects.create(
@@ -138,13 +146,13 @@ def set_label(*, user, project: Project, name: str, label: str, number: int) -> 
             label=label,
             from_number=previous,
             to_number=number,
-            moved_by=_actor(user),
+            moved_by=who,
         )
     return current
 
 
 @transaction.atomic
-def remove_label(*, user, project: Project, name: str, label: str) -> None:
+def remove_label(*, user, project: Project, name: str, label: str, actor=None) -> None:
     _check(user, project, Role.EDITOR)
     prompt = selectors.get_prompt(project=project, name=name)
     current = (
@@ -157,7 +165,7 @@ def remove_label(*, user, project: Project, name: str, label: str) -> None:
         label=label,
         from_number=current.version.number,
         to_number=None,
-        moved_by=_actor(user),
+        moved_by=_actor(user) or _actor(actor),
     )
     current.delete()
 
@@ -202,6 +210,57 @@ def save_provider(
     this sets the URL the server will call and which key it sends there.
     `api_key=None` keeps a stored key, `""` removes it."""
     _check(user, project, Role.MAINTAINER)
+    base_url, prices = check_provider(
+        name=name,
+        kind=kind,
+        base_url=base_url,
+        model=model,
+        api_key_env=api_key_env,
+        api_key=api_key,
+        price_in=price_in,
+        price_out=price_out,
+        timeout=timeout,
+        max_retries=max_retries,
+        resolver=resolver,
+    )
+    with transaction.atomic():
+        config = (
+            ProviderConfig.objects.select_for_update().filter(project=project, name=name).first()
+        )
+        created = config is None
+        if created:
+            config = ProviderConfig(project=project, name=name)
+        config.kind = kind
+        config.base_url = base_url if kind == "openai" else ""
+        config.model = model or ""
+        config.api_key_env = api_key_env or ""
+        if api_key_env or kind == "offline" or api_key == "":
+            config.api_key_encrypted = ""
+        elif api_key:
+            config.api_key_encrypted = crypto.encrypt(api_key)
+        config.price_in_per_mtok, config.price_out_per_mtok = prices
+        config.timeout_seconds = timeout if timeout is not None else config.timeout_seconds
+        config.max_retries = max_retries if max_retries is not None else config.max_retries
+        config.updated_by = _actor(user)
+        config.save()
+    return config, created
+
+
+def check_provider(
+    *,
+    name: str,
+    kind: str,
+    base_url: str = "",
+    model: str = "",
+    api_key_env: str = "",
+    api_key: str | None = None,
+    price_in: Any = None,
+    price_out: Any = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    resolver: netguard.Resolver = netguard.resolve,
+) -> tuple[str, tuple[Decimal | None, Decimal | None]]:
+    """Validate a provider configuration: (normalized base_url, prices) or InvalidInput."""
     problems: list[Problem] = []
     if not NAME_RE.match(name or ""):
         problems.append(Problem("use lower-case letters, digits, '.', '_' and '-'", where="name"))
@@ -237,27 +296,7 @@ def save_provider(
         problems.append(Problem("max_retries must be 0 to 10", where="max_retries"))
     if problems:
         raise InvalidInput(problems)
-    with transaction.atomic():
-        config = (
-            ProviderConfig.objects.select_for_update().filter(project=project, name=name).first()
-        )
-        created = config is None
-        if created:
-            config = ProviderConfig(project=project, name=name)
-        config.kind = kind
-        config.base_url = base_url if kind == "openai" else ""
-        config.model = model or ""
-        config.api_key_env = api_key_env or ""
-        if api_key_env or kind == "offline" or api_key == "":
-            config.api_key_encrypted = ""
-        elif api_key:
-            config.api_key_encrypted = crypto.encrypt(api_key)
-        config.price_in_per_mtok, config.price_out_per_mtok = prices
-        config.timeout_seconds = timeout if timeout is not None else config.timeout_seconds
-        config.max_retries = max_retries if max_retries is not None else config.max_retries
-        config.updated_by = _actor(user)
-        config.save()
-    return config, created
+    return base_url, prices
 
 
 def _prices(price_in: Any, price_out: Any, problems: list[Problem]):
