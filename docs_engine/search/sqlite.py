@@ -1,0 +1,73 @@
+"""SQLite FTS5 search (docs_engine_fts, an external-content table over SearchEntry).
+
+Two queries: the first ranks (bm25, title weighted over tags over body) and cuts to the
+page; the second builds snippets for that page only, because FTS5 would otherwise build
+a snippet for every match before sorting.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+
+from django.db import connection
+from django.utils.dateparse import parse_datetime
+
+from . import Filters, Hit, filter_sql
+from .query import MARK_END, MARK_START, Term, marked_to_html, to_fts5
+
+TAG_SQL = "EXISTS (SELECT 1 FROM json_each(d.tags) WHERE json_each.value = %s)"
+RANK = "bm25(docs_engine_fts, 10.0, 1.0, 5.0)"
+
+
+def search(
+    *, project_id: int, terms: list[Term], filters: Filters, limit: int, offset: int
+) -> list[Hit]:
+    expression = to_fts5(terms)
+    if expression is None:
+        return []
+    where, params = filter_sql(filters, tag_sql=TAG_SQL)
+    ranked_sql = f"""
+        SELECT d.id, d.path, d.title, d.tags, d.updated_at, {RANK} AS score
+        FROM docs_engine_fts JOIN docs_engine_document d ON d.id = docs_engine_fts.rowid
+        WHERE docs_engine_fts MATCH %s AND d.project_id = %s AND d.deleted_at IS NULL{where}
+        ORDER BY score, d.path LIMIT %s OFFSET %s"""
+    with connection.cursor() as cursor:
+        cursor.execute(ranked_sql, [expression, project_id, *params, limit, offset])
+        rows = cursor.fetchall()
+        if not rows:
+            return []
+        ids = [row[0] for row in rows]
+        marks = ", ".join("%s" for _ in ids)
+        cursor.execute(
+            f"""SELECT rowid,
+                    highlight(docs_engine_fts, 0, %s, %s),
+                    snippet(docs_engine_fts, 1, %s, %s, '…', 24)
+                FROM docs_engine_fts WHERE docs_engine_fts MATCH %s AND rowid IN ({marks})""",
+            [MARK_START, MARK_END, MARK_START, MARK_END, expression, *ids],
+        )
+        snippets = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+    hits = []
+    for doc_id, path, title, tags, updated_at, score in rows:
+        title_marked, snippet = snippets.get(doc_id, (title, ""))
+        hits.append(
+            Hit(
+                document_id=doc_id,
+                path=path,
+                title=title,
+                title_html=marked_to_html(title_marked),
+                snippet=marked_to_html(snippet),
+                rank=-float(score),
+                updated_at=_as_datetime(updated_at),
+                tags=json.loads(tags) if isinstance(tags, str) else list(tags or []),
+            )
+        )
+    return hits
+
+
+def _as_datetime(value):
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
