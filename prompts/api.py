@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from buildsite.roles import Role
@@ -262,7 +262,7 @@ def create_prompt(request, slug: str, body: PromptIn):
         body=_body(body),
         description=body.description,
     )
-    return 201, {"name": body.name, "version": version.number}
+    return Status(201, {"name": body.name, "version": version.number})
 
 
 @router.get("/{slug}/prompts", response=list[PromptSummary])
@@ -315,7 +315,7 @@ def add_version(request, slug: str, name: str, body: VersionIn):
     version = services.add_version(
         user=request.user, project=project, name=name, body=_body(body), note=body.note
     )
-    return 201, {"version": version.number}
+    return Status(201, {"version": version.number})
 
 
 @router.get("/{slug}/prompts/{name}/versions", response=list[VersionOut])
@@ -368,7 +368,7 @@ def set_label(request, slug: str, name: str, label: str, body: LabelIn):
 def remove_label(request, slug: str, name: str, label: str):
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
     services.remove_label(user=request.user, project=project, name=name, label=label)
-    return 204, None
+    return Status(204, None)
 
 
 # --- rendering and runs -----------------------------------------------------------------
@@ -436,7 +436,7 @@ def save_provider(request, slug: str, body: ProviderIn):
         timeout=body.timeout,
         max_retries=body.max_retries,
     )
-    return (201 if created else 200), provider_out(config)
+    return Status(201 if created else 200, provider_out(config))
 
 
 @router.get("/{slug}/providers", response=list[ProviderOut])
@@ -449,4 +449,4 @@ def list_providers(request, slug: str):
 def delete_provider(request, slug: str, name: str):
     project = get_project(user=request.user, slug=slug, role=Role.MAINTAINER)
     services.delete_provider(user=request.user, project=project, name=name)
-    return 204, None
+    return Status(204, None)
