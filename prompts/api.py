@@ -10,6 +10,7 @@ from typing import Any
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
+from buildsite.errors import NotFound
 from buildsite.roles import Role
 from buildsite.selectors import get_project
 
@@ -414,7 +415,7 @@ def run_detail(request, slug: str, name: str, run_id: int):
     project = get_project(user=request.user, slug=slug)
     found = selectors.get_run(project=project, run_id=run_id)
     if found.version.prompt.name != name:
-        found = selectors.get_run(project=project, run_id=-1)
+        raise NotFound(f"Prompt '{name}' has no run {run_id}.")
     return run_out(found, detail=True)
 
 
