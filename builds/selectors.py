@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections import Counter
+from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Max, Q, QuerySet
+from django.utils import timezone
 
 from buildsite.errors import NotFound
 from buildsite.models import Project
 from buildsite.roles import Role
 from buildsite.selectors import require_role
-from tasks.models import Task
+from tasks.dag import layers
+from tasks.models import Event, Task
 from tasks.states import TaskState
 
 from .execution import log_path
@@ -106,3 +111,270 @@ def pool_usage(*, project: Project) -> list[dict]:
         }
         for p in ResourcePool.objects.filter(project=project)
     ]
+
+
+# --- reads for the browser UI -----------------------------------------------------------
+# Pure helpers first (layout, utilisation, diff, ANSI), then the queries the pages use.
+
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+NODE_W, NODE_H, GAP_X, GAP_Y = 170, 46, 60, 18
+
+
+def strip_ansi(text: str) -> str:
+    """Terminal colour and cursor codes removed (logs are shown as plain text)."""
+    return ANSI_RE.sub("", text)
+
+
+def dag_layout(needs: dict[str, list[str]]) -> dict:
+    """Boxes and edges for drawing the DAG left to right, one column per dependency depth
+    (tasks.dag.layers), rows in definition order within a column."""
+    depth = layers(needs)
+    columns: dict[int, list[str]] = {}
+    for name in needs:
+        columns.setdefault(depth[name], []).append(name)
+    nodes = {}
+    for col, names in columns.items():
+        for row, name in enumerate(names):
+            nodes[name] = {
+                "name": name,
+                "x": col * (NODE_W + GAP_X),
+                "y": row * (NODE_H + GAP_Y),
+                "w": NODE_W,
+                "h": NODE_H,
+            }
+    edges = []
+    for name, deps in needs.items():
+        for dep in deps:
+            x1, y1 = nodes[dep]["x"] + NODE_W, nodes[dep]["y"] + NODE_H / 2
+            x2, y2 = nodes[name]["x"], nodes[name]["y"] + NODE_H / 2
+            bend = GAP_X / 2
+            edges.append(
+                {
+                    "from": dep,
+                    "to": name,
+                    "d": f"M{x1} {y1} C{x1 + bend} {y1} {x2 - bend} {y2} {x2 - 4} {y2}",
+                }
+            )
+    width = (max(columns, default=0) + 1) * (NODE_W + GAP_X) - GAP_X
+    height = max((len(v) for v in columns.values()), default=1) * (NODE_H + GAP_Y) - GAP_Y
+    return {"nodes": list(nodes.values()), "edges": edges, "width": width, "height": height}
+
+
+def utilization(
+    intervals: list[tuple[datetime, datetime, int]],
+    *,
+    capacity: int,
+    start: datetime,
+    end: datetime,
+    buckets: int,
+) -> list[float]:
+    """Share of `capacity` used in each of `buckets` equal slices of [start, end), from
+    (started, finished, amount) intervals; 0.0 when the pool has no capacity."""
+    span = (end - start).total_seconds() / buckets
+    used = [0.0] * buckets
+    if capacity <= 0 or span <= 0:
+        return used
+    for began, ended, amount in intervals:
+        lo, hi = max(began, start), min(ended, end)
+        if hi <= lo or amount <= 0:
+            continue
+        first = int((lo - start).total_seconds() // span)
+        last = min(buckets - 1, int((hi - start).total_seconds() // span))
+        for i in range(first, last + 1):
+            b_lo = start + timedelta(seconds=i * span)
+            b_hi = start + timedelta(seconds=(i + 1) * span)
+            overlap = (min(hi, b_hi) - max(lo, b_lo)).total_seconds()
+            if overlap > 0:
+                used[i] += overlap * amount
+    return [min(1.0, u / (span * capacity)) for u in used]
+
+
+def definition_diff(old: str, new: str, *, old_label: str, new_label: str) -> list[dict]:
+    """A unified diff as lines tagged add / del / hunk / context, for rendering."""
+    out = []
+    lines = difflib.unified_diff(
+        old.splitlines(), new.splitlines(), old_label, new_label, lineterm=""
+    )
+    for line in lines:
+        if line.startswith(("+++", "---")):
+            kind = "file"
+        elif line.startswith("@@"):
+            kind = "hunk"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        else:
+            kind = "context"
+        out.append({"kind": kind, "text": line})
+    return out
+
+
+def task_view(task: Task) -> dict:
+    """What the build page knows about one task (JSON-safe, also embedded in the page)."""
+    return {
+        "name": task.name,
+        "state": task.state,
+        "needs": task.needs,
+        "attempts": task.attempts,
+        "max_retries": task.max_retries,
+        "started_at": task.started_at.isoformat() if task.started_at else None,
+        "finished_at": task.finished_at.isoformat() if task.finished_at else None,
+        "outputs": task.outputs,
+        "error": task.error,
+        "cached": task.state == TaskState.CACHED,
+    }
+
+
+def build_snapshot(*, build: Build) -> dict:
+    """The build page's starting point: the newest event id first, then the rows, so
+    every change after that id reaches the page through the socket's `?after=`."""
+    last = Event.objects.filter(build_id=build.id).aggregate(m=Max("id"))["m"] or 0
+    tasks = build_tasks(build=build)
+    layout = dag_layout({t.name: list(t.needs) for t in tasks})
+    for node, task in zip(layout["nodes"], _in_layout_order(layout, tasks), strict=True):
+        node["state"] = task.state
+    return {
+        "build": build.id,
+        "project": build.project.slug,
+        "state": build.state,
+        "after": last,
+        "tasks": [task_view(t) for t in tasks],
+        "layout": layout,
+        "counts": state_counts(build=build),
+    }
+
+
+def _in_layout_order(layout: dict, tasks: list[Task]) -> list[Task]:
+    by_name = {t.name: t for t in tasks}
+    return [by_name[n["name"]] for n in layout["nodes"]]
+
+
+def task_log_upto(
+    *, build: Build, name: str, upto: int, max_chars: int = 200_000
+) -> tuple[str, bool]:
+    """The task's log as its `log` events carried it up to event `upto`: exactly what a
+    page that then listens `?after=upto` must not receive twice. Keeps the tail when long."""
+    task_of(build=build, name=name)
+    texts = (
+        Event.objects.filter(build_id=build.id, task_name=name, type=Event.Type.LOG, id__lte=upto)
+        .order_by("-id")
+        .values_list("data", flat=True)
+    )
+    parts: list[str] = []
+    size, truncated = 0, False
+    for data in texts.iterator(chunk_size=200):
+        text = (data or {}).get("text", "")
+        parts.append(text)
+        size += len(text)
+        if size >= max_chars:
+            truncated = True
+            break
+    text = "".join(reversed(parts))
+    return strip_ansi(text[-max_chars:] if truncated else text), truncated
+
+
+def latest_event_id(*, project: Project) -> int:
+    """Where a page that shows the project as of now starts listening (`?after=`)."""
+    return Event.objects.filter(project=project).aggregate(m=Max("id"))["m"] or 0
+
+
+def running_builds(*, project: Project) -> QuerySet[Build]:
+    return builds_of(project=project).filter(finished_at__isnull=True)
+
+
+def recent_failures(*, project: Project, limit: int = 10) -> list[Task]:
+    return list(
+        Task.objects.filter(
+            build__project=project, state=TaskState.FAILED, finished_at__isnull=False
+        )
+        .select_related("build__pipeline_version__pipeline")
+        .order_by("-finished_at")[:limit]
+    )
+
+
+def triggerers_of(*, project: Project) -> list[str]:
+    return sorted(
+        {
+            name
+            for name in Build.objects.filter(project=project, triggered_by__isnull=False)
+            .values_list("triggered_by__username", flat=True)
+            .distinct()
+        }
+    )
+
+
+def pipeline_history(*, project: Project, name: str) -> list[PipelineVersion]:
+    versions = list(
+        PipelineVersion.objects.filter(pipeline__project=project, pipeline__name=name)
+        .select_related("created_by")
+        .order_by("-number")
+    )
+    if not versions:
+        raise NotFound(f"No pipeline '{name}'.")
+    return versions
+
+
+def resource_report(
+    *, project: Project, hours: float = 6.0, buckets: int = 36, now: datetime | None = None
+) -> dict:
+    """Pools with capacity, what holds a claim now, and utilisation per time slice computed
+    from finished tasks' started/finished times and claims."""
+    now = now or timezone.now()
+    start = now - timedelta(hours=hours)
+    pools = list(ResourcePool.objects.filter(project=project))
+    holders = list(
+        Task.objects.filter(build__project=project, state__in=[TaskState.QUEUED, TaskState.RUNNING])
+        .select_related("build")
+        .order_by("id")
+    )
+    finished = Task.objects.filter(
+        build__project=project,
+        started_at__isnull=False,
+        started_at__lt=now,
+    ).filter(Q(finished_at__gte=start) | Q(finished_at__isnull=True, state=TaskState.RUNNING))
+    intervals: dict[str, list[tuple[datetime, datetime, int]]] = {}
+    for began, ended, claims in finished.values_list("started_at", "finished_at", "claims"):
+        for pool, amount in (claims or {}).items():
+            intervals.setdefault(pool, []).append((began, ended or now, int(amount or 0)))
+    usage = {u["name"]: u for u in pool_usage(project=project)}
+    rows = []
+    for pool in pools:
+        series = utilization(
+            intervals.get(pool.name, []),
+            capacity=pool.capacity,
+            start=start,
+            end=now,
+            buckets=buckets,
+        )
+        rows.append(
+            {
+                "name": pool.name,
+                "capacity": pool.capacity,
+                "in_use": usage[pool.name]["in_use"],
+                "busy_seconds": usage[pool.name]["busy_seconds"],
+                "series": series,
+                "average_percent": round(100 * sum(series) / len(series)) if series else 0,
+                "bars": [
+                    {
+                        "x": i * 10,
+                        "h": round(u * 100, 1),
+                        "y": round(100 - u * 100, 1),
+                        "percent": round(u * 100),
+                        "label": timezone.localtime(
+                            start + timedelta(hours=hours * i / buckets)
+                        ).strftime("%H:%M"),
+                    }
+                    for i, u in enumerate(series)
+                ],
+                "holders": [t for t in holders if (t.claims or {}).get(pool.name)],
+            }
+        )
+    return {
+        "pools": rows,
+        "holders": holders,
+        "start": start,
+        "end": now,
+        "buckets": buckets,
+        "bucket_minutes": hours * 60 / buckets,
+    }

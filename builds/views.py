@@ -1,21 +1,67 @@
-"""Server-rendered pages: parse the request, call a selector or service, render."""
+"""Server-rendered pages: parse the request, call a selector or service, render.
+
+Live updates come over the WebSocket (tasks.consumers); pages embed the id of the
+newest event they reflect so the browser asks the socket for everything after it.
+"""
 
 import json
+from functools import wraps
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from buildsite.errors import DomainError
+from buildsite.errors import DomainError, Forbidden, InvalidInput, NotFound
 from buildsite.roles import Role
 from buildsite.selectors import get_project, projects_for, role_of
-from tasks.dag import layers
+from tasks.states import TERMINAL, BuildState, TaskState
 
 from . import selectors, services
+from .definition import parse_definition
+
+BUILD_STATES = [s.value for s in BuildState]
+NEW_PIPELINE = """tasks:
+  hello:
+    steps:
+      - run: echo "hello from buildsite"
+"""
 
 
-@login_required
+def page(view):
+    """Login required; a project the user may not see is a 404, too low a role a 403."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound as exc:
+            raise Http404(exc.message) from None
+        except Forbidden as exc:
+            raise PermissionDenied(exc.message) from None
+
+    return wrapper
+
+
+def can_edit(role) -> bool:
+    return role is not None and role.allows(Role.EDITOR)
+
+
+def wants_json(request) -> bool:
+    return request.headers.get("x-requested-with") == "fetch"
+
+
+def project_context(request, project, **extra):
+    role = role_of(user=request.user, project=project)
+    return {"project": project, "role": role, "can_edit": can_edit(role), **extra}
+
+
+@page
 def home(request):
     projects = list(projects_for(user=request.user))
     if len(projects) == 1:
@@ -23,37 +69,137 @@ def home(request):
     return render(request, "builds/home.html", {"projects": projects})
 
 
-@login_required
+@page
 def project_dashboard(request, slug):
     project = get_project(user=request.user, slug=slug)
-    return render(
+    context = project_context(
         request,
-        "builds/project.html",
-        {
-            "project": project,
-            "role": role_of(user=request.user, project=project),
-            "pipelines": selectors.pipelines_of(project=project),
-            "builds": selectors.builds_of(project=project)[:20],
-            "pools": selectors.pool_usage(project=project),
-        },
+        project,
+        running=selectors.running_builds(project=project)[:20],
+        builds=selectors.builds_of(project=project)[:15],
+        failures=selectors.recent_failures(project=project),
+        pools=selectors.pool_usage(project=project),
+        pipelines=selectors.pipelines_of(project=project),
+        after=selectors.latest_event_id(project=project),
     )
+    if request.GET.get("fragment") == "live":
+        return render(request, "builds/_dashboard_live.html", context)
+    return render(request, "builds/project.html", context)
 
 
-@login_required
+# --- pipelines --------------------------------------------------------------------------
+@page
 def pipeline_list(request, slug):
     project = get_project(user=request.user, slug=slug)
     return render(
         request,
         "builds/pipelines.html",
-        {
-            "project": project,
-            "role": role_of(user=request.user, project=project),
-            "pipelines": selectors.pipelines_of(project=project),
-        },
+        project_context(request, project, pipelines=selectors.pipelines_of(project=project)),
     )
 
 
-@login_required
+@page
+def pipeline_detail(request, slug, name):
+    project = get_project(user=request.user, slug=slug)
+    history = selectors.pipeline_history(project=project, name=name)
+    number = _int(request.GET.get("version"))
+    version = next((v for v in history if v.number == number), history[0])
+    return render(
+        request,
+        "builds/pipeline.html",
+        project_context(
+            request,
+            project,
+            name=name,
+            version=version,
+            latest=history[0],
+            history=history,
+            definition=version.definition,
+            problems=[],
+            builds=selectors.builds_of(project=project, pipeline=name)[:10],
+        ),
+    )
+
+
+@page
+@require_POST
+def save_pipeline(request, slug, name=None):
+    project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
+    name = name or request.POST.get("name", "").strip()
+    definition = request.POST.get("definition", "").replace("\r\n", "\n")
+    try:
+        version = services.save_pipeline(
+            user=request.user, project=project, name=name, definition=definition
+        )
+    except InvalidInput as exc:
+        context = project_context(
+            request,
+            project,
+            name=name,
+            definition=definition,
+            problems=[p.as_dict() for p in exc.problems],
+        )
+        if name and _exists(project, name):
+            history = selectors.pipeline_history(project=project, name=name)
+            context.update(version=history[0], latest=history[0], history=history)
+            return render(request, "builds/pipeline.html", context, status=422)
+        return render(request, "builds/pipeline_new.html", context, status=422)
+    messages.success(request, f"Saved {name} v{version.number}.")
+    return redirect("pipeline", slug=slug, name=name)
+
+
+@page
+def new_pipeline(request, slug):
+    project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
+    return render(
+        request,
+        "builds/pipeline_new.html",
+        project_context(request, project, name="", definition=NEW_PIPELINE, problems=[]),
+    )
+
+
+@page
+@require_POST
+def check_pipeline(request, slug):
+    """Syntax check for the editor: the same validation a save runs, nothing stored."""
+    get_project(user=request.user, slug=slug)
+    try:
+        body = json.loads(request.body or b"{}")
+        definition = body.get("definition", "") if isinstance(body, dict) else ""
+    except json.JSONDecodeError:
+        return JsonResponse({"ok": False, "problems": [{"msg": "body must be JSON"}]}, status=400)
+    if not isinstance(definition, str):
+        return JsonResponse({"ok": False, "problems": [{"msg": "definition must be text"}]})
+    try:
+        spec = parse_definition(definition)
+    except InvalidInput as exc:
+        return JsonResponse({"ok": False, "problems": [p.as_dict() for p in exc.problems]})
+    return JsonResponse({"ok": True, "problems": [], "tasks": list(spec["tasks"])})
+
+
+@page
+@require_GET
+def pipeline_diff(request, slug, name):
+    project = get_project(user=request.user, slug=slug)
+    history = selectors.pipeline_history(project=project, name=name)
+    by_number = {v.number: v for v in history}
+    new = by_number.get(_int(request.GET.get("b")) or history[0].number, history[0])
+    old = by_number.get(_int(request.GET.get("a")) or new.number - 1)
+    if old is None:
+        old = history[-1]
+    lines = selectors.definition_diff(
+        old.definition, new.definition, old_label=f"v{old.number}", new_label=f"v{new.number}"
+    )
+    return render(
+        request,
+        "builds/pipeline_diff.html",
+        project_context(
+            request, project, name=name, old=old, new=new, lines=lines, history=history
+        ),
+    )
+
+
+@page
 @require_POST
 def run_pipeline(request, slug, name):
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
@@ -64,59 +210,117 @@ def run_pipeline(request, slug, name):
         )
     except DomainError as exc:
         messages.error(request, exc.message)
-        return redirect("pipelines", slug=slug)
+        return redirect("pipeline", slug=slug, name=name)
     return redirect("build", build_id=build.id)
 
 
-@login_required
+# --- builds -----------------------------------------------------------------------------
+@page
 def build_list(request, slug):
     project = get_project(user=request.user, slug=slug)
-    qs = selectors.builds_of(
-        project=project,
-        pipeline=request.GET.get("pipeline") or None,
-        state=request.GET.get("state") or None,
+    filters = {
+        "pipeline": request.GET.get("pipeline") or None,
+        "state": request.GET.get("state") or None,
+        "triggered_by": request.GET.get("triggered_by") or None,
+    }
+    qs = selectors.builds_of(project=project, **filters)
+    builds = Paginator(qs, 50).get_page(request.GET.get("page"))
+    query = urlencode({k: v for k, v in filters.items() if v})
+    return render(
+        request,
+        "builds/builds.html",
+        project_context(
+            request,
+            project,
+            builds=builds,
+            filters=filters,
+            query=query,
+            states=BUILD_STATES,
+            pipeline_names=[p.name for p, _ in selectors.pipelines_of(project=project)],
+            triggerers=selectors.triggerers_of(project=project),
+        ),
     )
-    return render(request, "builds/builds.html", {"project": project, "builds": qs[:100]})
 
 
-@login_required
+@page
 def build_detail(request, build_id):
     build = selectors.get_build(user=request.user, build_id=build_id)
-    tasks = selectors.build_tasks(build=build)
-    depth = layers({t.name: t.needs for t in tasks})
+    snapshot = selectors.build_snapshot(build=build)
+    tasks = snapshot["tasks"]
     return render(
         request,
         "builds/build.html",
-        {
-            "build": build,
-            "project": build.project,
-            "role": role_of(user=request.user, project=build.project),
-            "tasks": tasks,
-            "depth": depth,
-            "counts": selectors.state_counts(build=build),
-            "logs": {t.name: selectors.task_log(build=build, name=t.name) for t in tasks[:200]},
-            "params_json": json.dumps(build.params, indent=2),
-        },
+        project_context(
+            request,
+            build.project,
+            build=build,
+            snapshot=snapshot,
+            tasks=tasks,
+            layout=snapshot["layout"],
+            states=[s.value for s in TaskState],
+            counts=snapshot["counts"],
+            done=sum(1 for t in tasks if t["state"] in TERMINAL),
+            params_json=json.dumps(build.params, indent=2),
+        ),
     )
 
 
-@login_required
+@page
+@require_GET
+def task_log(request, build_id, name):
+    """The task's log up to event `upto` (what the page's socket will not resend)."""
+    build = selectors.get_build(user=request.user, build_id=build_id)
+    upto = _int(request.GET.get("upto")) or 0
+    text, truncated = selectors.task_log_upto(build=build, name=name, upto=upto)
+    return JsonResponse({"task": name, "upto": upto, "text": text, "truncated": truncated})
+
+
+@page
 @require_POST
 def cancel_build(request, build_id):
     build = selectors.get_build(user=request.user, build_id=build_id, role=Role.EDITOR)
-    try:
-        services.cancel_build(user=request.user, build=build)
-    except DomainError as exc:
-        messages.error(request, exc.message)
-    return redirect("build", build_id=build_id)
+    return _build_action(request, build, services.cancel_build)
 
 
-@login_required
+@page
 @require_POST
 def retry_build(request, build_id):
     build = selectors.get_build(user=request.user, build_id=build_id, role=Role.EDITOR)
+    return _build_action(request, build, services.retry_build)
+
+
+def _build_action(request, build, action):
     try:
-        services.retry_build(user=request.user, build=build)
+        build = action(user=request.user, build=build)
     except DomainError as exc:
+        if wants_json(request):
+            return JsonResponse({"detail": exc.message}, status=exc.status)
         messages.error(request, exc.message)
-    return redirect("build", build_id=build_id)
+        return redirect("build", build_id=build.id)
+    if wants_json(request):
+        return JsonResponse({"id": build.id, "state": build.state})
+    return redirect("build", build_id=build.id)
+
+
+# --- resources --------------------------------------------------------------------------
+@page
+def resources(request, slug):
+    project = get_project(user=request.user, slug=slug)
+    hours = min(max(_int(request.GET.get("hours")) or 6, 1), 24 * 14)
+    report = selectors.resource_report(project=project, hours=hours)
+    return render(
+        request,
+        "builds/resources.html",
+        project_context(request, project, report=report, hours=hours),
+    )
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _exists(project, name: str) -> bool:
+    return any(p.name == name for p, _ in selectors.pipelines_of(project=project))
