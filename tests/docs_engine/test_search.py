@@ -128,3 +128,14 @@ def test_runs_on_the_expected_backend():
     assert backend().__name__.endswith(
         "postgres" if connection.vendor == "postgresql" else "sqlite"
     )
+
+
+def test_broad_queries_rank_the_newest_candidates_with_the_same_results(corpus, monkeypatch):
+    if connection.vendor != "sqlite":
+        pytest.skip("the candidate cut is specific to the FTS5 backend")
+    from docs_engine.search import sqlite
+
+    exact = search(corpus, q="install*")
+    monkeypatch.setattr(sqlite, "FULL_RANK_LIMIT", 0)  # every query counts as broad
+    assert search(corpus, q="install*") == exact
+    assert paths(search(corpus, q="install*", prefix="misc")) == ["misc/windows"]
