@@ -232,7 +232,7 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
       task.loading = false;
     }
     if (page.selected === name) {
-      logEl.dataset.task = name;
+      logEl.dataset.shows = name;
       renderLog(true);
     }
   }
@@ -280,9 +280,9 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
     q("[data-outputs]").hidden = !outputs;
     q("[data-outputs]").textContent = outputs ? JSON.stringify(outputs, null, 2) : "";
     q("[data-raw-log]").href = rawLogUrl.replace("TASK", encodeURIComponent(task.name));
-    if (task.log !== null && logEl.dataset.task !== task.name) renderLog(true);
+    if (task.log !== null && logEl.dataset.shows !== task.name) renderLog(true);
     if (task.log === null) logEl.textContent = "loading…";
-    logEl.dataset.task = task.log === null ? "" : task.name;
+    logEl.dataset.shows = task.log === null ? "" : task.name;
   }
 
   function renderTask(name) {

@@ -1,0 +1,151 @@
+"""End-to-end fixtures: a live daphne server (a real subprocess on a free port, against
+the test database), real workers (tests.cluster.Cluster) and Debian's Chromium driven by
+Playwright. Without /usr/bin/chromium the tests skip with the reason printed, unless
+BUILDSITE_REQUIRE_BROWSER=1 (CI), where a missing browser is a failure."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.cluster import ROOT, database_env
+
+# Playwright's sync API keeps an event loop in this thread; Django's ORM calls made by the
+# test itself are still plain synchronous calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chromium_path() -> Path:
+    if CHROMIUM.exists():
+        return CHROMIUM
+    reason = f"{CHROMIUM} is missing (install Debian's chromium: make browser-deps)"
+    if os.environ.get("BUILDSITE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser tests are required here but {reason}")
+    print(f"\nSKIPPING browser tests: {reason}", file=sys.stderr)
+    pytest.skip(reason)
+
+
+class LiveServer:
+    """daphne serving buildsite.asgi on 127.0.0.1:<free port> for the test database."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(settings.DATA_DIR) / f"daphne-{self.port}.log"
+        env = {
+            **os.environ,
+            **database_env(),
+            "BUILDSITE_DATA_DIR": str(settings.DATA_DIR),
+            "BUILDSITE_LOG_LEVEL": "WARNING",
+        }
+        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "buildsite.asgi:application",
+                ],
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited: {self.log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("daphne did not start listening within 30 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+@pytest.fixture
+def live_server_url(transactional_db):
+    server = LiveServer()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def browser_page(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(chromium_path), headless=True, args=CHROMIUM_ARGS
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.js_errors = errors
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+@pytest.fixture
+def screenshot_dir() -> Path | None:
+    """Set BUILDSITE_SCREENSHOT_DIR (e.g. docs/screenshots) to keep the run's screenshots."""
+    target = os.environ.get("BUILDSITE_SCREENSHOT_DIR")
+    path = Path(target) if target else Path(settings.DATA_DIR) / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def log_in(page, base: str, username: str, password: str = "pw-123456") -> None:
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    assert "/login/" not in page.url, "login failed"
