@@ -60,7 +60,8 @@ def test_demo_pipeline_runs_live_in_the_browser(
         page.click("[data-task-row='test'] button")
         page.wait_for_function(
             """() => document.querySelector('[data-log]').textContent.includes('test 1/4 ok')
-                 && document.querySelector("[data-task='test']").classList.contains('state-running')""",
+                 && document.querySelector("[data-task='test']")
+                      .classList.contains('state-running')""",
             timeout=60_000,
         )
         assert "test 4/4 ok" not in page.inner_text("[data-log]")
