@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from .models import CacheEntry
 
+CHUNK = 2000
+
 
 def _ttl_cutoff():
     return timezone.now() - timedelta(seconds=settings.BUILDSITE["CACHE_TTL_SECONDS"])
@@ -18,18 +20,21 @@ def _ttl_cutoff():
 
 def lookup_many(*, project_id: int, keys: list[str]) -> dict[str, dict]:
     """Outputs per key for the keys that hit; hits are counted and touched for LRU."""
-    if not keys:
-        return {}
+    keys = list(dict.fromkeys(keys))
     found: dict[str, dict] = {}
-    for i in range(0, len(keys), 500):
-        chunk = keys[i : i + 500]
+    ids: list[int] = []
+    cutoff = _ttl_cutoff()
+    for i in range(0, len(keys), CHUNK):
         rows = CacheEntry.objects.filter(
-            project_id=project_id, key__in=chunk, created_at__gte=_ttl_cutoff()
-        ).values_list("key", "outputs")
-        found.update(rows)
-    for i in range(0, len(found), 500):
-        CacheEntry.objects.filter(project_id=project_id, key__in=list(found)[i : i + 500]).update(
-            hits=F("hits") + 1, last_used_at=timezone.now()
+            project_id=project_id, key__in=keys[i : i + CHUNK], created_at__gte=cutoff
+        ).values_list("id", "key", "outputs")
+        for entry_id, key, outputs in rows:
+            ids.append(entry_id)
+            found[key] = outputs
+    now = timezone.now()
+    for i in range(0, len(ids), CHUNK):
+        CacheEntry.objects.filter(id__in=ids[i : i + CHUNK]).update(
+            hits=F("hits") + 1, last_used_at=now
         )
     return found
 

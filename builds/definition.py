@@ -23,7 +23,7 @@ POOL_PATTERN = r"^[a-z][a-z0-9_-]{0,49}$"
 STEP_KINDS: dict[str, set[str]] = {
     "run": {"run", "name", "timeout", "env", "output"},
     "prompt": {"prompt", "name", "vars", "output", "cache", "timeout"},
-    "document": {"document", "name", "body", "title", "message", "publish", "tags"},
+    "document": {"document", "name", "body", "title", "message", "publish", "tags", "snapshot"},
 }
 DEFAULT_CLAIMS = {"cpu": 1}
 MAX_TASKS = 20_000

@@ -26,7 +26,14 @@ from tasks.states import TaskState
 from . import cache
 from .dispatch import dispatch_ready_tasks
 from .models import Build, ResourcePool
-from .resolution import BuildTasks, advance, graph_of, template_context, workspace_of
+from .resolution import (
+    BuildTasks,
+    advance,
+    graph_of,
+    task_spec,
+    template_context,
+    workspace_of,
+)
 from .services import mark_build_running, refresh_build_state
 from .steps import StepCancelled, StepContext, StepFailed, executor_for
 
@@ -155,7 +162,7 @@ def execute_task(*, task_id: int, attempt: int) -> str:
     if not claimed:
         return "skipped: claimed elsewhere"
     mark_build_running(build=build)
-    if not task.spec.get("steps"):
+    if not task_spec(build, task.name).get("steps"):
         finish_task(task=task, build=build, outcome=S.SUCCEEDED, outputs={})
         return "succeeded"
     task_log = TaskLog(task, build.project_id)
@@ -178,7 +185,7 @@ def execute_task(*, task_id: int, attempt: int) -> str:
 
 
 def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat):
-    spec = task.spec
+    spec = task_spec(build, task.name)
     workspace = workspace_of(build.id)
     workspace.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + float(
@@ -264,7 +271,7 @@ def finish_task(
         ):
             return False
         _account_usage(task, now)
-        if outcome == S.SUCCEEDED and task.spec.get("cache") and task.cache_key:
+        if outcome == S.SUCCEEDED and task.cache_key:
             cache.store(
                 project_id=build.project_id,
                 key=task.cache_key,

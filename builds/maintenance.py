@@ -19,7 +19,7 @@ from . import cache
 from .dispatch import dispatch_ready_tasks, enqueue
 from .execution import backoff_seconds, log_path, unlock_dependents
 from .models import Build
-from .resolution import workspace_of
+from .resolution import task_spec, workspace_of
 from .services import refresh_build_state
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def check_deadlines() -> int:
             ):
                 continue
             missed += 1
-            action = task.spec.get("on_deadline", "record")
+            action = task_spec(build, task.name).get("on_deadline", "record")
             record_event(
                 project_id=build.project_id,
                 type=Event.Type.DEADLINE_MISSED,

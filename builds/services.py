@@ -13,6 +13,7 @@ from buildsite.errors import Conflict, InvalidInput, NotFound, Problem
 from buildsite.models import Project
 from buildsite.roles import Role
 from buildsite.selectors import require_role
+from tasks.bulk import insert_rows
 from tasks.models import Event, Task
 from tasks.services import Change, apply_transitions, record_event, record_new_tasks
 from tasks.states import TERMINAL, BuildState, TaskState, build_state_of
@@ -21,7 +22,7 @@ from . import cache
 from .definition import merge_params, parse_definition
 from .dispatch import dispatch_on_commit
 from .models import Build, Pipeline, PipelineVersion, ResourcePool
-from .resolution import BuildTasks, advance, roots_and_unblocked
+from .resolution import BuildTasks, TaskNode, advance, roots_and_unblocked
 
 S = TaskState
 NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,99}$"
@@ -87,18 +88,6 @@ def trigger_build(
         params=merged,
         triggered_by=user if user is not None and user.is_authenticated else None,
     )
-    tasks = BuildTasks(build.id)
-    for name, t in spec["tasks"].items():
-        tasks[name] = Task(
-            build=build,
-            name=name,
-            needs=t["needs"],
-            spec=t,
-            priority=t["priority"],
-            claims=t["resources"],
-            max_retries=t["retries"],
-            deadline=now + timedelta(seconds=t["deadline"]) if t.get("deadline") else None,
-        )
     record_event(
         project_id=project.id,
         build_id=build.id,
@@ -106,15 +95,70 @@ def trigger_build(
         new_state=BuildState.QUEUED,
         data={"pipeline": pipeline, "version": pv.number},
     )
+    tasks = BuildTasks(build.id)
+    for name, t in spec["tasks"].items():
+        tasks[name] = TaskNode(name=name, needs=t["needs"], build_id=build.id)
     changes = advance(build, tasks, roots_and_unblocked(tasks))
-    for change in changes:
-        for key, value in change.fields.items():
-            setattr(change.task, key, value)
-    Task.objects.bulk_create(tasks.values(), batch_size=500)
-    record_new_tasks(project_id=project.id, changes=changes)
+    _insert_tasks(build, spec, tasks, changes, now)
+    record_new_tasks(project_id=project.id, build_id=build.id, changes=changes)
     refresh_build_state(build=build)
     dispatch_on_commit(project.id)
     return build
+
+
+TASK_COLUMNS = (
+    "build",
+    "name",
+    "state",
+    "needs",
+    "priority",
+    "claims",
+    "deadline",
+    "deadline_missed",
+    "max_retries",
+    "attempts",
+    "cache_key",
+    "outputs",
+    "error",
+    "ready_at",
+    "finished_at",
+    "worker",
+)
+
+
+def _insert_tasks(build: Build, spec: dict, tasks: BuildTasks, changes: list[Change], now) -> None:
+    """One multi-row INSERT of every task in its resolved state, then their ids."""
+    resolved: dict[str, dict[str, Any]] = {}
+    for change in changes:
+        resolved.setdefault(change.task.name, {}).update(change.fields)
+    rows = []
+    for name, node in tasks.items():
+        t = spec["tasks"][name]
+        extra = resolved.get(name, {})
+        deadline = now + timedelta(seconds=t["deadline"]) if t.get("deadline") else None
+        rows.append(
+            (
+                build.id,
+                name,
+                str(node.state),
+                t["needs"],
+                t["priority"],
+                t["resources"],
+                deadline,
+                False,
+                t["retries"],
+                0,
+                node.cache_key,
+                node.outputs,
+                "",
+                extra.get("ready_at"),
+                extra.get("finished_at"),
+                "",
+            )
+        )
+    insert_rows(Task, TASK_COLUMNS, rows)
+    for name, task_id in Task.objects.filter(build=build).values_list("name", "id"):
+        tasks[name].id = task_id
 
 
 def _check_claims(project: Project, spec: dict) -> None:

@@ -142,12 +142,19 @@ if REDIS_URL:
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "prefix": os.environ.get("BUILDSITE_CHANNEL_PREFIX", "buildsite"),
+                "capacity": 5000,
             },
         }
     }
 else:
     Q_CLUSTER["orm"] = "default"
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # A burst of log chunks must not overflow a socket's queue (default capacity 100).
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 5000},
+        }
+    }
 
 # --- buildsite ------------------------------------------------------------------------
 BUILDSITE = {
@@ -167,6 +174,9 @@ BUILDSITE = {
     "KILL_GRACE_SECONDS": float(os.environ.get("BUILDSITE_KILL_GRACE_SECONDS", "2.0")),
     # The web process relays Event rows to the channel layer when workers cannot reach it.
     "EVENT_RELAY": env_bool("BUILDSITE_EVENT_RELAY", default=not REDIS_URL),
+    "RELAY_POLL_SECONDS": float(os.environ.get("BUILDSITE_RELAY_POLL_SECONDS", "0.02")),
+    "RELAY_IDLE_SECONDS": float(os.environ.get("BUILDSITE_RELAY_IDLE_SECONDS", "30")),
+    "RELAY_GAP_SECONDS": float(os.environ.get("BUILDSITE_RELAY_GAP_SECONDS", "2")),
 }
 
 # --- auth, static, i18n -----------------------------------------------------------------

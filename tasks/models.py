@@ -12,9 +12,6 @@ class Task(models.Model):
         max_length=20, choices=[(s.value, s.value) for s in TaskState], default=TaskState.PENDING
     )
     needs = models.JSONField(default=list, blank=True)
-    spec = models.JSONField(
-        default=dict, blank=True, help_text="The task as the pipeline defined it"
-    )
     priority = models.IntegerField(default=0)
     claims = models.JSONField(default=dict, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)

@@ -7,9 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from .bulk import insert_rows
 from .events import publish_on_commit
 from .models import Event, Task
 from .states import InvalidTransition, TaskState, check_transition
@@ -92,6 +94,19 @@ def transition(
     return True
 
 
+EVENT_COLUMNS = (
+    "project",
+    "build",
+    "task",
+    "task_name",
+    "type",
+    "old_state",
+    "new_state",
+    "data",
+    "created_at",
+)
+
+
 @dataclass
 class Change:
     """One step of a task's way through the table; a task may take several steps in
@@ -108,13 +123,42 @@ def events_for(changes: Iterable[Change], project_id: int) -> list[Event]:
     return [_event(c.task, project_id, c.old, c.new, None, now) for c in changes]
 
 
-def record_new_tasks(*, project_id: int, changes: list[Change]) -> None:
-    """Events for tasks inserted in this transaction already in their resolved state."""
-    for change in changes:
-        check_transition(change.old, change.new, change.task.name)
-    events = events_for(changes, project_id)
-    Event.objects.bulk_create(events, batch_size=500)
-    publish_on_commit(events)
+def record_new_tasks(*, project_id: int, build_id: int, changes: list[Change]) -> None:
+    """Events for tasks inserted in this transaction already in their resolved state.
+
+    Each step is checked against the table; a task that took several steps while its
+    build was created (pending -> ready -> cached) gets one event for the whole way,
+    with the states it passed through in `data.via`. A new build can hold thousands
+    of tasks, so the rows go in one multi-row INSERT."""
+    now = timezone.now()
+    ways: dict[str, list[Change]] = {}
+    for c in changes:
+        check_transition(c.old, c.new, c.task.name)
+        ways.setdefault(c.task.name, []).append(c)
+    no_data: dict = {}
+    rows = []
+    for way in ways.values():
+        first, last = way[0], way[-1]
+        data = {"via": [str(c.old) for c in way[1:]]} if len(way) > 1 else no_data
+        rows.append(
+            (
+                project_id,
+                build_id,
+                first.task.id,
+                first.task.name,
+                Event.Type.TASK_STATE,
+                str(first.old),
+                str(last.new),
+                data,
+                now,
+            )
+        )
+    newest = Event.objects.filter(build_id=build_id).order_by("-id").values_list("id", flat=True)
+    after = newest.first() or 0
+    insert_rows(Event, EVENT_COLUMNS, rows)
+    if not settings.BUILDSITE["EVENT_RELAY"]:
+        # Nobody else can write events for a build created in this transaction.
+        publish_on_commit(list(Event.objects.filter(build_id=build_id, id__gt=after)))
 
 
 def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Change]:

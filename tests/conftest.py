@@ -34,3 +34,14 @@ def fast_engine(settings):
         "KILL_GRACE_SECONDS": 0.5,
     }
     return settings.BUILDSITE
+
+
+@pytest.fixture(autouse=True)
+def _fresh_version_caches():
+    """Pipeline versions are cached per id in the process; tests flush the database and
+    reuse ids, which a real deployment never does."""
+    from builds.resolution import graph_of, has_templates, version_spec
+
+    for cached in (version_spec, graph_of, has_templates):
+        cached.cache_clear()
+    yield

@@ -1,0 +1,210 @@
+"""Scheduler benchmark on the embedded default (SQLite WAL + django-q2 ORM broker).
+
+1. Throughput: a 1,000-task no-op DAG, end to end through real worker processes,
+   beside raw django-q2 no-op jobs on the same cluster settings, measured in this run.
+   Target: Buildsite >= 0.6x raw django-q2.
+2. Cached rebuild: a 10,000-task DAG whose every task is cached, triggered again,
+   beside `ninja` doing a no-op build of the same graph. Target: <= 20x ninja's time.
+
+Run: .venv/bin/python bench/scheduler.py [--tasks 1000] [--cached-tasks 10000]
+It uses a throwaway data dir; nothing of yours is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(tempfile.mkdtemp(prefix="buildsite-bench-"))
+os.environ["BUILDSITE_DATA_DIR"] = str(DATA)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "buildsite.settings")
+os.environ["BUILDSITE_Q_NAME"] = f"bench-{os.getpid()}"
+os.environ["BUILDSITE_LOG_LEVEL"] = "WARNING"
+sys.path.insert(0, str(ROOT))
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django_q.models import OrmQ  # noqa: E402
+from django_q.tasks import async_task  # noqa: E402
+
+from builds.models import Build  # noqa: E402
+from builds.services import save_pipeline, trigger_build  # noqa: E402
+from buildsite.models import Project  # noqa: E402
+
+
+def layered_dag(n: int, width: int) -> dict[str, list[str]]:
+    """`n` tasks in layers of `width`; each needs two tasks of the layer before."""
+    needs: dict[str, list[str]] = {}
+    for i in range(n):
+        layer, pos = divmod(i, width)
+        if layer == 0:
+            needs[f"t{i}"] = []
+        else:
+            prev = (layer - 1) * width
+            needs[f"t{i}"] = sorted({f"t{prev + pos}", f"t{prev + (pos + 1) % width}"})
+    return needs
+
+
+def pipeline_yaml(needs: dict[str, list[str]], *, cache: bool) -> str:
+    lines = ["tasks:"]
+    for name, deps in needs.items():
+        extra = ", cache: true" if cache else ""
+        lines.append(f"  {name}: {{needs: [{', '.join(deps)}]{extra}}}")
+    return "\n".join(lines) + "\n"
+
+
+class Cluster:
+    def __init__(self) -> None:
+        env = {**os.environ, "BUILDSITE_DATA_DIR": str(DATA)}
+        manage = [sys.executable, str(ROOT / "manage.py")]
+        out = (DATA / "cluster.log").open("ab")
+        self.procs = [
+            subprocess.Popen(
+                [*manage, "qcluster"],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            ),
+        ]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(timeout=30)
+
+
+def wait_queue_empty(timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while OrmQ.objects.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("raw django-q2 jobs did not finish in time")
+        time.sleep(0.01)
+
+
+def raw_django_q2(n: int) -> float:
+    """Jobs per second for `n` no-op jobs on a warm cluster, enqueue included."""
+    async_task("builds.jobs.noop", save=False)
+    wait_queue_empty()
+    started = time.perf_counter()
+    for _ in range(n):
+        async_task("builds.jobs.noop", save=False)
+    wait_queue_empty()
+    return n / (time.perf_counter() - started)
+
+
+def buildsite_dag(project: Project, n: int) -> float:
+    """Tasks per second for a no-op DAG of `n` tasks, trigger to build finished."""
+    save_pipeline(
+        user=None,
+        project=project,
+        name="noop",
+        definition=pipeline_yaml(layered_dag(n, width=100), cache=False),
+    )
+    started = time.perf_counter()
+    build = trigger_build(user=None, project=project, pipeline="noop")
+    while not Build.objects.filter(id=build.id, finished_at__isnull=False).exists():
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    state = Build.objects.get(id=build.id).state
+    if state != "succeeded":
+        raise SystemExit(f"no-op build ended {state}")
+    return n / elapsed
+
+
+def ninja_noop_seconds(needs: dict[str, list[str]], repeats: int = 7) -> float:
+    ninja = shutil.which("ninja")
+    if ninja is None:
+        raise SystemExit("ninja is not installed (apt-get install ninja-build)")
+    work = DATA / "ninja"
+    work.mkdir()
+    rules = ["rule touch", "  command = touch $out", ""]
+    for name, deps in needs.items():
+        implicit = f" | {' '.join(deps)}" if deps else ""
+        rules.append(f"build {name}: touch{implicit}")
+    (work / "build.ninja").write_text("\n".join(rules) + "\n")
+    subprocess.run([ninja, "-C", str(work)], check=True, capture_output=True)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = subprocess.run(
+            [ninja, "-C", str(work)], check=True, capture_output=True, text=True
+        )
+        times.append(time.perf_counter() - started)
+        assert "no work to do" in result.stdout, result.stdout
+    return statistics.median(times)
+
+
+def cached_rebuild_seconds(project: Project, needs: dict[str, list[str]]) -> tuple[float, float]:
+    save_pipeline(
+        user=None, project=project, name="cached", definition=pipeline_yaml(needs, cache=True)
+    )
+    started = time.perf_counter()
+    first = trigger_build(user=None, project=project, pipeline="cached")
+    while not Build.objects.filter(id=first.id, finished_at__isnull=False).exists():
+        time.sleep(0.05)
+    first_seconds = time.perf_counter() - started
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        build = trigger_build(user=None, project=project, pipeline="cached")
+        times.append(time.perf_counter() - started)
+        build.refresh_from_db()
+        cached = build.tasks.filter(state="cached").count()
+        if build.state != "succeeded" or cached != len(needs):
+            raise SystemExit(f"rebuild was not fully cached: {build.state}, {cached} cached")
+    return first_seconds, statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--cached-tasks", type=int, default=10_000)
+    args = parser.parse_args()
+    call_command("migrate", verbosity=0)
+    project = Project.objects.create(slug="bench", name="Bench")
+    workers = settings.Q_CLUSTER["workers"]
+    print(f"data dir {DATA}; SQLite WAL; django-q2 ORM broker; {workers} workers")
+
+    cluster = Cluster()
+    try:
+        raw = raw_django_q2(args.tasks)
+        ours = buildsite_dag(project, args.tasks)
+        print(f"raw django-q2 no-op jobs:      {raw:8.1f} jobs/s ({args.tasks} jobs)")
+        print(
+            f"Buildsite no-op DAG:           {ours:8.1f} tasks/s ({args.tasks} tasks, "
+            f"layers of 100)"
+        )
+        print(f"  ratio Buildsite / django-q2: {ours / raw:8.2f}x   (target >= 0.6x)")
+
+        needs = layered_dag(args.cached_tasks, width=100)
+        first, rebuild = cached_rebuild_seconds(project, needs)
+    finally:
+        cluster.stop()
+    ninja = ninja_noop_seconds(needs)
+    print(
+        f"first build of {args.cached_tasks} cacheable no-op tasks: {first:8.2f} s "
+        f"({args.cached_tasks / first:.0f} tasks/s)"
+    )
+    print(f"fully cached rebuild:          {rebuild:8.3f} s (median of 3, no job dispatched)")
+    print(f"ninja no-op build, same graph: {ninja:8.3f} s (median of 7)")
+    print(f"  ratio Buildsite / ninja:     {rebuild / ninja:8.1f}x   (target <= 20x)")
+    shutil.rmtree(DATA, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
