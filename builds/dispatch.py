@@ -7,7 +7,8 @@ import logging
 from collections import Counter
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -28,6 +29,14 @@ JOB = "builds.jobs.run_task"
 def enqueue(task_ids_and_attempts: list[tuple[int, int]]) -> None:
     for task_id, attempt in task_ids_and_attempts:
         async_task(JOB, task_id, attempt, task_name=f"task-{task_id}-{attempt}", save=False)
+
+
+def jobs_are_transactional() -> bool:
+    """True for django-q2's ORM broker (not Redis, and not when jobs run inline, where a
+    job would start inside the transaction that queued it)."""
+    from django_q.conf import Conf
+
+    return bool(Conf.ORM) and not Conf.SYNC
 
 
 def dispatch_on_commit(project_id: int) -> None:
@@ -56,8 +65,11 @@ def dispatch_ready_tasks(*, project_id: int | None = None) -> int:
 
 def _dispatch_project(project_id: int, now) -> int:
     to_enqueue: list[tuple[int, int]] = []
-    with transaction.atomic():
-        Project.objects.select_for_update().filter(id=project_id).exists()
+    with transaction.atomic(savepoint=False):
+        if connection.features.has_select_for_update:
+            # Serialises dispatchers of one project, so pools are never over-committed.
+            # SQLite needs no lock: its IMMEDIATE transactions already run one at a time.
+            Project.objects.select_for_update().filter(id=project_id).exists()
         fields = (
             "id",
             "build_id",
@@ -71,12 +83,9 @@ def _dispatch_project(project_id: int, now) -> int:
             "attempts",
         )
         in_project = Task.objects.filter(build__project_id=project_id)
+        due = Q(state=S.READY) | Q(state=S.RETRYING, not_before__lte=now)
         waiting = list(
-            in_project.filter(state=S.READY)
-            .only(*fields)
-            .order_by("-priority", "id")[:CANDIDATE_LIMIT]
-        ) + list(
-            in_project.filter(state=S.RETRYING, not_before__lte=now).only(*fields)[:CANDIDATE_LIMIT]
+            in_project.filter(due).only(*fields).order_by("-priority", "id")[:CANDIDATE_LIMIT]
         )
         if not waiting:
             return 0
@@ -115,6 +124,10 @@ def _dispatch_project(project_id: int, now) -> int:
             ],
         )
         to_enqueue = [(c.task.id, c.task.attempts + 1) for c in applied]
-        if to_enqueue:
+        if to_enqueue and jobs_are_transactional():
+            # The ORM broker's jobs are rows: written in this transaction, a job exists
+            # exactly when its task is QUEUED, and no extra write transaction is needed.
+            enqueue(to_enqueue)
+        elif to_enqueue:
             transaction.on_commit(lambda: enqueue(to_enqueue))
     return len(to_enqueue)

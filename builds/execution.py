@@ -21,7 +21,7 @@ from buildsite.errors import DomainError
 from buildsite.templating import render_value
 from tasks.models import Event, Task
 from tasks.services import apply_transitions, record_event, transition
-from tasks.states import TaskState
+from tasks.states import BuildState, TaskState
 
 from . import cache
 from .dispatch import dispatch_ready_tasks
@@ -161,7 +161,8 @@ def execute_task(*, task_id: int, attempt: int) -> str:
     )
     if not claimed:
         return "skipped: claimed elsewhere"
-    mark_build_running(build=build)
+    if build.state == BuildState.QUEUED:
+        mark_build_running(build=build)
     if not task_spec(build, task.name).get("steps"):
         finish_task(task=task, build=build, outcome=S.SUCCEEDED, outputs={})
         return "succeeded"
@@ -270,7 +271,7 @@ def finish_task(
             data={"error": error} if error else None,
         ):
             return False
-        _account_usage(task, now)
+        freed_capacity = _account_usage(task, now)
         if outcome == S.SUCCEEDED and task.cache_key:
             cache.store(
                 project_id=build.project_id,
@@ -278,36 +279,46 @@ def finish_task(
                 task_name=task.name,
                 outputs=outputs,
             )
-        if outcome != S.RETRYING:
-            unlock_dependents(build=build, task=task)
+        newly_ready = unlock_dependents(build=build, task=task) if outcome != S.RETRYING else 0
         refresh_build_state(build=build)
-    dispatch_ready_tasks(project_id=build.project_id)
+        # Dispatch only when something can have changed: a task became READY, or pool
+        # capacity was given back (due retries are the ticker's). In the same
+        # transaction: one write lock per finished task, not two.
+        if newly_ready or freed_capacity:
+            dispatch_ready_tasks(project_id=build.project_id)
     return True
 
 
-def _account_usage(task: Task, now) -> None:
+def _account_usage(task: Task, now) -> bool:
+    """Add the attempt's busy time to its pools; True when it held any pool's capacity."""
     if not task.started_at or not task.claims:
-        return
+        return False
     seconds = (now - task.started_at).total_seconds()
+    held = False
     for pool, amount in task.claims.items():
         if amount:
-            ResourcePool.objects.filter(project_id=task.build.project_id, name=pool).update(
-                busy_seconds=F("busy_seconds") + amount * seconds
+            held |= bool(
+                ResourcePool.objects.filter(project_id=task.build.project_id, name=pool).update(
+                    busy_seconds=F("busy_seconds") + amount * seconds
+                )
             )
+    return held
 
 
-def unlock_dependents(*, build: Build, task: Task) -> None:
+def unlock_dependents(*, build: Build, task: Task) -> int:
+    """Move the dependents of a finished task on; returns how many became READY."""
     _, children, _ = graph_of(build.pipeline_version_id)
     kids = children[task.name]
     if not kids:
-        return
+        return 0
     if task.state in (S.SUCCEEDED, S.CACHED):
         needed = {n for kid in kids for n in task_needs(build, kid)}
         tasks = BuildTasks(build.id, preload=list(set(kids) | needed))
     else:
         tasks = BuildTasks(build.id, everything=True)
     tasks[task.name] = task
-    apply_transitions(project_id=build.project_id, changes=advance(build, tasks, kids))
+    applied = apply_transitions(project_id=build.project_id, changes=advance(build, tasks, kids))
+    return sum(1 for c in applied if c.new == S.READY)
 
 
 def task_needs(build: Build, name: str) -> list[str]:

@@ -112,6 +112,9 @@ else:
                 ),
             },
             "TEST": {"NAME": os.environ.get("BUILDSITE_TEST_SQLITE_PATH")},
+            # Reopening SQLite per job re-runs the PRAGMAs and checkpoints the WAL.
+            "CONN_MAX_AGE": env_int("BUILDSITE_CONN_MAX_AGE", 600),
+            "CONN_HEALTH_CHECKS": True,
         }
     }
 IS_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
@@ -131,7 +134,7 @@ Q_CLUSTER = {
     "ack_failures": True,
     "save_limit": 500,
     "catch_up": False,
-    "poll": 0.05,
+    "poll": float(os.environ.get("BUILDSITE_Q_POLL", "0.01")),
     "label": "Django Q2",
 }
 if REDIS_URL:

@@ -41,7 +41,7 @@ def record_event(
     new_state: str = "",
     data: dict | None = None,
 ) -> Event:
-    event = Event.objects.create(
+    event = Event(
         project_id=project_id,
         build_id=build_id if build_id is not None else (task.build_id if task else None),
         task=task,
@@ -52,8 +52,40 @@ def record_event(
         data=data or {},
         created_at=timezone.now(),
     )
+    event.save()
     publish_on_commit([event])
     return event
+
+
+def write_events(events: list[Event]) -> None:
+    """Store events and have them published after commit. With the embedded relay the
+    web process reads them back by id, so a plain multi-row INSERT does (much cheaper
+    than saving models, and this runs several times per task); publishing directly
+    needs the ids, so the rows are created with RETURNING."""
+    if not events:
+        return
+    if settings.BUILDSITE["EVENT_RELAY"]:
+        insert_rows(
+            Event,
+            EVENT_COLUMNS,
+            [
+                (
+                    e.project_id,
+                    e.build_id,
+                    e.task_id,
+                    e.task_name,
+                    e.type,
+                    e.old_state,
+                    e.new_state,
+                    e.data,
+                    e.created_at,
+                )
+                for e in events
+            ],
+        )
+    else:
+        Event.objects.bulk_create(events, batch_size=500)
+        publish_on_commit(events)
 
 
 def transition(
@@ -78,7 +110,8 @@ def transition(
         return False
     fields = dict(fields or {})
     now = timezone.now()
-    with transaction.atomic():
+    # No savepoint: callers inside a transaction raise on failure anyway.
+    with transaction.atomic(savepoint=False):
         updated = Task.objects.filter(id=task.id, state=old).update(state=to, **fields)
         if not updated:
             if strict:
@@ -86,8 +119,7 @@ def transition(
                 raise InvalidTransition(str(current), str(to), task.name)
             return False
         event = _event(task, project_id, old, to, data, now)
-        event.save()
-        publish_on_commit([event])
+        write_events([event])
     task.state = to
     for key, value in fields.items():
         setattr(task, key, value)
@@ -135,11 +167,12 @@ def record_new_tasks(*, project_id: int, build_id: int, changes: list[Change]) -
     for c in changes:
         check_transition(c.old, c.new, c.task.name)
         ways.setdefault(c.task.name, []).append(c)
-    no_data: dict = {}
+    shared: dict[tuple, dict] = {(): {}}  # one data object per distinct way, converted once
     rows = []
     for way in ways.values():
         first, last = way[0], way[-1]
-        data = {"via": [str(c.old) for c in way[1:]]} if len(way) > 1 else no_data
+        via = tuple(str(c.old) for c in way[1:])
+        data = shared.setdefault(via, {"via": list(via)})
         rows.append(
             (
                 project_id,
@@ -170,7 +203,7 @@ def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Cha
     if not changes:
         return []
     applied: list[Change] = []
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         ids = list({c.task.id for c in changes})
         current: dict[int, str] = {}
         for chunk in _chunks(ids, 500):
@@ -201,8 +234,7 @@ def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Cha
             for name, value in fields.items():
                 setattr(task, name, value)
         events = events_for(applied, project_id)
-        Event.objects.bulk_create(events, batch_size=500)
-        publish_on_commit(events)
+        write_events(events)
     return applied
 
 
