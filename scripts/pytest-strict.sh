@@ -2,7 +2,7 @@
 # Run pytest; exit code 5 ("no tests collected") is a failure, never a silent pass.
 set -u
 cd "$(dirname "$0")/.."
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -q -rs "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: treating as a failure" >&2
