@@ -28,6 +28,7 @@ os.environ["BUILDSITE_DATA_DIR"] = str(DATA)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "buildsite.settings")
 os.environ["BUILDSITE_Q_NAME"] = f"bench-{os.getpid()}"
 os.environ["BUILDSITE_LOG_LEVEL"] = "WARNING"
+os.environ.setdefault("DJANGO_DEBUG", "0")
 sys.path.insert(0, str(ROOT))
 
 import django  # noqa: E402

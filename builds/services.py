@@ -24,7 +24,7 @@ from . import cache
 from .definition import merge_params, parse_definition
 from .dispatch import dispatch_on_commit
 from .models import Build, Pipeline, PipelineVersion, ResourcePool
-from .resolution import BuildTasks, TaskNode, advance, roots_and_unblocked
+from .resolution import BuildTasks, TaskNode, advance, roots_and_unblocked, version_spec
 
 S = TaskState
 OPEN_STATES = [str(s) for s in TaskState if s not in TERMINAL]
@@ -87,7 +87,10 @@ def trigger_build(
 ) -> Build:
     if user is not None:
         require_role(user=user, project=project, role=Role.EDITOR)
-    versions = PipelineVersion.objects.filter(pipeline__project=project, pipeline__name=pipeline)
+    # The spec of a large pipeline is big; it comes from the per-process version cache.
+    versions = PipelineVersion.objects.filter(
+        pipeline__project=project, pipeline__name=pipeline
+    ).only("id", "number", "pipeline_id")
     pv = (
         versions.filter(number=version).first() if version else versions.order_by("-number").first()
     )
@@ -95,7 +98,7 @@ def trigger_build(
         raise NotFound(
             f"No pipeline '{pipeline}'" + (f" version {version}" if version else "") + "."
         )
-    spec = pv.spec
+    spec = version_spec(pv.id)
     merged = merge_params(spec, params)
     _check_claims(project, spec)
     now = timezone.now()

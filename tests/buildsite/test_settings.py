@@ -1,0 +1,51 @@
+"""Production mode passes Django's deployment checks; the laptop default stays safe."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_manage(*args, env_extra, tmp_path):
+    env = {**os.environ, "BUILDSITE_DATA_DIR": str(tmp_path), **env_extra}
+    env.pop("DJANGO_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_mode_passes_check_deploy(tmp_path):
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        tmp_path=tmp_path,
+        env_extra={
+            "BUILDSITE_PRODUCTION": "1",
+            "DJANGO_SECRET_KEY": "x" * 20 + "a-long-random-production-secret-key-0123456789",
+            "DJANGO_ALLOWED_HOSTS": "builds.example.com",
+        },
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues" in result.stdout
+
+
+def test_default_is_not_debug_and_generates_a_private_secret_key(tmp_path):
+    result = run_manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.DEBUG)",
+        tmp_path=tmp_path,
+        env_extra={},
+    )
+    assert result.stdout.strip().splitlines()[-1] == "False"
+    key_file = tmp_path / "secret_key"
+    assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
