@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 
 from buildsite.errors import NotFound
 from buildsite.roles import Role
@@ -336,7 +336,7 @@ def create_snapshot(request, slug: str, body: SnapshotIn):
         description=body.description,
         prefix=body.prefix,
     )
-    return 201, _snapshot_out(snapshot, with_entries=True)
+    return Status(201, _snapshot_out(snapshot, with_entries=True))
 
 
 @router.get("/{slug}/snapshots/{name}", response=SnapshotDetail)
@@ -349,7 +349,7 @@ def snapshot_detail(request, slug: str, name: str):
 def delete_snapshot(request, slug: str, name: str):
     project = get_project(user=request.user, slug=slug, role=Role.MAINTAINER)
     services.delete_snapshot(user=request.user, project=project, name=name)
-    return 204, None
+    return Status(204, None)
 
 
 @router.get("/{slug}/snapshots/{name}/diff", response=list[SnapshotChangeOut])
@@ -506,4 +506,4 @@ def put_document(request, slug: str, path: str, body: DocumentIn):
 def delete_document(request, slug: str, path: str):
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
     services.delete_document(user=request.user, project=project, path=path)
-    return 204, None
+    return Status(204, None)

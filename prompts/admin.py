@@ -16,6 +16,7 @@ from buildsite.errors import DomainError, InvalidInput
 from . import selectors, services
 from .models import LabelMove, PromptLabel, PromptRun, PromptTemplate, PromptVersion, ProviderConfig
 from .rendering import render_messages
+from .spec import FIELDS as VERSION_FIELDS
 from .spec import clean_version
 
 SAMPLE_BY_TYPE = {"number": 1.5, "integer": 1, "boolean": True, "array": [], "object": {}}
@@ -45,19 +46,7 @@ def _body_of(data: dict) -> dict:
 class VersionForm(forms.ModelForm):
     class Meta:
         model = PromptVersion
-        fields = [
-            "template",
-            "messages",
-            "variables",
-            "provider",
-            "model",
-            "temperature",
-            "max_tokens",
-            "response_format",
-            "response_schema",
-            "max_repairs",
-            "note",
-        ]
+        fields = [*VERSION_FIELDS, "note"]
 
     def clean(self):
         data = super().clean()
