@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_manage(*args, env_extra, tmp_path):
     env = {**os.environ, "BUILDSITE_DATA_DIR": str(tmp_path), **env_extra}
-    env.pop("DJANGO_DEBUG", None)
+    for leaked in ("DJANGO_DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"):
+        env.pop(leaked, None)
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
         cwd=ROOT,

@@ -17,9 +17,14 @@ from django.conf import settings
 
 from tests.cluster import ROOT, database_env
 
-# Playwright's sync API keeps an event loop in this thread; Django's ORM calls made by the
-# test itself are still plain synchronous calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+@pytest.fixture(autouse=True)
+def _orm_beside_playwright(monkeypatch):
+    """Playwright's sync API keeps an event loop in this thread; Django's ORM calls made
+    by the test itself are still plain synchronous calls. Only for these tests, so the
+    rest of the suite keeps Django's async-safety check."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -4,8 +4,6 @@ Each test marks the page's window object first; the mark still being there at th
 proves every change arrived over the socket, without a reload.
 """
 
-import os
-
 import pytest
 
 from builds.demo import DEMO_PIPELINE
@@ -14,8 +12,6 @@ from builds.models import Build
 from tests.cluster import Cluster, wait_for
 from tests.e2e.conftest import log_in
 from tests.factories import make_pipeline
-
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
