@@ -6,7 +6,7 @@
       message: Notes for {{ params.version }} # optional
       publish: true                           # optional
       tags: [release]                         # optional
-      snapshot: v{{ params.version }}         # optional, when the pipeline schema allows it
+      snapshot: v{{ params.version }}         # optional: snapshot the docs after writing
 
 Identical content writes no new revision; a validation error fails the task with every
 problem (and its line) in the task log.

@@ -82,3 +82,21 @@ def test_a_build_without_an_author_fails_clearly(project, inline_workers, fast_e
     build = run_build(project, user=None)
     task = build.tasks.get(name="publish")
     assert task.state == "failed" and "build's author" in task.error
+
+
+def test_a_document_step_can_snapshot_the_docs_it_published(
+    project, user, inline_workers, fast_engine
+):
+    from docs_engine.models import Snapshot
+
+    make_pipeline(
+        project,
+        PIPELINE.replace(
+            "        publish: true\n",
+            "        publish: true\n        snapshot: v{{ params.version }}\n",
+        ),
+    )
+    build = run_build(project, user=user)
+    assert build.state == "succeeded", task_states(build)
+    assert build.tasks.get(name="publish").outputs["snapshot"] == "v1.0.0"
+    assert Snapshot.objects.filter(project=project, name="v1.0.0").exists()
