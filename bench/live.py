@@ -209,40 +209,30 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "BUILDSITE_WORKERS": str(args.workers), "BUILDSITE_LOG_LEVEL": "WARNING"}
     manage = [sys.executable, str(ROOT / "manage.py")]
+    commands = [
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "buildsite.asgi:application",
+        ],
+        [*manage, "qcluster"],
+        [*manage, "ticker"],
+    ]
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "buildsite.asgi:application",
-            ],
+            command,
             cwd=ROOT,
             env=env,
             start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        ),
-        subprocess.Popen(
-            [*manage, "qcluster"],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-        subprocess.Popen(
-            [*manage, "ticker"],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
+        )
+        for command in commands
     ]
     try:
         for _ in range(300):

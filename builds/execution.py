@@ -179,8 +179,8 @@ def execute_task(*, task_id: int, attempt: int) -> str:
         task_log.close()
     if outcome == S.CANCELLED:
         return "cancelled"
-    if outcome == S.FAILED and attempt <= task.max_retries:
-        outcome = S.RETRYING
+    if outcome == S.FAILED:
+        outcome = failure_outcome(task)
     finish_task(task=task, build=build, outcome=outcome, outputs=outputs, error=error)
     return str(outcome)
 
@@ -244,6 +244,11 @@ def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat
 def _fail(task_log: TaskLog, outputs: dict, message: str):
     task_log.write(f"error: {message}\n")
     return S.FAILED, outputs, message
+
+
+def failure_outcome(task: Task) -> TaskState:
+    """After a failed or lost attempt: another try while retries remain."""
+    return S.RETRYING if task.attempts <= task.max_retries else S.FAILED
 
 
 def backoff_seconds(attempt: int) -> float:

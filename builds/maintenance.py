@@ -12,15 +12,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from tasks.models import Event, Task
-from tasks.services import record_event, transition
+from tasks.services import record_event
 from tasks.states import TERMINAL, TaskState
 
 from . import cache
 from .dispatch import dispatch_ready_tasks, enqueue
-from .execution import backoff_seconds, log_path, unlock_dependents
+from .execution import failure_outcome, finish_task, log_path
 from .models import Build
 from .resolution import task_spec, workspace_of
-from .services import refresh_build_state
 
 log = logging.getLogger(__name__)
 S = TaskState
@@ -28,33 +27,19 @@ _last_run: dict[str, float] = {}
 
 
 def reap_expired_leases() -> int:
-    """A RUNNING task whose worker stopped renewing its lease goes back to RETRYING, or
-    to FAILED ("worker lost") when its retries are spent."""
-    now = timezone.now()
+    """A RUNNING task whose worker stopped renewing its lease ends its attempt as
+    "worker lost": RETRYING while retries remain, else FAILED."""
     reaped = 0
     for task in Task.objects.select_related("build__project").filter(
-        state=S.RUNNING, lease_expires_at__lt=now
+        state=S.RUNNING, lease_expires_at__lt=timezone.now()
     ):
-        build = task.build
-        retry = task.attempts <= task.max_retries
-        fields = {"lease_expires_at": None, "error": "worker lost"}
-        if retry:
-            fields["not_before"] = now + timedelta(seconds=backoff_seconds(task.attempts))
-        else:
-            fields["finished_at"] = now
-        with transaction.atomic():
-            if transition(
-                task=task,
-                to=S.RETRYING if retry else S.FAILED,
-                strict=False,
-                project_id=build.project_id,
-                fields=fields,
-                data={"error": "worker lost", "worker": task.worker},
-            ):
-                reaped += 1
-                if not retry:
-                    unlock_dependents(build=build, task=task)
-                refresh_build_state(build=build)
+        reaped += finish_task(
+            task=task,
+            build=task.build,
+            outcome=failure_outcome(task),
+            outputs=task.outputs,
+            error="worker lost",
+        )
     return reaped
 
 
@@ -95,15 +80,14 @@ def check_deadlines() -> int:
                 task=task,
                 data={"deadline": task.deadline.isoformat(), "action": action},
             )
-            if action == "cancel" and transition(
-                task=task,
-                to=S.CANCELLED,
-                project_id=build.project_id,
-                strict=False,
-                fields={"finished_at": now, "error": "deadline missed"},
-            ):
-                unlock_dependents(build=build, task=task)
-                refresh_build_state(build=build)
+            if action == "cancel":
+                finish_task(
+                    task=task,
+                    build=build,
+                    outcome=S.CANCELLED,
+                    outputs=task.outputs,
+                    error="deadline missed",
+                )
     return missed
 
 

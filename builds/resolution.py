@@ -21,7 +21,7 @@ from buildsite.templating import TemplateError, has_markup, render_value
 from tasks.dag import dependents, topological_order
 from tasks.models import Task
 from tasks.services import Change
-from tasks.states import DONE_BAD, DONE_OK, TaskState
+from tasks.states import DONE_BAD, DONE_OK, TERMINAL, TaskState
 
 from . import cache
 from .cache_key import digest, hash_inputs, task_cache_key
@@ -190,8 +190,7 @@ def roots_and_unblocked(tasks: dict[str, Task]) -> list[str]:
     return [
         name
         for name, t in tasks.items()
-        if t.state == S.PENDING
-        and all(tasks[d].state in DONE_OK or tasks[d].state in DONE_BAD for d in t.needs)
+        if t.state == S.PENDING and all(tasks[d].state in TERMINAL for d in t.needs)
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from tasks.services import Change, apply_transitions, record_event, record_new_t
 from tasks.states import TERMINAL, BuildState, TaskState, build_state_of
 
 from . import cache
-from .definition import merge_params, parse_definition
+from .definition import POOL_PATTERN, merge_params, parse_definition
 from .dispatch import dispatch_on_commit
 from .models import Build, Pipeline, PipelineVersion, ResourcePool
 from .resolution import BuildTasks, TaskNode, advance, roots_and_unblocked, version_spec
@@ -36,8 +37,6 @@ NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,99}$"
 def save_pipeline(*, user, project: Project, name: str, definition: str) -> PipelineVersion:
     """Validate and store a new immutable version; the same text as the latest version
     returns that version instead of a duplicate."""
-    import re
-
     if user is not None:
         require_role(user=user, project=project, role=Role.EDITOR)
     if not re.match(NAME_RE, name or ""):
@@ -329,11 +328,9 @@ def retry_build(*, user, build: Build) -> Build:
 # --- pools and cache --------------------------------------------------------------------
 @transaction.atomic
 def set_pool(*, user, project: Project, name: str, capacity: int) -> ResourcePool:
-    import re
-
     if user is not None:
         require_role(user=user, project=project, role=Role.MAINTAINER)
-    if not re.match(r"^[a-z][a-z0-9_-]{0,49}$", name or ""):
+    if not re.match(POOL_PATTERN, name or ""):
         raise InvalidInput(
             [Problem("pool names use lower-case letters, digits, _ and -", where="name")]
         )
