@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from buildsite.models import Project
+from tasks import rawsql
 from tasks.models import Task
 from tasks.services import Change, apply_transitions
 from tasks.states import TaskState
 
-from .models import ResourcePool
+from .models import Build, ResourcePool
+from .resolution import TaskNode
 from .scheduling import Candidate, choose
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,8 @@ def dispatch_ready_tasks(*, project_id: int | None = None) -> int:
     any number of processes: the project row is locked (PostgreSQL) or the database is
     (SQLite IMMEDIATE), and each move is a conditional update."""
     now = timezone.now()
-    due_retry = Task.objects.filter(state=S.RETRYING, not_before__lte=now)
     if project_id is None:
+        due_retry = Task.objects.filter(state=S.RETRYING, not_before__lte=now)
         project_ids = set(
             Task.objects.filter(state=S.READY)
             .values_list("build__project_id", flat=True)
@@ -63,51 +65,77 @@ def dispatch_ready_tasks(*, project_id: int | None = None) -> int:
     return queued
 
 
+CANDIDATE_COLUMNS = (
+    "id",
+    "build_id",
+    "name",
+    "state",
+    "attempts",
+    "priority",
+    "claims",
+    "deadline",
+    "ready_at",
+    "not_before",
+)
+
+
+def _waiting(project_id: int, now) -> list[dict[str, Any]]:
+    """READY and due RETRYING tasks of the project, best first, as plain dicts."""
+    task, build = rawsql.table(Task), rawsql.table(Build)
+    sql = (
+        f"SELECT {', '.join('t.' + c for c in CANDIDATE_COLUMNS)} FROM {task} t "
+        f"JOIN {build} b ON b.id = t.build_id WHERE b.project_id = %s "
+        "AND (t.state = %s OR (t.state = %s AND t.not_before <= %s)) "
+        "ORDER BY t.priority DESC, t.id LIMIT %s"
+    )
+    params = [project_id, S.READY, S.RETRYING, rawsql.to_db(Task, "not_before", now)]
+    rows = rawsql.fetch(sql, [*params, CANDIDATE_LIMIT])
+    return [
+        dict(zip(CANDIDATE_COLUMNS, r, strict=True))
+        for r in rawsql.from_db(Task, CANDIDATE_COLUMNS, rows)
+    ]
+
+
+def _in_use(project_id: int, capacity: dict[str, int]) -> Counter[str]:
+    """What QUEUED and RUNNING tasks of the project hold of its pools."""
+    in_use: Counter[str] = Counter()
+    sql = (
+        f"SELECT t.claims FROM {rawsql.table(Task)} t JOIN {rawsql.table(Build)} b "
+        "ON b.id = t.build_id WHERE b.project_id = %s AND t.state IN (%s, %s)"
+    )
+    rows = rawsql.fetch(sql, [project_id, S.QUEUED, S.RUNNING])
+    for (claims,) in rawsql.from_db(Task, ("claims",), rows):
+        in_use.update({p: n for p, n in (claims or {}).items() if p in capacity})
+    return in_use
+
+
 def _dispatch_project(project_id: int, now) -> int:
     to_enqueue: list[tuple[int, int]] = []
     with transaction.atomic(savepoint=False):
         if connection.features.has_select_for_update:
             # Serialises dispatchers of one project, so pools are never over-committed.
             # SQLite needs no lock: its IMMEDIATE transactions already run one at a time.
-            Project.objects.select_for_update().filter(id=project_id).exists()
-        fields = (
-            "id",
-            "build_id",
-            "name",
-            "state",
-            "priority",
-            "claims",
-            "deadline",
-            "ready_at",
-            "not_before",
-            "attempts",
-        )
-        in_project = Task.objects.filter(build__project_id=project_id)
-        due = Q(state=S.READY) | Q(state=S.RETRYING, not_before__lte=now)
-        waiting = list(
-            in_project.filter(due).only(*fields).order_by("-priority", "id")[:CANDIDATE_LIMIT]
-        )
+            rawsql.fetch(
+                f"SELECT id FROM {rawsql.table(Project)} WHERE id = %s FOR UPDATE", [project_id]
+            )
+        waiting = _waiting(project_id, now)
         if not waiting:
             return 0
         capacity = dict(
-            ResourcePool.objects.filter(project_id=project_id).values_list("name", "capacity")
-        )
-        in_use: Counter[str] = Counter()
-        if capacity:
-            active = in_project.filter(state__in=[S.QUEUED, S.RUNNING]).values_list(
-                "claims", flat=True
+            rawsql.fetch(
+                f"SELECT name, capacity FROM {rawsql.table(ResourcePool)} WHERE project_id = %s",
+                [project_id],
             )
-            for claims in active:
-                in_use.update({p: n for p, n in (claims or {}).items() if p in capacity})
-        by_id = {t.id: t for t in waiting}
+        )
+        in_use = _in_use(project_id, capacity) if capacity else Counter()
         decision = choose(
             [
                 Candidate(
-                    id=t.id,
-                    priority=t.priority,
-                    waiting_since=((t.not_before or t.ready_at) or now).timestamp(),
-                    claims=t.claims or {},
-                    deadline=t.deadline.timestamp() if t.deadline else None,
+                    id=t["id"],
+                    priority=t["priority"],
+                    waiting_since=((t["not_before"] or t["ready_at"]) or now).timestamp(),
+                    claims=t["claims"] or {},
+                    deadline=t["deadline"].timestamp() if t["deadline"] else None,
                 )
                 for t in waiting
             ],
@@ -116,10 +144,11 @@ def _dispatch_project(project_id: int, now) -> int:
             now=now.timestamp(),
             aging_per_minute=settings.BUILDSITE["AGING_PER_MINUTE"],
         )
+        by_id = {t["id"]: t for t in waiting}
         applied = apply_transitions(
             project_id=project_id,
             changes=[
-                Change(by_id[i], S(by_id[i].state), S.QUEUED, {"queued_at": now})
+                Change(_node(by_id[i]), S(by_id[i]["state"]), S.QUEUED, {"queued_at": now})
                 for i in decision.dispatch
             ],
         )
@@ -131,3 +160,14 @@ def _dispatch_project(project_id: int, now) -> int:
         elif to_enqueue:
             transaction.on_commit(lambda: enqueue(to_enqueue))
     return len(to_enqueue)
+
+
+def _node(row: dict[str, Any]) -> TaskNode:
+    return TaskNode(
+        id=row["id"],
+        build_id=row["build_id"],
+        name=row["name"],
+        state=row["state"],
+        attempts=row["attempts"],
+        needs=[],
+    )

@@ -9,16 +9,17 @@ import threading
 import time
 import traceback
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from buildsite.errors import DomainError
 from buildsite.templating import render_value
+from tasks import rawsql
 from tasks.models import Event, Task
 from tasks.services import apply_transitions, record_event, transition
 from tasks.states import BuildState, TaskState
@@ -136,10 +137,37 @@ class Heartbeat(threading.Thread):
             connection.close()
 
 
+@lru_cache(maxsize=1)
+def _load_statement() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    task_cols = tuple(f.attname for f in Task._meta.concrete_fields)
+    build_cols = tuple(f.attname for f in Build._meta.concrete_fields)
+    sql = "SELECT {}, {} FROM {} t JOIN {} b ON b.id = t.build_id WHERE t.id = %s".format(
+        ", ".join(f"t.{rawsql.col(Task, c)}" for c in task_cols),
+        ", ".join(f"b.{rawsql.col(Build, c)}" for c in build_cols),
+        rawsql.table(Task),
+        rawsql.table(Build),
+    )
+    return sql, task_cols, build_cols
+
+
+def load_task(task_id: int) -> Task | None:
+    """The task with its build, in one plain query (this runs for every job)."""
+    sql, task_cols, build_cols = _load_statement()
+    rows = rawsql.fetch(sql, [task_id])
+    if not rows:
+        return None
+    split = len(task_cols)
+    (task_values,) = rawsql.from_db(Task, task_cols, [rows[0][:split]])
+    (build_values,) = rawsql.from_db(Build, build_cols, [rows[0][split:]])
+    task = Task.from_db("default", task_cols, task_values)
+    task.build = Build.from_db("default", build_cols, build_values)
+    return task
+
+
 def execute_task(*, task_id: int, attempt: int) -> str:
     """Run one attempt of a task. Returns what happened (for django-q2's result)."""
     close_old_connections()
-    task = Task.objects.select_related("build__project").filter(id=task_id).first()
+    task = load_task(task_id)
     if task is None or task.state != S.QUEUED or task.attempts != attempt - 1:
         return "skipped: not queued for this attempt"
     build = task.build
@@ -267,6 +295,12 @@ def finish_task(
     else:
         fields["finished_at"] = now
     with transaction.atomic():
+        if connection.features.has_select_for_update:
+            # One finish at a time per build: under READ COMMITTED, two parents finishing
+            # together could each miss the other and leave their child PENDING.
+            rawsql.fetch(
+                f"SELECT id FROM {rawsql.table(Build)} WHERE id = %s FOR UPDATE", [build.id]
+            )
         if not transition(
             task=task,
             to=outcome,
@@ -300,13 +334,13 @@ def _account_usage(task: Task, now) -> bool:
         return False
     seconds = (now - task.started_at).total_seconds()
     held = False
+    sql = (
+        f"UPDATE {rawsql.table(ResourcePool)} SET busy_seconds = busy_seconds + %s "
+        "WHERE project_id = %s AND name = %s"
+    )
     for pool, amount in task.claims.items():
         if amount:
-            held |= bool(
-                ResourcePool.objects.filter(project_id=task.build.project_id, name=pool).update(
-                    busy_seconds=F("busy_seconds") + amount * seconds
-                )
-            )
+            held |= bool(rawsql.execute(sql, [amount * seconds, task.build.project_id, pool]))
     return held
 
 

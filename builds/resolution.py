@@ -18,6 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from buildsite.templating import TemplateError, has_markup, render_value
+from tasks import rawsql
 from tasks.dag import dependents, topological_order
 from tasks.models import Task
 from tasks.services import Change
@@ -194,6 +195,9 @@ def roots_and_unblocked(tasks: dict[str, Task]) -> list[str]:
     ]
 
 
+LOAD_COLUMNS = ("id", "name", "state", "needs", "outputs", "cache_key", "attempts")
+
+
 class BuildTasks(dict):
     """The tasks of one build by name, loaded on first use: finishing one task of a
     large build reads its neighbourhood, not the whole build."""
@@ -209,12 +213,16 @@ class BuildTasks(dict):
     def _load(self, names: list[str] | None) -> None:
         # Plain rows into TaskNodes: this runs after every finished task, and model
         # instances cost several times more to build.
-        qs = Task.objects.filter(build_id=self.build_id)
+        sql = f"SELECT {', '.join(LOAD_COLUMNS)} FROM {rawsql.table(Task)} WHERE build_id = %s"
+        params: list[Any] = [self.build_id]
         if names is not None:
-            qs = qs.filter(name__in=[n for n in names if not dict.__contains__(self, n)])
-        for task_id, name, state, needs, outputs, cache_key, attempts in qs.values_list(
-            "id", "name", "state", "needs", "outputs", "cache_key", "attempts"
-        ):
+            names = [n for n in names if not dict.__contains__(self, n)]
+            if not names:
+                return
+            sql += f" AND name IN ({rawsql.marks(len(names))})"
+            params += names
+        rows = rawsql.from_db(Task, LOAD_COLUMNS, rawsql.fetch(sql, params))
+        for task_id, name, state, needs, outputs, cache_key, attempts in rows:
             self[name] = TaskNode(
                 name=name,
                 needs=needs,

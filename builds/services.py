@@ -16,6 +16,7 @@ from buildsite.errors import Conflict, InvalidInput, NotFound, Problem
 from buildsite.models import Project
 from buildsite.roles import Role
 from buildsite.selectors import require_role
+from tasks import rawsql
 from tasks.bulk import insert_rows
 from tasks.models import Event, Task
 from tasks.services import Change, apply_transitions, record_event, record_new_tasks
@@ -199,10 +200,15 @@ def _check_claims(project: Project, spec: dict) -> None:
 
 def refresh_build_state(*, build: Build) -> Build:
     """Derive the build's state from its tasks and record a change as an event."""
-    tasks = Task.objects.filter(build_id=build.id)
     # Called after every task: while anything is open (the common case) one indexed
     # EXISTS answers it, without reading the build's task states.
-    still_open = tasks.filter(state__in=OPEN_STATES).exists()
+    still_open = bool(
+        rawsql.fetch(
+            f"SELECT 1 FROM {rawsql.table(Task)} WHERE build_id = %s "
+            f"AND state IN ({rawsql.marks(len(OPEN_STATES))}) LIMIT 1",
+            [build.id, *OPEN_STATES],
+        )
+    )
     if still_open and build.state == BuildState.RUNNING:
         return build
     # The caller's copy may be stale: another process may have started or ended it.
@@ -214,6 +220,7 @@ def refresh_build_state(*, build: Build) -> Build:
     if still_open:
         new = BuildState.RUNNING if started else BuildState.QUEUED
     else:
+        tasks = Task.objects.filter(build_id=build.id)
         states = list(tasks.values_list("state", flat=True).distinct())
         new = build_state_of(states, started=started)
         if build.cancel_requested:

@@ -6,9 +6,12 @@ exactly as the ORM would store them, on SQLite and PostgreSQL alike."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection, models
+
+from .rawsql import to_db
 
 _PLAIN = (
     models.CharField,
@@ -47,6 +50,17 @@ def _converter(field: models.Field) -> Callable[[Any], Any] | None:
     return lambda value: field.get_db_prep_save(value, connection)
 
 
+@lru_cache(maxsize=64)
+def _statement(model: type[models.Model], columns: tuple[str, ...]) -> str:
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in columns]
+    return "INSERT INTO {} ({}) VALUES ({})".format(
+        quote(model._meta.db_table),
+        ", ".join(quote(f.column) for f in fields),
+        ", ".join(["%s"] * len(fields)),
+    )
+
+
 def insert_rows(
     model: type[models.Model],
     columns: Sequence[str],
@@ -56,14 +70,16 @@ def insert_rows(
     """Insert `rows` (tuples in the order of `columns`, which are field names)."""
     if not rows:
         return
+    columns = tuple(columns)
+    sql = _statement(model, columns)
+    if len(rows) <= 8:
+        # The hot path writes a few events at a time: no memoisation needed.
+        prepared = [[to_db(model, c, v) for c, v in zip(columns, row, strict=True)] for row in rows]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, prepared)
+        return
     fields = [model._meta.get_field(name) for name in columns]
     converters = [(i, c) for i, c in enumerate(_converter(f) for f in fields) if c is not None]
-    quote = connection.ops.quote_name
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        quote(model._meta.db_table),
-        ", ".join(quote(f.column) for f in fields),
-        ", ".join(["%s"] * len(fields)),
-    )
 
     def prepare(row: Sequence[Any]) -> list[Any]:
         out = list(row)

@@ -5,29 +5,45 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from . import rawsql
 from .bulk import insert_rows
 from .events import publish_on_commit
 from .models import Event, Task
 from .states import InvalidTransition, TaskState, check_transition
 
 
-def _event(task: Task, project_id: int, old: str, new: str, data: dict | None, now) -> Event:
-    return Event(
-        project_id=project_id,
-        build_id=task.build_id,
-        task_id=task.id,
-        task_name=task.name,
-        type=Event.Type.TASK_STATE,
-        old_state=old,
-        new_state=new,
-        data=data or {},
-        created_at=now,
+class EventRow(NamedTuple):
+    """An Event before it is stored, in the order of EVENT_COLUMNS; the hot path writes
+    several per task, and model instances cost more to build than the INSERT."""
+
+    project_id: int
+    build_id: int
+    task_id: int
+    task_name: str
+    type: str
+    old_state: str
+    new_state: str
+    data: dict
+    created_at: Any
+
+
+def _event(task: Task, project_id: int, old: str, new: str, data: dict | None, now) -> EventRow:
+    return EventRow(
+        project_id,
+        task.build_id,
+        task.id,
+        task.name,
+        Event.Type.TASK_STATE,
+        str(old),
+        str(new),
+        data or {},
+        now,
     )
 
 
@@ -57,7 +73,7 @@ def record_event(
     return event
 
 
-def write_events(events: list[Event]) -> None:
+def write_events(events: list[EventRow]) -> None:
     """Store events and have them published after commit. With the embedded relay the
     web process reads them back by id, so a plain multi-row INSERT does (much cheaper
     than saving models, and this runs several times per task); publishing directly
@@ -65,27 +81,10 @@ def write_events(events: list[Event]) -> None:
     if not events:
         return
     if settings.BUILDSITE["EVENT_RELAY"]:
-        insert_rows(
-            Event,
-            EVENT_COLUMNS,
-            [
-                (
-                    e.project_id,
-                    e.build_id,
-                    e.task_id,
-                    e.task_name,
-                    e.type,
-                    e.old_state,
-                    e.new_state,
-                    e.data,
-                    e.created_at,
-                )
-                for e in events
-            ],
-        )
+        insert_rows(Event, EVENT_COLUMNS, events)
     else:
-        Event.objects.bulk_create(events, batch_size=500)
-        publish_on_commit(events)
+        created = Event.objects.bulk_create([Event(**e._asdict()) for e in events], batch_size=500)
+        publish_on_commit(created)
 
 
 def transition(
@@ -112,7 +111,7 @@ def transition(
     now = timezone.now()
     # No savepoint: callers inside a transaction raise on failure anyway.
     with transaction.atomic(savepoint=False):
-        updated = Task.objects.filter(id=task.id, state=old).update(state=to, **fields)
+        updated = rawsql.update(Task, {"state": to, **fields}, {"id": task.id, "state": old})
         if not updated:
             if strict:
                 current = Task.objects.filter(id=task.id).values_list("state", flat=True).first()
@@ -127,9 +126,9 @@ def transition(
 
 
 EVENT_COLUMNS = (
-    "project",
-    "build",
-    "task",
+    "project_id",
+    "build_id",
+    "task_id",
     "task_name",
     "type",
     "old_state",
@@ -150,7 +149,7 @@ class Change:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-def events_for(changes: Iterable[Change], project_id: int) -> list[Event]:
+def events_for(changes: Iterable[Change], project_id: int) -> list[EventRow]:
     now = timezone.now()
     return [_event(c.task, project_id, c.old, c.new, None, now) for c in changes]
 
@@ -195,47 +194,56 @@ def record_new_tasks(*, project_id: int, build_id: int, changes: list[Change]) -
 
 
 def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Change]:
-    """Bulk form of `transition` for existing rows. Rows are locked first (FOR UPDATE
-    on PostgreSQL; SQLite's IMMEDIATE transaction already serialises writers), each
-    step is checked against the table, and a task another process moved meanwhile is
-    left alone. Returns the steps that were applied."""
+    """Bulk form of `transition` for existing rows. Each task's steps are checked
+    against the table and applied with one conditional UPDATE per group of tasks that
+    share their way; a task another process moved meanwhile is left alone. Returns the
+    steps that were applied."""
     changes = list(changes)
     if not changes:
         return []
-    applied: list[Change] = []
+    ways: dict[int, list[Change]] = {}
+    for change in changes:
+        way = ways.setdefault(change.task.id, [])
+        if way and way[-1].new != change.old:
+            raise ValueError(f"{change.task.name}: steps do not follow each other")
+        check_transition(change.old, change.new, change.task.name)
+        way.append(change)
+    groups: dict[tuple, list[int]] = {}
+    merged: dict[int, dict[str, Any]] = {}
+    for tid, way in ways.items():
+        fields = merged[tid] = {k: v for c in way for k, v in c.fields.items()}
+        groups.setdefault((way[0].old, way[-1].new, _hashable(fields)), []).append(tid)
+    moved: set[int] = set()
     with transaction.atomic(savepoint=False):
-        ids = list({c.task.id for c in changes})
-        current: dict[int, str] = {}
-        for chunk in _chunks(ids, 500):
-            current.update(
-                Task.objects.select_for_update().filter(id__in=chunk).values_list("id", "state")
-            )
-        start = dict(current)
-        final: dict[int, tuple[Task, dict[str, Any]]] = {}
-        for change in changes:
-            tid = change.task.id
-            if current.get(tid) != change.old:
-                continue
-            check_transition(change.old, change.new, change.task.name)
-            current[tid] = change.new
-            merged = final.setdefault(tid, (change.task, {}))[1]
-            merged.update(change.fields)
-            applied.append(change)
-        groups: dict[tuple, list[int]] = {}
-        for tid, (_task, fields) in final.items():
-            key = (start[tid], current[tid], _hashable(fields))
-            groups.setdefault(key, []).append(tid)
         for (old, new, _frozen), tids in groups.items():
-            fields = final[tids[0]][1]
+            values = {"state": new, **merged[tids[0]]}
             for chunk in _chunks(tids, 500):
-                Task.objects.filter(id__in=chunk, state=old).update(state=new, **fields)
-        for tid, (task, fields) in final.items():
-            task.state = current[tid]
-            for name, value in fields.items():
-                setattr(task, name, value)
-        events = events_for(applied, project_id)
-        write_events(events)
+                moved.update(_conditional_update(values, chunk, old))
+        applied = [c for c in changes if c.task.id in moved]
+        write_events(events_for(applied, project_id))
+    for tid in moved:
+        task = ways[tid][0].task
+        task.state = ways[tid][-1].new
+        for name, value in merged[tid].items():
+            setattr(task, name, value)
     return applied
+
+
+def _conditional_update(values: dict[str, Any], ids: list[int], old: str) -> list[int]:
+    """Set `values` on those of `ids` still in state `old`; returns the ids changed."""
+    if len(ids) == 1:
+        return ids if rawsql.update(Task, values, {"id": ids[0], "state": old}) else []
+    if connection.features.can_return_rows_from_bulk_insert:  # RETURNING works
+        return rawsql.update_ids(Task, values, ids, {"state": old}, returning="id")
+    locked = rawsql.fetch(
+        f"SELECT id FROM {rawsql.table(Task)} WHERE state = %s "
+        f"AND id IN ({rawsql.marks(len(ids))}){rawsql.for_update()}",
+        [old, *ids],
+    )
+    ids = [i for (i,) in locked]
+    if ids:
+        rawsql.update_ids(Task, values, ids, {"state": old})
+    return ids
 
 
 def _hashable(value: Any) -> Any:

@@ -1,0 +1,137 @@
+"""Plain SQL for the per-task hot path (claim, finish, unlock, dispatch).
+
+Every finished no-op task used to cost about 20 ORM statements, and most of their time
+went to compiling the query in Python, not to the database (docs/performance.md). The
+helpers here keep the SQL text per shape and convert values with each field's own
+database preparation and converters, so rows written and read here are exactly what
+the ORM writes and reads, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from functools import cache, lru_cache
+from typing import Any
+
+from django.db import connection, models
+from django.db.models.expressions import Col
+
+Converter = Callable[[Any], Any]
+
+
+@cache
+def table(model: type[models.Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+@cache
+def col(model: type[models.Model], name: str) -> str:
+    return connection.ops.quote_name(model._meta.get_field(name).column)
+
+
+@cache
+def _writer(model: type[models.Model], name: str) -> Converter | None:
+    field = model._meta.get_field(name)
+    if isinstance(field, models.JSONField):
+        encoder = field.encoder
+        return lambda value: connection.ops.adapt_json_value(value, encoder)
+    if isinstance(field, models.DateTimeField):
+        return connection.ops.adapt_datetimefield_value
+    if isinstance(
+        field, (models.CharField, models.TextField, models.IntegerField, models.ForeignKey)
+    ):
+        return None
+    return lambda value: field.get_db_prep_save(value, connection)
+
+
+def to_db(model: type[models.Model], name: str, value: Any) -> Any:
+    """A Python value as the ORM would send it for `model.name`."""
+    convert = _writer(model, name)
+    return value if convert is None or value is None else convert(value)
+
+
+@cache
+def _readers(model: type[models.Model], names: tuple[str, ...]) -> list[tuple[int, list]]:
+    out = []
+    for i, name in enumerate(names):
+        field = model._meta.get_field(name)
+        expression = Col(model._meta.db_table, field)
+        converters = connection.ops.get_db_converters(expression) + field.get_db_converters(
+            connection
+        )
+        if converters:
+            out.append((i, [(c, expression) for c in converters]))
+    return out
+
+
+def from_db(model: type[models.Model], names: tuple[str, ...], rows: Iterable[Sequence]):
+    """Rows of `names` columns as the ORM would return them (JSON decoded, datetimes
+    aware), as lists."""
+    readers = _readers(model, names)
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, converters in readers:
+            for convert, expression in converters:
+                values[i] = convert(values[i], expression, connection)
+        out.append(values)
+    return out
+
+
+def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def execute(sql: str, params: Sequence[Any] = ()) -> int:
+    """Run one statement; returns the number of rows it changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def marks(n: int) -> str:
+    return ", ".join(["%s"] * n)
+
+
+def for_update() -> str:
+    """Row locks where the database has them; SQLite's IMMEDIATE transaction already
+    holds the only write lock."""
+    return " FOR UPDATE" if connection.features.has_select_for_update else ""
+
+
+@lru_cache(maxsize=256)
+def update_sql(model: type[models.Model], names: tuple[str, ...], where: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{col(model, n)} = %s" for n in names)
+    conds = " AND ".join(f"{col(model, n)} = %s" for n in where)
+    return f"UPDATE {table(model)} SET {sets} WHERE {conds}"
+
+
+def update(model: type[models.Model], values: dict[str, Any], where: dict[str, Any]) -> int:
+    """UPDATE ... SET values WHERE every `where` column equals its value; returns the
+    number of rows changed (0 when the condition no longer holds)."""
+    names, keys = tuple(values), tuple(where)
+    params = [to_db(model, n, values[n]) for n in names]
+    params += [to_db(model, n, where[n]) for n in keys]
+    return execute(update_sql(model, names, keys), params)
+
+
+def update_ids(
+    model: type[models.Model],
+    values: dict[str, Any],
+    ids: Sequence[int],
+    where: dict[str, Any],
+    returning: str = "",
+) -> Any:
+    """`update` for many rows by primary key (at most a few hundred ids per call).
+    With `returning`, the values of that column in the rows changed (the database
+    must support UPDATE ... RETURNING)."""
+    names, keys = tuple(values), tuple(where)
+    params = [to_db(model, n, values[n]) for n in names]
+    params += [to_db(model, n, where[n]) for n in keys]
+    sql = update_sql(model, names, keys) + f" AND {col(model, 'id')} IN ({marks(len(ids))})"
+    if returning:
+        rows = fetch(f"{sql} RETURNING {col(model, returning)}", [*params, *ids])
+        return [r[0] for r in rows]
+    return execute(sql, [*params, *ids])
