@@ -151,6 +151,9 @@ if REDIS_URL:
     }
 else:
     Q_CLUSTER["orm"] = "default"
+    if os.environ.get("BUILDSITE_Q_BROKER", "sql") == "sql":
+        # Same table and rows as django-q2's ORM broker, fewer and shorter write locks.
+        Q_CLUSTER["broker_class"] = "buildsite.broker.SQLBroker"
     # A burst of log chunks must not overflow a socket's queue (default capacity 100).
     CHANNEL_LAYERS = {
         "default": {
