@@ -21,7 +21,7 @@ from buildsite.errors import DomainError
 from buildsite.templating import render_value
 from tasks import rawsql
 from tasks.models import Event, Task
-from tasks.services import apply_transitions, record_event, transition
+from tasks.services import Change, apply_transitions, record_event, transition
 from tasks.states import BuildState, TaskState
 
 from . import cache
@@ -174,12 +174,10 @@ def execute_task(*, task_id: int, attempt: int) -> str:
     if not task_spec(build, task.name).get("steps"):
         # Nothing to run: start and end in one transaction, one write lock instead of two
         # (the events still show queued -> running -> succeeded).
-        with transaction.atomic(savepoint=False):
-            lock_build(build)
-            if not _claim(task, build, attempt):
-                return "skipped: claimed elsewhere"
-            finish_task(task=task, build=build, outcome=S.SUCCEEDED, outputs={})
-        return "succeeded"
+        started = finish_task(
+            task=task, build=build, outcome=S.SUCCEEDED, outputs={}, claim=attempt
+        )
+        return "succeeded" if started else "skipped: claimed elsewhere"
     with transaction.atomic(savepoint=False):
         if not _claim(task, build, attempt):
             return "skipped: claimed elsewhere"
@@ -202,22 +200,28 @@ def execute_task(*, task_id: int, attempt: int) -> str:
     return str(outcome)
 
 
+def _claim_step(task: Task, attempt: int) -> Change:
+    now = timezone.now()
+    fields = {
+        "attempts": attempt,
+        "started_at": now,
+        "worker": worker_id(),
+        "lease_expires_at": now + timedelta(seconds=settings.BUILDSITE["LEASE_SECONDS"]),
+        "error": "",
+    }
+    return Change(task, S.QUEUED, S.RUNNING, fields, {"attempt": attempt, "worker": worker_id()})
+
+
 def _claim(task: Task, build: Build, attempt: int) -> bool:
     """QUEUED -> RUNNING with a fresh lease; False when another worker was first."""
-    now = timezone.now()
+    step = _claim_step(task, attempt)
     claimed = transition(
         task=task,
         to=S.RUNNING,
         project_id=build.project_id,
         strict=False,
-        fields={
-            "attempts": attempt,
-            "started_at": now,
-            "worker": worker_id(),
-            "lease_expires_at": now + timedelta(seconds=settings.BUILDSITE["LEASE_SECONDS"]),
-            "error": "",
-        },
-        data={"attempt": attempt, "worker": worker_id()},
+        fields=step.fields,
+        data=step.data,
     )
     if claimed and build.state == BuildState.QUEUED:
         mark_build_running(build=build)
@@ -304,9 +308,19 @@ def backoff_seconds(attempt: int) -> float:
 
 
 def finish_task(
-    *, task: Task, build: Build, outcome: TaskState, outputs: dict, error: str = ""
+    *,
+    task: Task,
+    build: Build,
+    outcome: TaskState,
+    outputs: dict,
+    error: str = "",
+    claim: int | None = None,
 ) -> bool:
-    """Record the end of an attempt, unlock dependents, then dispatch what is ready."""
+    """Record the end of an attempt, unlock dependents, then dispatch what is ready.
+
+    With `claim` (an attempt number), the QUEUED task is started and ended at once:
+    a task with nothing to run takes both steps in one conditional UPDATE, with both
+    events, instead of two transactions."""
     now = timezone.now()
     fields: dict[str, Any] = {"outputs": outputs, "error": error, "lease_expires_at": None}
     if outcome == S.RETRYING:
@@ -315,13 +329,21 @@ def finish_task(
         fields["finished_at"] = now
     with transaction.atomic(savepoint=False):
         lock_build(build)
-        if not transition(
+        data = {"error": error} if error else None
+        if claim is not None:
+            end = Change(task, S.RUNNING, outcome, fields, data)
+            steps = [_claim_step(task, claim), end]
+            if not apply_transitions(project_id=build.project_id, changes=steps):
+                return False
+            if build.state == BuildState.QUEUED:
+                mark_build_running(build=build)
+        elif not transition(
             task=task,
             to=outcome,
             project_id=build.project_id,
             fields=fields,
             strict=False,
-            data={"error": error} if error else None,
+            data=data,
         ):
             return False
         freed_capacity = _account_usage(task, now)

@@ -35,11 +35,12 @@ class SQLBroker(ORM):
     def enqueue(self, task: str) -> int:
         self._fresh()
         now = rawsql.to_db(OrmQ, "lock", timezone.now())
-        rows = rawsql.fetch(
-            f"INSERT INTO {rawsql.table(OrmQ)} ({KEY}, payload, {LOCK}) VALUES (%s, %s, %s) "
-            "RETURNING id",
-            [self.list_key or Conf.CLUSTER_NAME, task, now],
-        )
+        with transaction.atomic(savepoint=False):  # the write lock's short wait
+            rows = rawsql.fetch(
+                f"INSERT INTO {rawsql.table(OrmQ)} ({KEY}, payload, {LOCK}) VALUES (%s, %s, %s) "
+                "RETURNING id",
+                [self.list_key or Conf.CLUSTER_NAME, task, now],
+            )
         return rows[0][0]
 
     def dequeue(self):
@@ -48,12 +49,13 @@ class SQLBroker(ORM):
         until = rawsql.to_db(OrmQ, "lock", now + timedelta(seconds=Conf.RETRY))
         due = rawsql.to_db(OrmQ, "lock", now)
         table = rawsql.table(OrmQ)
-        claimed = rawsql.fetch(
-            f"UPDATE {table} SET {LOCK} = %s WHERE id IN (SELECT id FROM {table} "
-            f"WHERE {KEY} = %s AND {LOCK} < %s ORDER BY id LIMIT %s) AND {LOCK} < %s "
-            "RETURNING id, payload",
-            [until, self.list_key, due, Conf.BULK, due],
-        )
+        with transaction.atomic(savepoint=False):
+            claimed = rawsql.fetch(
+                f"UPDATE {table} SET {LOCK} = %s WHERE id IN (SELECT id FROM {table} "
+                f"WHERE {KEY} = %s AND {LOCK} < %s ORDER BY id LIMIT %s) AND {LOCK} < %s "
+                "RETURNING id, payload",
+                [until, self.list_key, due, Conf.BULK, due],
+            )
         if claimed:
             return sorted(claimed)
         sleep(Conf.POLL)  # empty queue: spare the CPU
@@ -61,7 +63,8 @@ class SQLBroker(ORM):
 
     def delete(self, task_id) -> None:
         self._fresh()
-        rawsql.execute(f"DELETE FROM {rawsql.table(OrmQ)} WHERE id = %s", [task_id])
+        with transaction.atomic(savepoint=False):
+            rawsql.execute(f"DELETE FROM {rawsql.table(OrmQ)} WHERE id = %s", [task_id])
 
     def acknowledge(self, task_id) -> None:
         self.delete(task_id)

@@ -99,7 +99,8 @@ if DATABASE_URL:
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            # Django's SQLite backend with a finer wait for the write lock.
+            "ENGINE": "buildsite.sqlite_backend",
             "NAME": os.environ.get("BUILDSITE_SQLITE_PATH", str(DATA_DIR / "buildsite.sqlite3")),
             "OPTIONS": {
                 # IMMEDIATE takes the write lock at BEGIN, so two writers queue on the
@@ -117,7 +118,7 @@ else:
             "CONN_HEALTH_CHECKS": True,
         }
     }
-IS_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
+IS_SQLITE = DATABASES["default"]["ENGINE"].endswith(("sqlite3", "sqlite_backend"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- queue, channels ------------------------------------------------------------------
@@ -135,6 +136,8 @@ Q_CLUSTER = {
     "save_limit": 500,
     "catch_up": False,
     "poll": float(os.environ.get("BUILDSITE_Q_POLL", "0.01")),
+    # The pusher claims up to this many jobs per write (one lock for ten jobs).
+    "bulk": env_int("BUILDSITE_Q_BULK", 10),
     "label": "Django Q2",
 }
 if REDIS_URL:

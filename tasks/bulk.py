@@ -11,15 +11,7 @@ from typing import Any
 
 from django.db import connection, models
 
-from .rawsql import to_db
-
-_PLAIN = (
-    models.CharField,
-    models.TextField,
-    models.IntegerField,
-    models.BooleanField,
-    models.ForeignKey,
-)
+from . import rawsql
 
 
 def _memoised(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -37,28 +29,19 @@ def _memoised(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return cached
 
 
-def _converter(field: models.Field) -> Callable[[Any], Any] | None:
-    """How to prepare one column's values; None when the driver takes them as they are."""
-    ops = connection.ops
-    if isinstance(field, models.JSONField):
-        encoder = field.encoder
-        return _memoised(lambda value: ops.adapt_json_value(value, encoder))
-    if isinstance(field, models.DateTimeField):
-        return _memoised(ops.adapt_datetimefield_value)
-    if isinstance(field, _PLAIN):
-        return None
-    return lambda value: field.get_db_prep_save(value, connection)
-
-
 @lru_cache(maxsize=64)
-def _statement(model: type[models.Model], columns: tuple[str, ...]) -> str:
-    quote = connection.ops.quote_name
+def _plan(model: type[models.Model], columns: tuple[str, ...]) -> tuple[str, tuple]:
+    """The statement, and the converter of each column that needs one."""
     fields = [model._meta.get_field(name) for name in columns]
-    return "INSERT INTO {} ({}) VALUES ({})".format(
-        quote(model._meta.db_table),
-        ", ".join(quote(f.column) for f in fields),
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(
+        rawsql.table(model),
+        ", ".join(connection.ops.quote_name(f.column) for f in fields),
         ", ".join(["%s"] * len(fields)),
     )
+    writers = tuple(
+        (i, w) for i, name in enumerate(columns) if (w := rawsql.writer(model, name)) is not None
+    )
+    return sql, writers
 
 
 def insert_rows(
@@ -70,23 +53,16 @@ def insert_rows(
     """Insert `rows` (tuples in the order of `columns`, which are field names)."""
     if not rows:
         return
-    columns = tuple(columns)
-    sql = _statement(model, columns)
-    if len(rows) <= 8:
-        # The hot path writes a few events at a time: no memoisation needed.
-        prepared = [[to_db(model, c, v) for c, v in zip(columns, row, strict=True)] for row in rows]
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, prepared)
-        return
-    fields = [model._meta.get_field(name) for name in columns]
-    converters = [(i, c) for i, c in enumerate(_converter(f) for f in fields) if c is not None]
+    sql, writers = _plan(model, tuple(columns))
+    if len(rows) > 8:
+        writers = tuple((i, _memoised(w)) for i, w in writers)
 
     def prepare(row: Sequence[Any]) -> list[Any]:
         out = list(row)
-        for i, convert in converters:
-            out[i] = convert(out[i])
+        for i, convert in writers:
+            if out[i] is not None:
+                out[i] = convert(out[i])
         return out
 
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), batch_size):
-            cursor.executemany(sql, [prepare(row) for row in rows[start : start + batch_size]])
+    for start in range(0, len(rows), batch_size):
+        rawsql.executemany(sql, [prepare(row) for row in rows[start : start + batch_size]])

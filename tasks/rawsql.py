@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import cache, lru_cache
 from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.db.models.expressions import Col
 
 Converter = Callable[[Any], Any]
@@ -30,13 +31,13 @@ def col(model: type[models.Model], name: str) -> str:
 
 
 @cache
-def _writer(model: type[models.Model], name: str) -> Converter | None:
+def writer(model: type[models.Model], name: str) -> Converter | None:
     field = model._meta.get_field(name)
     if isinstance(field, models.JSONField):
         encoder = field.encoder
         return lambda value: connection.ops.adapt_json_value(value, encoder)
     if isinstance(field, models.DateTimeField):
-        return connection.ops.adapt_datetimefield_value
+        return lambda value: connection.ops.adapt_datetimefield_value(value)
     if isinstance(
         field, (models.CharField, models.TextField, models.IntegerField, models.ForeignKey)
     ):
@@ -46,7 +47,7 @@ def _writer(model: type[models.Model], name: str) -> Converter | None:
 
 def to_db(model: type[models.Model], name: str, value: Any) -> Any:
     """A Python value as the ORM would send it for `model.name`."""
-    convert = _writer(model, name)
+    convert = writer(model, name)
     return value if convert is None or value is None else convert(value)
 
 
@@ -78,17 +79,45 @@ def from_db(model: type[models.Model], names: tuple[str, ...], rows: Iterable[Se
     return out
 
 
+@lru_cache(maxsize=512)
+def _native(sql: str, paramstyle: str) -> str:
+    return FORMAT_QMARK_REGEX.sub("?", sql) if paramstyle == "qmark" else sql
+
+
+def _cursor():
+    """The driver's own cursor: Django's wrapper costs more than SQLite's execute for
+    these small statements. Errors are still Django's (wrap_database_errors); what is
+    lost is DEBUG query logging of these statements."""
+    db = connections[DEFAULT_DB_ALIAS]
+    db.validate_thread_sharing()
+    db.ensure_connection()
+    return db, db.connection.cursor()
+
+
 def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+    db, cursor = _cursor()
+    with db.wrap_database_errors:
+        cursor.execute(_native(sql, db.Database.paramstyle), params)
+        rows = cursor.fetchall()
+    cursor.close()
+    return rows
 
 
 def execute(sql: str, params: Sequence[Any] = ()) -> int:
     """Run one statement; returns the number of rows it changed."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    db, cursor = _cursor()
+    with db.wrap_database_errors:
+        cursor.execute(_native(sql, db.Database.paramstyle), params)
+    count = cursor.rowcount
+    cursor.close()
+    return count
+
+
+def executemany(sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    db, cursor = _cursor()
+    with db.wrap_database_errors:
+        cursor.executemany(_native(sql, db.Database.paramstyle), rows)
+    cursor.close()
 
 
 def marks(n: int) -> str:

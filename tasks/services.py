@@ -147,11 +147,12 @@ class Change:
     old: TaskState
     new: TaskState
     fields: dict[str, Any] = field(default_factory=dict)
+    data: dict | None = None  # the event's data
 
 
 def events_for(changes: Iterable[Change], project_id: int) -> list[EventRow]:
     now = timezone.now()
-    return [_event(c.task, project_id, c.old, c.new, None, now) for c in changes]
+    return [_event(c.task, project_id, c.old, c.new, c.data, now) for c in changes]
 
 
 def record_new_tasks(*, project_id: int, build_id: int, changes: list[Change]) -> None:
