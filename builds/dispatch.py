@@ -110,7 +110,6 @@ def _in_use(project_id: int, capacity: dict[str, int]) -> Counter[str]:
 
 
 def _dispatch_project(project_id: int, now) -> int:
-    to_enqueue: list[tuple[int, int]] = []
     with transaction.atomic(savepoint=False):
         if connection.features.has_select_for_update:
             # Serialises dispatchers of one project, so pools are never over-committed.
@@ -121,12 +120,7 @@ def _dispatch_project(project_id: int, now) -> int:
         waiting = _waiting(project_id, now)
         if not waiting:
             return 0
-        capacity = dict(
-            rawsql.fetch(
-                f"SELECT name, capacity FROM {rawsql.table(ResourcePool)} WHERE project_id = %s",
-                [project_id],
-            )
-        )
+        capacity = pool_capacity(project_id)
         in_use = _in_use(project_id, capacity) if capacity else Counter()
         decision = choose(
             [
@@ -152,14 +146,43 @@ def _dispatch_project(project_id: int, now) -> int:
                 for i in decision.dispatch
             ],
         )
-        to_enqueue = [(c.task.id, c.task.attempts + 1) for c in applied]
-        if to_enqueue and jobs_are_transactional():
-            # The ORM broker's jobs are rows: written in this transaction, a job exists
-            # exactly when its task is QUEUED, and no extra write transaction is needed.
-            enqueue(to_enqueue)
-        elif to_enqueue:
-            transaction.on_commit(lambda: enqueue(to_enqueue))
+        return queue_jobs(applied)
+
+
+def queue_jobs(applied: list[Change]) -> int:
+    """One job for each task these steps left QUEUED; returns how many."""
+    to_enqueue = [(c.task.id, c.task.attempts + 1) for c in applied if c.new == S.QUEUED]
+    if to_enqueue and jobs_are_transactional():
+        # The ORM broker's jobs are rows: written in this transaction, a job exists
+        # exactly when its task is QUEUED, and no extra write transaction is needed.
+        enqueue(to_enqueue)
+    elif to_enqueue:
+        transaction.on_commit(lambda: enqueue(to_enqueue))
     return len(to_enqueue)
+
+
+def pool_capacity(project_id: int) -> dict[str, int]:
+    return dict(
+        rawsql.fetch(
+            f"SELECT name, capacity FROM {rawsql.table(ResourcePool)} WHERE project_id = %s",
+            [project_id],
+        )
+    )
+
+
+def with_queueing(changes: list[Change], now) -> list[Change]:
+    """For a project without pools nothing can hold a READY task back, so the tasks
+    these steps leave READY go on to QUEUED in the same UPDATE (and `queue_jobs` gives
+    them their jobs) instead of being read back by a dispatch scan."""
+    last: dict[int, Change] = {}
+    for change in changes:
+        last[change.task.id] = change
+    extra = [
+        Change(c.task, S.READY, S.QUEUED, {"queued_at": now})
+        for c in last.values()
+        if c.new == S.READY
+    ]
+    return [*changes, *extra]
 
 
 def _node(row: dict[str, Any]) -> TaskNode:

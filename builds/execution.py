@@ -25,7 +25,7 @@ from tasks.services import Change, apply_transitions, record_event, transition
 from tasks.states import BuildState, TaskState
 
 from . import cache
-from .dispatch import dispatch_ready_tasks
+from .dispatch import dispatch_ready_tasks, pool_capacity, queue_jobs, with_queueing
 from .models import Build, ResourcePool
 from .resolution import (
     BuildTasks,
@@ -346,7 +346,10 @@ def finish_task(
             data=data,
         ):
             return False
-        freed_capacity = _account_usage(task, now)
+        # Read before the project lock: a pool created meanwhile applies from the next
+        # dispatch on.
+        capacity = pool_capacity(build.project_id)
+        freed_capacity = _account_usage(task, now, capacity)
         if outcome == S.SUCCEEDED and task.cache_key:
             cache.store(
                 project_id=build.project_id,
@@ -354,19 +357,21 @@ def finish_task(
                 task_name=task.name,
                 outputs=outputs,
             )
-        newly_ready = unlock_dependents(build=build, task=task) if outcome != S.RETRYING else 0
+        newly_ready = 0
+        if outcome != S.RETRYING:
+            newly_ready = unlock_dependents(build=build, task=task, queue_now=not capacity)
         refresh_build_state(build=build)
-        # Dispatch only when something can have changed: a task became READY, or pool
-        # capacity was given back (due retries are the ticker's). In the same
-        # transaction: one write lock per finished task, not two.
-        if newly_ready or freed_capacity:
+        # With pools, dispatch only when something can have changed: a task became
+        # READY, or pool capacity was given back (due retries are the ticker's). In the
+        # same transaction: one write lock per finished task, not two.
+        if capacity and (newly_ready or freed_capacity):
             dispatch_ready_tasks(project_id=build.project_id)
     return True
 
 
-def _account_usage(task: Task, now) -> bool:
+def _account_usage(task: Task, now, capacity: dict[str, int]) -> bool:
     """Add the attempt's busy time to its pools; True when it held any pool's capacity."""
-    if not task.started_at or not task.claims:
+    if not task.started_at or not task.claims or not capacity:
         return False
     seconds = (now - task.started_at).total_seconds()
     held = False
@@ -375,13 +380,14 @@ def _account_usage(task: Task, now) -> bool:
         "WHERE project_id = %s AND name = %s"
     )
     for pool, amount in task.claims.items():
-        if amount:
+        if amount and pool in capacity:
             held |= bool(rawsql.execute(sql, [amount * seconds, task.build.project_id, pool]))
     return held
 
 
-def unlock_dependents(*, build: Build, task: Task) -> int:
-    """Move the dependents of a finished task on; returns how many became READY."""
+def unlock_dependents(*, build: Build, task: Task, queue_now: bool = False) -> int:
+    """Move the dependents of a finished task on; returns how many became READY.
+    With `queue_now` (a project without pools) those go on to QUEUED with their jobs."""
     _, children, _ = graph_of(build.pipeline_version_id)
     kids = children[task.name]
     if not kids:
@@ -392,7 +398,12 @@ def unlock_dependents(*, build: Build, task: Task) -> int:
     else:
         tasks = BuildTasks(build.id, everything=True)
     tasks[task.name] = task
-    applied = apply_transitions(project_id=build.project_id, changes=advance(build, tasks, kids))
+    changes = advance(build, tasks, kids)
+    if queue_now:
+        changes = with_queueing(changes, timezone.now())
+    applied = apply_transitions(project_id=build.project_id, changes=changes)
+    if queue_now:
+        queue_jobs(applied)
     return sum(1 for c in applied if c.new == S.READY)
 
 
