@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from buildsite.models import Project
@@ -29,8 +30,16 @@ JOB = "builds.jobs.run_task"
 
 
 def enqueue(task_ids_and_attempts: list[tuple[int, int]]) -> None:
+    broker = get_broker()  # one for the batch: creating one costs as much as signing a job
     for task_id, attempt in task_ids_and_attempts:
-        async_task(JOB, task_id, attempt, task_name=f"task-{task_id}-{attempt}", save=False)
+        async_task(
+            JOB,
+            task_id,
+            attempt,
+            task_name=f"task-{task_id}-{attempt}",
+            save=False,
+            broker=broker,
+        )
 
 
 def jobs_are_transactional() -> bool:

@@ -138,6 +138,9 @@ Q_CLUSTER = {
     "poll": float(os.environ.get("BUILDSITE_Q_POLL", "0.01")),
     # The pusher claims up to this many jobs per write (one lock for ten jobs).
     "bulk": env_int("BUILDSITE_Q_BULK", 10),
+    # Steps run in their own subprocesses, so a worker grows little; restarting one
+    # every 500 jobs (django-q2's default) left a slot empty for up to a guard cycle.
+    "recycle": env_int("BUILDSITE_Q_RECYCLE", 5000),
     "label": "Django Q2",
 }
 if REDIS_URL:

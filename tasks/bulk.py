@@ -54,7 +54,7 @@ def insert_rows(
     if not rows:
         return
     sql, writers = _plan(model, tuple(columns))
-    if len(rows) > 8:
+    if len(rows) > 1:
         writers = tuple((i, _memoised(w)) for i, w in writers)
 
     def prepare(row: Sequence[Any]) -> list[Any]:
