@@ -200,8 +200,7 @@ def execute_task(*, task_id: int, attempt: int) -> str:
     return str(outcome)
 
 
-def _claim_step(task: Task, attempt: int) -> Change:
-    now = timezone.now()
+def _claim_step(task: Task, attempt: int, now) -> Change:
     fields = {
         "attempts": attempt,
         "started_at": now,
@@ -214,7 +213,7 @@ def _claim_step(task: Task, attempt: int) -> Change:
 
 def _claim(task: Task, build: Build, attempt: int) -> bool:
     """QUEUED -> RUNNING with a fresh lease; False when another worker was first."""
-    step = _claim_step(task, attempt)
+    step = _claim_step(task, attempt, timezone.now())
     claimed = transition(
         task=task,
         to=S.RUNNING,
@@ -332,7 +331,7 @@ def finish_task(
         data = {"error": error} if error else None
         if claim is not None:
             end = Change(task, S.RUNNING, outcome, fields, data)
-            steps = [_claim_step(task, claim), end]
+            steps = [_claim_step(task, claim, now), end]  # started and ended at `now`
             if not apply_transitions(project_id=build.project_id, changes=steps):
                 return False
             if build.state == BuildState.QUEUED:

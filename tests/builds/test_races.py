@@ -10,7 +10,7 @@ from django.db import connection
 from builds.dispatch import dispatch_ready_tasks
 from builds.execution import execute_task
 from builds.models import ResourcePool
-from builds.services import trigger_build
+from builds.services import mark_build_running, trigger_build
 from tasks.models import Task
 from tests.cluster import ROOT, database_env
 from tests.factories import make_pipeline
@@ -104,3 +104,57 @@ def test_concurrent_dispatchers_never_over_commit_a_pool(project, no_enqueue, mo
     counts = race(6, lambda: dispatch_ready_tasks(project_id=project.id))
     assert sum(counts) == 3
     assert Task.objects.filter(build=build, state="queued").count() == 3
+
+
+def test_threads_racing_for_one_stepless_task_finish_it_once(project, no_enqueue):
+    """A task with nothing to run is started and ended in one UPDATE: still once."""
+    make_pipeline(project, "tasks:\n  gate: {}\n")
+    build = trigger_build(user=None, project=project, pipeline="main")
+    task = Task.objects.get(build=build)
+    results = race(8, lambda: execute_task(task_id=task.id, attempt=1))
+    assert sorted(results).count("succeeded") == 1
+    states = list(task.events.values_list("old_state", "new_state"))
+    assert states.count(("queued", "running")) == 1
+    assert states.count(("running", "succeeded")) == 1
+
+
+def test_parents_finishing_together_always_unlock_their_child(project, no_enqueue, monkeypatch):
+    """Both parents of `join` end at the same moment in two threads; whichever commits
+    last must see the other's end and move `join` on. Each finishing thread waits (up to
+    a second) for the other before it reads the dependents' states, so without the
+    per-build lock both would read before either commits, which under READ COMMITTED
+    (PostgreSQL) leaves `join` PENDING for ever."""
+    import builds.execution
+
+    make_pipeline(project, "tasks:\n  a: {}\n  b: {}\n  join: {needs: [a, b]}\n")
+    for _ in range(3):
+        build = trigger_build(user=None, project=project, pipeline="main")
+        tasks = {t.name: t for t in Task.objects.filter(build=build)}
+        assert tasks["a"].state == tasks["b"].state == "queued"
+        mark_build_running(build=build)  # as mid-build: no write to the build row itself
+        start, before_read = threading.Barrier(2), threading.Barrier(2, timeout=1)
+        load = builds.execution.BuildTasks
+
+        def load_after_the_other(*args, before_read=before_read, load=load, **kwargs):
+            try:
+                before_read.wait()
+            except threading.BrokenBarrierError:
+                pass  # the other thread is held by the lock: read alone
+            return load(*args, **kwargs)
+
+        monkeypatch.setattr(builds.execution, "BuildTasks", load_after_the_other)
+
+        def finish(name, tasks=tasks, start=start):
+            start.wait()
+            try:
+                return execute_task(task_id=tasks[name].id, attempt=1)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=finish, args=(n,)) for n in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        tasks["join"].refresh_from_db()
+        assert tasks["join"].state == "queued", build.id

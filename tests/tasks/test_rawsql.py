@@ -1,0 +1,101 @@
+"""The hot path's plain SQL writes and reads rows exactly as the ORM does."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import DatabaseError
+from django.utils import timezone
+
+from builds.services import trigger_build
+from tasks import rawsql
+from tasks.bulk import insert_rows
+from tasks.models import Event, Task
+from tests.factories import make_pipeline
+
+pytestmark = pytest.mark.django_db
+
+COLUMNS = ("id", "state", "outputs", "claims", "started_at", "deadline", "attempts")
+
+
+@pytest.fixture
+def task(project):
+    """`one` is READY (its dispatch waits for a commit this test never makes)."""
+    make_pipeline(project, "tasks:\n  one: {steps: [{run: 'true'}]}\n  two: {needs: [one]}\n")
+    build = trigger_build(user=None, project=project, pipeline="main")
+    return Task.objects.get(build=build, name="one")
+
+
+def test_an_update_is_read_back_by_the_orm_as_written(task):
+    started = timezone.now().replace(microsecond=123456)
+    outputs = {"exit_code": 0, "nested": {"list": [1, "two", None]}, "text": "é ✓"}
+    changed = rawsql.update(
+        Task,
+        {"state": "running", "outputs": outputs, "started_at": started, "deadline": None},
+        {"id": task.id, "state": "ready"},
+    )
+    assert changed == 1
+    fresh = Task.objects.get(id=task.id)
+    assert (fresh.state, fresh.outputs, fresh.started_at, fresh.deadline) == (
+        "running",
+        outputs,
+        started,
+        None,
+    )
+
+
+def test_rows_read_in_plain_sql_equal_the_orms_values(task):
+    Task.objects.filter(id=task.id).update(
+        outputs={"k": [1, 2]}, started_at=timezone.now(), attempts=3
+    )
+    sql = f"SELECT {', '.join(COLUMNS)} FROM {rawsql.table(Task)} WHERE id = %s"
+    (row,) = rawsql.from_db(Task, COLUMNS, rawsql.fetch(sql, [task.id]))
+    assert row == list(Task.objects.filter(id=task.id).values_list(*COLUMNS).get())
+
+
+def test_a_conditional_update_changes_nothing_once_the_condition_is_gone(task):
+    assert rawsql.update(Task, {"state": "queued"}, {"id": task.id, "state": "pending"}) == 0
+    assert Task.objects.get(id=task.id).state == "ready"
+
+
+def test_update_ids_returns_only_the_rows_it_changed(task):
+    other = Task.objects.get(build_id=task.build_id, name="two")  # pending, not ready
+    changed = rawsql.update_ids(
+        Task, {"state": "queued"}, [task.id, other.id], {"state": "ready"}, returning="id"
+    )
+    assert changed == [task.id]
+    assert Task.objects.get(id=other.id).state == "pending"
+
+
+def test_inserted_events_read_back_by_the_orm(task):
+    now = timezone.now()
+    rows = [
+        (task.build.project_id, task.build_id, task.id, task.name, "task.state", "a", "b", d, now)
+        for d in ({"via": ["ready"]}, {})
+    ]
+    before = Event.objects.count()
+    insert_rows(
+        Event,
+        ("project_id", "build_id", "task_id", "task_name", "type", "old_state", "new_state")
+        + ("data", "created_at"),
+        rows,
+    )
+    stored = list(Event.objects.order_by("-id")[:2])[::-1]
+    assert Event.objects.count() == before + 2
+    assert [(e.data, e.created_at, e.task_id) for e in stored] == [
+        ({"via": ["ready"]}, now, task.id),
+        ({}, now, task.id),
+    ]
+
+
+def test_database_errors_arrive_as_djangos_own(task):
+    with pytest.raises(DatabaseError):
+        rawsql.fetch(f"SELECT no_such_column FROM {rawsql.table(Task)}")
+
+
+def test_datetimes_compare_in_sql_as_in_the_orm(task):
+    """Dispatch compares `not_before <= now` in SQL with values prepared by rawsql."""
+    now = timezone.now()
+    Task.objects.filter(id=task.id).update(not_before=now - timedelta(seconds=1))
+    sql = f"SELECT id FROM {rawsql.table(Task)} WHERE not_before <= %s"
+    assert rawsql.fetch(sql, [rawsql.to_db(Task, "not_before", now)]) == [(task.id,)]
+    assert rawsql.fetch(sql, [rawsql.to_db(Task, "not_before", now - timedelta(hours=1))]) == []
