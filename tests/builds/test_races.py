@@ -1,5 +1,6 @@
 """Concurrency against the real database: racing workers and dispatchers."""
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -136,10 +137,9 @@ def test_parents_finishing_together_always_unlock_their_child(project, no_enqueu
         load = builds.execution.BuildTasks
 
         def load_after_the_other(*args, before_read=before_read, load=load, **kwargs):
-            try:
+            # A broken barrier: the other thread is held by the lock, read alone.
+            with contextlib.suppress(threading.BrokenBarrierError):
                 before_read.wait()
-            except threading.BrokenBarrierError:
-                pass  # the other thread is held by the lock: read alone
             return load(*args, **kwargs)
 
         monkeypatch.setattr(builds.execution, "BuildTasks", load_after_the_other)
