@@ -6,12 +6,15 @@ import json
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F, Sum
+from django.db.models import Sum
 from django.utils import timezone
+
+from tasks import rawsql
 
 from .models import CacheEntry
 
 CHUNK = 2000
+KEY = '"key"'  # a keyword in PostgreSQL
 
 
 def _ttl_cutoff():
@@ -19,38 +22,54 @@ def _ttl_cutoff():
 
 
 def lookup_many(*, project_id: int, keys: list[str]) -> dict[str, dict]:
-    """Outputs per key for the keys that hit; hits are counted and touched for LRU."""
+    """Outputs per key for the keys that hit; hits are counted and touched for LRU.
+    Plain SQL: a cached build of thousands of tasks asks once per wave of its DAG."""
     keys = list(dict.fromkeys(keys))
     found: dict[str, dict] = {}
     ids: list[int] = []
-    cutoff = _ttl_cutoff()
+    table = rawsql.table(CacheEntry)
+    cutoff = rawsql.to_db(CacheEntry, "created_at", _ttl_cutoff())
     for i in range(0, len(keys), CHUNK):
-        rows = CacheEntry.objects.filter(
-            project_id=project_id, key__in=keys[i : i + CHUNK], created_at__gte=cutoff
-        ).values_list("id", "key", "outputs")
-        for entry_id, key, outputs in rows:
+        chunk = keys[i : i + CHUNK]
+        rows = rawsql.fetch(
+            f"SELECT id, {KEY}, outputs FROM {table} WHERE project_id = %s "
+            f"AND created_at >= %s AND {KEY} IN ({rawsql.marks(len(chunk))})",
+            [project_id, cutoff, *chunk],
+        )
+        for entry_id, key, outputs in rawsql.from_db(CacheEntry, ("id", "key", "outputs"), rows):
             ids.append(entry_id)
             found[key] = outputs
-    now = timezone.now()
+    now = rawsql.to_db(CacheEntry, "last_used_at", timezone.now())
     for i in range(0, len(ids), CHUNK):
-        CacheEntry.objects.filter(id__in=ids[i : i + CHUNK]).update(
-            hits=F("hits") + 1, last_used_at=now
+        chunk = ids[i : i + CHUNK]
+        rawsql.execute(
+            f"UPDATE {table} SET hits = hits + 1, last_used_at = %s "
+            f"WHERE id IN ({rawsql.marks(len(chunk))})",
+            [now, *chunk],
         )
     return found
 
 
 def store(*, project_id: int, key: str, task_name: str, outputs: dict) -> None:
-    now = timezone.now()
-    CacheEntry.objects.update_or_create(
-        project_id=project_id,
-        key=key,
-        defaults={
-            "task_name": task_name,
-            "outputs": outputs,
-            "size_bytes": len(json.dumps(outputs, default=str)),
-            "created_at": now,
-            "last_used_at": now,
-        },
+    """Insert or replace the entry for `key` (one upsert: this runs as each cacheable
+    task finishes, inside its finish transaction)."""
+    now = rawsql.to_db(CacheEntry, "created_at", timezone.now())
+    rawsql.execute(
+        f"INSERT INTO {rawsql.table(CacheEntry)} "
+        f"(project_id, {KEY}, task_name, outputs, size_bytes, hits, created_at, last_used_at) "
+        "VALUES (%s, %s, %s, %s, %s, 0, %s, %s) "
+        f"ON CONFLICT (project_id, {KEY}) DO UPDATE SET task_name = excluded.task_name, "
+        "outputs = excluded.outputs, size_bytes = excluded.size_bytes, "
+        "created_at = excluded.created_at, last_used_at = excluded.last_used_at",
+        [
+            project_id,
+            key,
+            task_name,
+            rawsql.to_db(CacheEntry, "outputs", outputs),
+            len(json.dumps(outputs, default=str)),
+            now,
+            now,
+        ],
     )
 
 

@@ -157,6 +157,8 @@ if REDIS_URL:
     }
 else:
     Q_CLUSTER["orm"] = "default"
+    # BUILDSITE_Q_BROKER=orm selects django-q2's own ORM broker (bench/scheduler.py
+    # measures raw jobs on both).
     if os.environ.get("BUILDSITE_Q_BROKER", "sql") == "sql":
         # Same table and rows as django-q2's ORM broker, fewer and shorter write locks.
         Q_CLUSTER["broker_class"] = "buildsite.broker.SQLBroker"

@@ -6,7 +6,7 @@ exactly as the ORM would store them, on SQLite and PostgreSQL alike."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from django.db import connection, models
@@ -53,7 +53,9 @@ def insert_rows(
     """Insert `rows` (tuples in the order of `columns`, which are field names)."""
     if not rows:
         return
-    sql, writers = _plan(model, tuple(columns))
+    sql, plan = _plan(model, tuple(columns))
+    ops = connection.ops
+    writers = tuple((i, partial(w, ops)) for i, w in plan)
     if len(rows) > 1:
         writers = tuple((i, _memoised(w)) for i, w in writers)
 

@@ -17,8 +17,6 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.db.models.expressions import Col
 
-Converter = Callable[[Any], Any]
-
 
 @cache
 def table(model: type[models.Model]) -> str:
@@ -31,24 +29,26 @@ def col(model: type[models.Model], name: str) -> str:
 
 
 @cache
-def writer(model: type[models.Model], name: str) -> Converter | None:
+def writer(model: type[models.Model], name: str) -> Callable[[Any, Any], Any] | None:
+    """How to prepare a value of `model.name` for the driver, given the connection's
+    `ops`; None when the driver takes it as it is."""
     field = model._meta.get_field(name)
     if isinstance(field, models.JSONField):
         encoder = field.encoder
-        return lambda value: connection.ops.adapt_json_value(value, encoder)
+        return lambda ops, value: ops.adapt_json_value(value, encoder)
     if isinstance(field, models.DateTimeField):
-        return lambda value: connection.ops.adapt_datetimefield_value(value)
+        return lambda ops, value: ops.adapt_datetimefield_value(value)
     if isinstance(
         field, (models.CharField, models.TextField, models.IntegerField, models.ForeignKey)
     ):
         return None
-    return lambda value: field.get_db_prep_save(value, connection)
+    return lambda ops, value: field.get_db_prep_save(value, ops.connection)
 
 
 def to_db(model: type[models.Model], name: str, value: Any) -> Any:
     """A Python value as the ORM would send it for `model.name`."""
     convert = writer(model, name)
-    return value if convert is None or value is None else convert(value)
+    return value if convert is None or value is None else convert(connection.ops, value)
 
 
 @cache
