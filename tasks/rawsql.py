@@ -53,6 +53,8 @@ def to_db(model: type[models.Model], name: str, value: Any) -> Any:
 
 @cache
 def _readers(model: type[models.Model], names: tuple[str, ...]) -> list[tuple[int, list]]:
+    # Kept per process: the converters depend on settings (time zone, JSON decoder),
+    # not on which thread's connection handed them out.
     out = []
     for i, name in enumerate(names):
         field = model._meta.get_field(name)
