@@ -1,8 +1,6 @@
 """Dispatch after a finished task: queued at once without pools, held by a full pool."""
 
 import pytest
-from django_q.models import OrmQ
-from django_q.signing import SignedPackage
 
 from builds.execution import execute_task
 from builds.models import ResourcePool
@@ -15,44 +13,48 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PIPELINE = "tasks:\n  a: {}\n  b: {needs: [a]}\n  c: {needs: [a]}\n"
 
 
-def job_task_ids():
-    return sorted(
-        SignedPackage.loads(p)["args"][0] for p in OrmQ.objects.values_list("payload", flat=True)
-    )
+@pytest.fixture
+def jobs(monkeypatch):
+    """The (task id, attempt) of every job sent to django-q2, whichever broker."""
+    import builds.dispatch
+
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(builds.dispatch, "enqueue", sent.extend)
+    return sent
 
 
 def run(task):
     assert execute_task(task_id=task.id, attempt=1) == "succeeded"
 
 
-def test_without_pools_unblocked_tasks_are_queued_with_their_jobs_at_once(project):
+def test_without_pools_unblocked_tasks_are_queued_with_their_jobs_at_once(project, jobs):
     make_pipeline(project, PIPELINE)
     build = trigger_build(user=None, project=project, pipeline="main")
     tasks = {t.name: t for t in Task.objects.filter(build=build)}
-    OrmQ.objects.all().delete()  # a's job: this test plays the worker
+    assert jobs == [(tasks["a"].id, 1)]  # this test plays the worker
     run(tasks["a"])
     states = dict(Task.objects.filter(build=build).values_list("name", "state"))
     assert states == {"a": "succeeded", "b": "queued", "c": "queued"}
-    assert job_task_ids() == sorted([tasks["b"].id, tasks["c"].id])
+    assert sorted(jobs[1:]) == sorted([(tasks["b"].id, 1), (tasks["c"].id, 1)])
     moves = list(
         build.events.filter(task_name="b", type="task.state").values_list("old_state", "new_state")
     )
     assert moves == [("pending", "ready"), ("ready", "queued")]
 
 
-def test_a_full_pool_holds_unblocked_tasks_ready(project):
+def test_a_full_pool_holds_unblocked_tasks_ready(project, jobs):
     ResourcePool.objects.create(project=project, name="cpu", capacity=1)
     make_pipeline(project, PIPELINE + "  busy: {steps: [{run: 'true'}]}\n")
     build = trigger_build(user=None, project=project, pipeline="main")
     tasks = {t.name: t for t in Task.objects.filter(build=build)}
     queued = [name for name, t in tasks.items() if t.state == "queued"]
     assert len(queued) == 1  # a and busy compete for the one cpu
-    OrmQ.objects.all().delete()
+    assert len(jobs) == 1
     first = tasks[queued[0]]
     run(first)
     # first's cpu is free again: exactly one more task may run, whichever is first.
     states = dict(Task.objects.filter(build=build).values_list("name", "state"))
     assert list(states.values()).count("queued") == 1
-    assert len(job_task_ids()) == 1
+    assert len(jobs) == 2
     # A task with nothing to run starts and ends at one instant: it was busy for no time.
     assert ResourcePool.objects.get(project=project, name="cpu").busy_seconds == 0.0
