@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 from tests.cluster import ROOT, database_env
 
@@ -136,6 +137,9 @@ def browser_page(chromium_path):
         finally:
             context.close()
             browser.close()
+            # The test's ORM calls ran beside Playwright's event loop; close what they
+            # opened here, or PostgreSQL will not drop the test database.
+            connections.close_all()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connections
 
 from buildsite.asgi import application
 from buildsite.roles import Role
@@ -21,6 +22,15 @@ from tasks.services import record_event
 from tests.factories import add_member, make_pipeline, make_project, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def _close_thread_connections():
+    """database_sync_to_async runs in a worker thread whose connection would outlive the
+    test (CONN_MAX_AGE), and PostgreSQL will not drop a test database still in use."""
+    yield
+    await database_sync_to_async(connections.close_all)()
+
 
 PIPELINE = """
 tasks:
