@@ -38,7 +38,6 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
 from django_q.brokers.orm import ORM  # noqa: E402
 from django_q.models import OrmQ  # noqa: E402
 from django_q.tasks import async_task  # noqa: E402
@@ -46,6 +45,7 @@ from django_q.tasks import async_task  # noqa: E402
 from builds.models import Build  # noqa: E402
 from builds.services import save_pipeline, trigger_build  # noqa: E402
 from buildsite.models import Project  # noqa: E402
+from tasks import rawsql  # noqa: E402
 
 
 def layered_dag(n: int, width: int) -> dict[str, list[str]]:
@@ -94,9 +94,7 @@ class Cluster:
 
 def exists(sql: str, params: list) -> bool:
     """A plain query: the clock-watching loop must not take CPU from the workers."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone() is not None
+    return bool(rawsql.fetch(sql, params))
 
 
 def wait_queue_empty(timeout: float = 600) -> None:

@@ -14,7 +14,6 @@ from tasks import rawsql
 from .models import CacheEntry
 
 CHUNK = 2000
-KEY = '"key"'  # a keyword in PostgreSQL
 
 
 def _ttl_cutoff():
@@ -27,13 +26,13 @@ def lookup_many(*, project_id: int, keys: list[str]) -> dict[str, dict]:
     keys = list(dict.fromkeys(keys))
     found: dict[str, dict] = {}
     ids: list[int] = []
-    table = rawsql.table(CacheEntry)
+    table, key_col = rawsql.table(CacheEntry), rawsql.col(CacheEntry, "key")
     cutoff = rawsql.to_db(CacheEntry, "created_at", _ttl_cutoff())
     for i in range(0, len(keys), CHUNK):
         chunk = keys[i : i + CHUNK]
         rows = rawsql.fetch(
-            f"SELECT id, {KEY}, outputs FROM {table} WHERE project_id = %s "
-            f"AND created_at >= %s AND {KEY} IN ({rawsql.marks(len(chunk))})",
+            f"SELECT id, {key_col}, outputs FROM {table} WHERE project_id = %s "
+            f"AND created_at >= %s AND {key_col} IN ({rawsql.marks(len(chunk))})",
             [project_id, cutoff, *chunk],
         )
         for entry_id, key, outputs in rawsql.from_db(CacheEntry, ("id", "key", "outputs"), rows):
@@ -54,11 +53,12 @@ def store(*, project_id: int, key: str, task_name: str, outputs: dict) -> None:
     """Insert or replace the entry for `key` (one upsert: this runs as each cacheable
     task finishes, inside its finish transaction)."""
     now = rawsql.to_db(CacheEntry, "created_at", timezone.now())
+    key_col = rawsql.col(CacheEntry, "key")
     rawsql.execute(
         f"INSERT INTO {rawsql.table(CacheEntry)} "
-        f"(project_id, {KEY}, task_name, outputs, size_bytes, hits, created_at, last_used_at) "
+        f"(project_id, {key_col}, task_name, outputs, size_bytes, hits, created_at, last_used_at) "
         "VALUES (%s, %s, %s, %s, %s, 0, %s, %s) "
-        f"ON CONFLICT (project_id, {KEY}) DO UPDATE SET task_name = excluded.task_name, "
+        f"ON CONFLICT (project_id, {key_col}) DO UPDATE SET task_name = excluded.task_name, "
         "outputs = excluded.outputs, size_bytes = excluded.size_bytes, "
         "created_at = excluded.created_at, last_used_at = excluded.last_used_at",
         [

@@ -54,10 +54,13 @@ def dispatch_on_commit(project_id: int) -> None:
     transaction.on_commit(lambda: dispatch_ready_tasks(project_id=project_id))
 
 
-def dispatch_ready_tasks(*, project_id: int | None = None) -> int:
+def dispatch_ready_tasks(
+    *, project_id: int | None = None, capacity: dict[str, int] | None = None
+) -> int:
     """Queue what may run now; returns how many tasks were queued. Safe to call from
     any number of processes: the project row is locked (PostgreSQL) or the database is
-    (SQLite IMMEDIATE), and each move is a conditional update."""
+    (SQLite IMMEDIATE), and each move is a conditional update. `capacity` (the project's
+    pools, from `pool_capacity`) saves reading them again."""
     now = timezone.now()
     if project_id is None:
         due_retry = Task.objects.filter(state=S.RETRYING, not_before__lte=now)
@@ -70,7 +73,7 @@ def dispatch_ready_tasks(*, project_id: int | None = None) -> int:
         project_ids = {project_id}
     queued = 0
     for pid in sorted(project_ids):
-        queued += _dispatch_project(pid, now)
+        queued += _dispatch_project(pid, now, capacity if pid == project_id else None)
     return queued
 
 
@@ -118,7 +121,7 @@ def _in_use(project_id: int, capacity: dict[str, int]) -> Counter[str]:
     return in_use
 
 
-def _dispatch_project(project_id: int, now) -> int:
+def _dispatch_project(project_id: int, now, capacity: dict[str, int] | None) -> int:
     with transaction.atomic(savepoint=False):
         if connection.features.has_select_for_update:
             # Serialises dispatchers of one project, so pools are never over-committed.
@@ -129,7 +132,8 @@ def _dispatch_project(project_id: int, now) -> int:
         waiting = _waiting(project_id, now)
         if not waiting:
             return 0
-        capacity = pool_capacity(project_id)
+        if capacity is None:
+            capacity = pool_capacity(project_id)
         in_use = _in_use(project_id, capacity) if capacity else Counter()
         decision = choose(
             [

@@ -364,7 +364,7 @@ def finish_task(
         # READY, or pool capacity was given back (due retries are the ticker's). In the
         # same transaction: one write lock per finished task, not two.
         if capacity and (newly_ready or freed_capacity):
-            dispatch_ready_tasks(project_id=build.project_id)
+            dispatch_ready_tasks(project_id=build.project_id, capacity=capacity)
     return True
 
 

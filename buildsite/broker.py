@@ -23,7 +23,10 @@ from django_q.models import OrmQ
 
 from tasks import rawsql
 
-KEY, LOCK = '"key"', '"lock"'  # quoted: both are keywords in PostgreSQL
+
+def _names() -> tuple[str, str, str]:
+    """The queue table and its `key` and `lock` columns, quoted (keywords in PostgreSQL)."""
+    return rawsql.table(OrmQ), rawsql.col(OrmQ, "key"), rawsql.col(OrmQ, "lock")
 
 
 class SQLBroker(ORM):
@@ -35,10 +38,10 @@ class SQLBroker(ORM):
     def enqueue(self, task: str) -> int:
         self._fresh()
         now = rawsql.to_db(OrmQ, "lock", timezone.now())
+        table, key, lock = _names()
         with transaction.atomic(savepoint=False):  # the write lock's short wait
             rows = rawsql.fetch(
-                f"INSERT INTO {rawsql.table(OrmQ)} ({KEY}, payload, {LOCK}) VALUES (%s, %s, %s) "
-                "RETURNING id",
+                f"INSERT INTO {table} ({key}, payload, {lock}) VALUES (%s, %s, %s) RETURNING id",
                 [self.list_key or Conf.CLUSTER_NAME, task, now],
             )
         return rows[0][0]
@@ -48,11 +51,11 @@ class SQLBroker(ORM):
         now = timezone.now()
         until = rawsql.to_db(OrmQ, "lock", now + timedelta(seconds=Conf.RETRY))
         due = rawsql.to_db(OrmQ, "lock", now)
-        table = rawsql.table(OrmQ)
+        table, key, lock = _names()
         with transaction.atomic(savepoint=False):
             claimed = rawsql.fetch(
-                f"UPDATE {table} SET {LOCK} = %s WHERE id IN (SELECT id FROM {table} "
-                f"WHERE {KEY} = %s AND {LOCK} < %s ORDER BY id LIMIT %s) AND {LOCK} < %s "
+                f"UPDATE {table} SET {lock} = %s WHERE id IN (SELECT id FROM {table} "
+                f"WHERE {key} = %s AND {lock} < %s ORDER BY id LIMIT %s) AND {lock} < %s "
                 "RETURNING id, payload",
                 [until, self.list_key, due, Conf.BULK, due],
             )

@@ -126,12 +126,6 @@ def marks(n: int) -> str:
     return ", ".join(["%s"] * n)
 
 
-def for_update() -> str:
-    """Row locks where the database has them; SQLite's IMMEDIATE transaction already
-    holds the only write lock."""
-    return " FOR UPDATE" if connection.features.has_select_for_update else ""
-
-
 @lru_cache(maxsize=256)
 def update_sql(model: type[models.Model], names: tuple[str, ...], where: tuple[str, ...]) -> str:
     sets = ", ".join(f"{col(model, n)} = %s" for n in names)

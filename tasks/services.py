@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from . import rawsql
@@ -232,19 +232,7 @@ def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Cha
 
 def _conditional_update(values: dict[str, Any], ids: list[int], old: str) -> list[int]:
     """Set `values` on those of `ids` still in state `old`; returns the ids changed."""
-    if len(ids) == 1:
-        return ids if rawsql.update(Task, values, {"id": ids[0], "state": old}) else []
-    if connection.features.can_return_rows_from_bulk_insert:  # RETURNING works
-        return rawsql.update_ids(Task, values, ids, {"state": old}, returning="id")
-    locked = rawsql.fetch(
-        f"SELECT id FROM {rawsql.table(Task)} WHERE state = %s "
-        f"AND id IN ({rawsql.marks(len(ids))}){rawsql.for_update()}",
-        [old, *ids],
-    )
-    ids = [i for (i,) in locked]
-    if ids:
-        rawsql.update_ids(Task, values, ids, {"state": old})
-    return ids
+    return rawsql.update_ids(Task, values, ids, {"state": old}, returning="id")
 
 
 def _hashable(value: Any) -> Any:

@@ -14,14 +14,24 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.sqlite3 import base
 
 FIRST_WAIT = 0.00005
 LONGEST_WAIT = 0.001
 
 
+# UPDATE ... RETURNING (tasks/rawsql.py, buildsite/broker.py) needs 3.35.
+MIN_SQLITE = (3, 35)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise ImproperlyConfigured(
+                f"Buildsite needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; "
+                f"this Python has {sqlite3.sqlite_version}"
+            )
         conn = super().get_new_connection(conn_params)
         self.busy_timeout_ms = int(float(conn_params.get("timeout", 5)) * 1000)
         return conn

@@ -57,3 +57,16 @@ def test_other_errors_are_not_retried(db_path):
     conn.execute("BEGIN IMMEDIATE")
     with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
         begin_immediate(conn, timeout=5)
+
+
+def test_an_sqlite_without_returning_is_refused_with_a_clear_error(monkeypatch, settings):
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import connections
+
+    from buildsite.sqlite_backend import base
+
+    monkeypatch.setattr(base.sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(base.sqlite3, "sqlite_version", "3.34.1")
+    wrapper = base.DatabaseWrapper({**connections["default"].settings_dict, "NAME": ":memory:"})
+    with pytest.raises(ImproperlyConfigured, match=r"SQLite 3\.35 or newer; .* 3\.34\.1"):
+        wrapper.get_new_connection(wrapper.get_connection_params())
