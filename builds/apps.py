@@ -6,6 +6,9 @@ class BuildsConfig(AppConfig):
     verbose_name = "Builds: pipelines, runs, scheduling and cache"
 
     def ready(self) -> None:
+        from .monitor import install
+
+        install()
         from .steps import register_step
         from .steps.shell import run_step
 

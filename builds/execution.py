@@ -1,4 +1,5 @@
-"""The worker side of a task: claim it, keep its lease, run its steps, record the end."""
+"""The worker side of a task: claim it, keep its lease, run its steps, report the end
+(which `builds/settle.py` records)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import threading
 import time
 import traceback
 from datetime import timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +19,14 @@ from django.utils import timezone
 
 from buildsite.errors import DomainError
 from buildsite.templating import render_value
-from tasks import rawsql
 from tasks.models import Event, Task
-from tasks.services import Change, apply_transitions, record_event, transition
+from tasks.services import record_event, transition
 from tasks.states import BuildState, TaskState
 
-from . import cache
-from .dispatch import dispatch_ready_tasks, pool_capacity, queue_jobs, with_queueing
-from .models import Build, ResourcePool
-from .resolution import (
-    BuildTasks,
-    advance,
-    graph_of,
-    task_spec,
-    template_context,
-    workspace_of,
-)
-from .services import mark_build_running, refresh_build_state
+from .models import Build
+from .resolution import BuildTasks, task_spec, template_context, workspace_of
+from .services import mark_build_running
+from .settle import TaskEnd, claim_fields, load_tasks
 from .steps import StepCancelled, StepContext, StepFailed, executor_for
 
 log = logging.getLogger(__name__)
@@ -137,47 +128,18 @@ class Heartbeat(threading.Thread):
             connection.close()
 
 
-@lru_cache(maxsize=1)
-def _load_statement() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    task_cols = tuple(f.attname for f in Task._meta.concrete_fields)
-    build_cols = tuple(f.attname for f in Build._meta.concrete_fields)
-    sql = "SELECT {}, {} FROM {} t JOIN {} b ON b.id = t.build_id WHERE t.id = %s".format(
-        ", ".join(f"t.{rawsql.col(Task, c)}" for c in task_cols),
-        ", ".join(f"b.{rawsql.col(Build, c)}" for c in build_cols),
-        rawsql.table(Task),
-        rawsql.table(Build),
-    )
-    return sql, task_cols, build_cols
-
-
-def load_task(task_id: int) -> Task | None:
-    """The task with its build, in one plain query (this runs for every job)."""
-    sql, task_cols, build_cols = _load_statement()
-    rows = rawsql.fetch(sql, [task_id])
-    if not rows:
-        return None
-    split = len(task_cols)
-    (task_values,) = rawsql.from_db(Task, task_cols, [rows[0][:split]])
-    (build_values,) = rawsql.from_db(Build, build_cols, [rows[0][split:]])
-    task = Task.from_db("default", task_cols, task_values)
-    task.build = Build.from_db("default", build_cols, build_values)
-    return task
-
-
-def execute_task(*, task_id: int, attempt: int) -> str:
-    """Run one attempt of a task. Returns what happened (for django-q2's result)."""
+def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
+    """Run one attempt of a task. Returns how it ended, for the monitor to settle
+    (`builds/settle.py`), or why there was nothing to do."""
     close_old_connections()
-    task = load_task(task_id)
+    task = load_tasks([task_id]).get(task_id)
     if task is None or task.state != S.QUEUED or task.attempts != attempt - 1:
         return "skipped: not queued for this attempt"
     build = task.build
     if not task_spec(build, task.name).get("steps"):
-        # Nothing to run: start and end in one transaction, one write lock instead of two
-        # (the events still show queued -> running -> succeeded).
-        started = finish_task(
-            task=task, build=build, outcome=S.SUCCEEDED, outputs={}, claim=attempt
-        )
-        return "succeeded" if started else "skipped: claimed elsewhere"
+        # Nothing to run: the task stays QUEUED here and settling starts and ends it
+        # in one step (the events still show queued -> running -> succeeded).
+        return TaskEnd(task.id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
     with transaction.atomic(savepoint=False):
         if not _claim(task, build, attempt):
             return "skipped: claimed elsewhere"
@@ -196,43 +158,22 @@ def execute_task(*, task_id: int, attempt: int) -> str:
         return "cancelled"
     if outcome == S.FAILED:
         outcome = failure_outcome(task)
-    finish_task(task=task, build=build, outcome=outcome, outputs=outputs, error=error)
-    return str(outcome)
-
-
-def _claim_step(task: Task, attempt: int, now) -> Change:
-    fields = {
-        "attempts": attempt,
-        "started_at": now,
-        "worker": worker_id(),
-        "lease_expires_at": now + timedelta(seconds=settings.BUILDSITE["LEASE_SECONDS"]),
-        "error": "",
-    }
-    return Change(task, S.QUEUED, S.RUNNING, fields, {"attempt": attempt, "worker": worker_id()})
+    return TaskEnd(task.id, attempt, outcome, outputs, error, worker=worker_id())
 
 
 def _claim(task: Task, build: Build, attempt: int) -> bool:
     """QUEUED -> RUNNING with a fresh lease; False when another worker was first."""
-    step = _claim_step(task, attempt, timezone.now())
     claimed = transition(
         task=task,
         to=S.RUNNING,
         project_id=build.project_id,
         strict=False,
-        fields=step.fields,
-        data=step.data,
+        fields=claim_fields(attempt, timezone.now(), worker_id()),
+        data={"attempt": attempt, "worker": worker_id()},
     )
     if claimed and build.state == BuildState.QUEUED:
         mark_build_running(build=build)
     return claimed
-
-
-def lock_build(build: Build) -> None:
-    """One finish at a time per build (PostgreSQL; SQLite's IMMEDIATE transaction
-    already holds the only write lock): under READ COMMITTED, two parents finishing
-    together could each miss the other and leave their child PENDING."""
-    if connection.features.has_select_for_update:
-        rawsql.fetch(f"SELECT id FROM {rawsql.table(Build)} WHERE id = %s FOR UPDATE", [build.id])
 
 
 def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat):
@@ -299,113 +240,3 @@ def _fail(task_log: TaskLog, outputs: dict, message: str):
 def failure_outcome(task: Task) -> TaskState:
     """After a failed or lost attempt: another try while retries remain."""
     return S.RETRYING if task.attempts <= task.max_retries else S.FAILED
-
-
-def backoff_seconds(attempt: int) -> float:
-    base = settings.BUILDSITE["RETRY_BACKOFF_SECONDS"]
-    return min(base * 2 ** max(0, attempt - 1), settings.BUILDSITE["RETRY_BACKOFF_MAX_SECONDS"])
-
-
-def finish_task(
-    *,
-    task: Task,
-    build: Build,
-    outcome: TaskState,
-    outputs: dict,
-    error: str = "",
-    claim: int | None = None,
-) -> bool:
-    """Record the end of an attempt, unlock dependents, then dispatch what is ready.
-
-    With `claim` (an attempt number), the QUEUED task is started and ended at once:
-    a task with nothing to run takes both steps in one conditional UPDATE, with both
-    events, instead of two transactions."""
-    now = timezone.now()
-    fields: dict[str, Any] = {"outputs": outputs, "error": error, "lease_expires_at": None}
-    if outcome == S.RETRYING:
-        fields["not_before"] = now + timedelta(seconds=backoff_seconds(task.attempts))
-    else:
-        fields["finished_at"] = now
-    with transaction.atomic(savepoint=False):
-        lock_build(build)
-        data = {"error": error} if error else None
-        if claim is not None:
-            end = Change(task, S.RUNNING, outcome, fields, data)
-            steps = [_claim_step(task, claim, now), end]  # started and ended at `now`
-            if not apply_transitions(project_id=build.project_id, changes=steps):
-                return False
-            if build.state == BuildState.QUEUED:
-                mark_build_running(build=build)
-        elif not transition(
-            task=task,
-            to=outcome,
-            project_id=build.project_id,
-            fields=fields,
-            strict=False,
-            data=data,
-        ):
-            return False
-        # Read before the project lock: a pool created meanwhile applies from the next
-        # dispatch on.
-        capacity = pool_capacity(build.project_id)
-        freed_capacity = _account_usage(task, now, capacity)
-        if outcome == S.SUCCEEDED and task.cache_key:
-            cache.store(
-                project_id=build.project_id,
-                key=task.cache_key,
-                task_name=task.name,
-                outputs=outputs,
-            )
-        newly_ready = 0
-        if outcome != S.RETRYING:
-            newly_ready = unlock_dependents(build=build, task=task, queue_now=not capacity)
-        refresh_build_state(build=build)
-        # With pools, dispatch only when something can have changed: a task became
-        # READY, or pool capacity was given back (due retries are the ticker's). In the
-        # same transaction: one write lock per finished task, not two.
-        if capacity and (newly_ready or freed_capacity):
-            dispatch_ready_tasks(project_id=build.project_id, capacity=capacity)
-    return True
-
-
-def _account_usage(task: Task, now, capacity: dict[str, int]) -> bool:
-    """Add the attempt's busy time to its pools; True when it held any pool's capacity."""
-    if not task.started_at or not task.claims or not capacity:
-        return False
-    seconds = (now - task.started_at).total_seconds()
-    held = False
-    sql = (
-        f"UPDATE {rawsql.table(ResourcePool)} SET busy_seconds = busy_seconds + %s "
-        "WHERE project_id = %s AND name = %s"
-    )
-    for pool, amount in task.claims.items():
-        if amount and pool in capacity:
-            held |= bool(rawsql.execute(sql, [amount * seconds, task.build.project_id, pool]))
-    return held
-
-
-def unlock_dependents(*, build: Build, task: Task, queue_now: bool = False) -> int:
-    """Move the dependents of a finished task on; returns how many became READY.
-    With `queue_now` (a project without pools) those go on to QUEUED with their jobs."""
-    _, children, _ = graph_of(build.pipeline_version_id)
-    kids = children[task.name]
-    if not kids:
-        return 0
-    if task.state in (S.SUCCEEDED, S.CACHED):
-        needed = {n for kid in kids for n in task_needs(build, kid)}
-        tasks = BuildTasks(build.id, preload=list(set(kids) | needed))
-    else:
-        tasks = BuildTasks(build.id, everything=True)
-    tasks[task.name] = task
-    changes = advance(build, tasks, kids)
-    if queue_now:
-        changes = with_queueing(changes, timezone.now())
-    applied = apply_transitions(project_id=build.project_id, changes=changes)
-    if queue_now:
-        queue_jobs(applied)
-    return sum(1 for c in applied if c.new == S.READY)
-
-
-def task_needs(build: Build, name: str) -> list[str]:
-    needs, _, _ = graph_of(build.pipeline_version_id)
-    return list(needs[name])

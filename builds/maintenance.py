@@ -17,9 +17,10 @@ from tasks.states import TERMINAL, TaskState
 
 from . import cache
 from .dispatch import dispatch_ready_tasks, enqueue
-from .execution import failure_outcome, finish_task, log_path
+from .execution import failure_outcome, log_path
 from .models import Build
 from .resolution import task_spec, workspace_of
+from .settle import finish_task, lock_build
 
 log = logging.getLogger(__name__)
 S = TaskState
@@ -68,6 +69,7 @@ def check_deadlines() -> int:
     ):
         build = task.build
         with transaction.atomic():
+            lock_build(build)  # before the task row, in the order settling locks them
             if not Task.objects.filter(id=task.id, deadline_missed=False).update(
                 deadline_missed=True
             ):

@@ -71,3 +71,13 @@ class SQLBroker(ORM):
 
     def acknowledge(self, task_id) -> None:
         self.delete(task_id)
+
+    def acknowledge_many(self, task_ids: list) -> None:
+        """Acknowledge a batch of results in one statement (the monitor's batches)."""
+        self._fresh()
+        with transaction.atomic(savepoint=False):
+            for chunk in (task_ids[i : i + 500] for i in range(0, len(task_ids), 500)):
+                rawsql.execute(
+                    f"DELETE FROM {rawsql.table(OrmQ)} WHERE id IN ({rawsql.marks(len(chunk))})",
+                    chunk,
+                )

@@ -60,3 +60,15 @@ def run_build(project: Project, pipeline: str = "main", *, user=None, params=Non
 
 def task_states(build) -> dict[str, str]:
     return dict(build.tasks.values_list("name", "state"))
+
+
+def run_job(task_id: int, attempt: int = 1) -> str:
+    """What the cluster does with one task's job: a worker runs it, the monitor settles
+    the end it reports. Returns the outcome, or why nothing was recorded."""
+    from builds.execution import execute_task
+    from builds.settle import TaskEnd, settle
+
+    result = execute_task(task_id=task_id, attempt=attempt)
+    if isinstance(result, TaskEnd):
+        return str(result.outcome) if settle([result]) else "not settled"
+    return result

@@ -2,11 +2,10 @@
 
 import pytest
 
-from builds.execution import execute_task
 from builds.models import ResourcePool
 from builds.services import trigger_build
 from tasks.models import Task
-from tests.factories import make_pipeline
+from tests.factories import make_pipeline, run_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,7 +23,7 @@ def jobs(monkeypatch):
 
 
 def run(task):
-    assert execute_task(task_id=task.id, attempt=1) == "succeeded"
+    assert run_job(task.id) == "succeeded"
 
 
 def test_without_pools_unblocked_tasks_are_queued_with_their_jobs_at_once(project, jobs):

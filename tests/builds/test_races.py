@@ -9,12 +9,11 @@ import pytest
 from django.db import connection
 
 from builds.dispatch import dispatch_ready_tasks
-from builds.execution import execute_task
 from builds.models import ResourcePool
 from builds.services import mark_build_running, trigger_build
 from tasks.models import Task
 from tests.cluster import ROOT, database_env
-from tests.factories import make_pipeline
+from tests.factories import make_pipeline, run_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,7 +59,7 @@ def queued_task(project, tmp_path):
 
 def test_threads_racing_for_one_task_run_it_exactly_once(project, tmp_path, no_enqueue):
     task, runs = queued_task(project, tmp_path)
-    results = race(8, lambda: execute_task(task_id=task.id, attempt=1))
+    results = race(8, lambda: run_job(task.id))
     assert sorted(results).count("succeeded") == 1
     assert runs.read_text() == "ran\n"
     assert task.events.filter(new_state="running").count() == 1
@@ -69,8 +68,8 @@ def test_threads_racing_for_one_task_run_it_exactly_once(project, tmp_path, no_e
 def test_processes_racing_for_one_task_run_it_exactly_once(project, tmp_path, no_enqueue):
     task, runs = queued_task(project, tmp_path)
     code = (
-        "import django, sys; django.setup(); from builds.execution import execute_task; "
-        f"print(execute_task(task_id={task.id}, attempt=1))"
+        "import django, sys; django.setup(); from tests.factories import run_job; "
+        f"print(run_job({task.id}))"
     )
     import os
 
@@ -112,7 +111,7 @@ def test_threads_racing_for_one_stepless_task_finish_it_once(project, no_enqueue
     make_pipeline(project, "tasks:\n  gate: {}\n")
     build = trigger_build(user=None, project=project, pipeline="main")
     task = Task.objects.get(build=build)
-    results = race(8, lambda: execute_task(task_id=task.id, attempt=1))
+    results = race(8, lambda: run_job(task.id))
     assert sorted(results).count("succeeded") == 1
     states = list(task.events.values_list("old_state", "new_state"))
     assert states.count(("queued", "running")) == 1
@@ -125,7 +124,7 @@ def test_parents_finishing_together_always_unlock_their_child(project, no_enqueu
     a second) for the other before it reads the dependents' states, so without the
     per-build lock both would read before either commits, which under READ COMMITTED
     (PostgreSQL) leaves `join` PENDING for ever."""
-    import builds.execution
+    import builds.settle
 
     make_pipeline(project, "tasks:\n  a: {}\n  b: {}\n  join: {needs: [a, b]}\n")
     for _ in range(3):
@@ -134,7 +133,7 @@ def test_parents_finishing_together_always_unlock_their_child(project, no_enqueu
         assert tasks["a"].state == tasks["b"].state == "queued"
         mark_build_running(build=build)  # as mid-build: no write to the build row itself
         start, before_read = threading.Barrier(2), threading.Barrier(2, timeout=1)
-        load = builds.execution.BuildTasks
+        load = builds.settle.BuildTasks
 
         def load_after_the_other(*args, before_read=before_read, load=load, **kwargs):
             # A broken barrier: the other thread is held by the lock, read alone.
@@ -142,12 +141,12 @@ def test_parents_finishing_together_always_unlock_their_child(project, no_enqueu
                 before_read.wait()
             return load(*args, **kwargs)
 
-        monkeypatch.setattr(builds.execution, "BuildTasks", load_after_the_other)
+        monkeypatch.setattr(builds.settle, "BuildTasks", load_after_the_other)
 
         def finish(name, tasks=tasks, start=start):
             start.wait()
             try:
-                return execute_task(task_id=tasks[name].id, attempt=1)
+                return run_job(tasks[name].id)
             finally:
                 connection.close()
 

@@ -1,0 +1,122 @@
+"""django-q2's result monitor, handling results in batches.
+
+django-q2's monitor is one process per cluster that receives every finished job from
+the workers. Its own loop takes one result at a time: one transaction to acknowledge
+each job, and (before this) each worker wrote its task's end in a transaction of its
+own. This loop does the same work per result (save it if asked, acknowledge it, send
+`post_execute`, log it), but takes every result that is waiting, up to `BATCH`, and
+records the task ends among them (`builds/settle.py`) and the acknowledgements of the
+whole batch in one transaction. When results come one by one it behaves as the stock
+monitor; under load, one write settles many tasks.
+
+`install()` (from `BuildsConfig.ready`) puts it in place of django-q2's, for the
+cluster and for inline (sync) jobs alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from multiprocessing import current_process
+
+from django_q.brokers import Broker, get_broker
+from django_q.conf import setproctitle
+from django_q.monitor import save_cached, save_task
+from django_q.signals import post_execute
+from django_q.utils import get_func_repr
+
+from .settle import TaskEnd, settle
+
+log = logging.getLogger("django-q")
+BATCH = 200
+STOP = "STOP"
+
+
+def monitor(result_queue, broker: Broker | None = None) -> None:
+    if broker is None:
+        broker = get_broker()
+    name = current_process().name
+    if setproctitle:
+        setproctitle.setproctitle(f"qcluster {name} monitor")
+    log.info("%s monitoring at %s", name, current_process().pid)
+    stopping = False
+    while not stopping:
+        results = next_batch(result_queue)
+        if results and results[-1] == STOP:
+            results.pop()
+            stopping = True
+        if results:
+            handle_results(results, broker)
+    log.info("%s stopped monitoring results", name)
+
+
+def next_batch(result_queue) -> list:
+    """Wait for one result, then take what else is waiting (up to BATCH), stopping at
+    STOP (which is returned last)."""
+    results = [result_queue.get()]
+    while results[-1] != STOP and len(results) < BATCH:
+        try:
+            results.append(result_queue.get_nowait())
+        except queue.Empty:
+            break
+    return results
+
+
+def handle_results(results: list[dict], broker: Broker) -> None:
+    ends: list[TaskEnd] = []
+    acks = []
+    for task in results:
+        if task.get("cached", False):
+            save_cached(task, broker)
+        else:
+            save_task(task, broker)
+        if task["success"] and isinstance(task.get("result"), TaskEnd):
+            ends.append(task["result"])
+        ack_id = task.pop("ack_id", False)
+        if ack_id and (task["success"] or task.get("ack_failure", False)):
+            acks.append(ack_id)
+    record(ends, acks, broker)
+    for task in results:
+        post_execute.send(sender="django_q", task=task)
+        if task["success"]:
+            log.info("Processed '%s' (%s)", get_func_repr(task["func"]), task["name"])
+        else:
+            log.error(
+                "Failed '%s' (%s) - %s", get_func_repr(task["func"]), task["name"], task["result"]
+            )
+
+
+def record(ends: list[TaskEnd], acks: list, broker: Broker) -> None:
+    """Settle the ends and acknowledge the jobs; with a broker whose jobs are rows in
+    our database, in the same transaction."""
+    acknowledge_many = getattr(broker, "acknowledge_many", None)
+    together = acknowledge_many is not None and bool(acks)
+    try:
+        settle(ends, then=(lambda: acknowledge_many(acks)) if together else None)
+    except Exception:
+        # One bad end must not cost the others theirs: settle them one by one. An end
+        # that still fails leaves its task to the reaper (lease) or the requeue check.
+        log.exception("settling %d task ends together failed; settling one by one", len(ends))
+        for end in ends:
+            try:
+                settle([end])
+            except Exception:
+                log.exception("settling %s failed", end)
+        together = False
+    if together:
+        return
+    if acknowledge_many is not None and acks:
+        acknowledge_many(acks)
+    else:
+        for ack_id in acks:
+            broker.acknowledge(ack_id)
+
+
+def install() -> None:
+    """Use this monitor wherever django-q2 starts its own: the cluster's sentinel
+    spawns `django_q.cluster.monitor`, inline jobs call `django_q.monitor.monitor`."""
+    import django_q.cluster
+    import django_q.monitor
+
+    django_q.cluster.monitor = monitor
+    django_q.monitor.monitor = monitor

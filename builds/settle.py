@@ -1,0 +1,269 @@
+"""Settling ended attempts: record each end, unlock dependents, queue what became
+ready, update the build.
+
+A worker does not write its task's end itself: it returns a `TaskEnd` as its job's
+result, and the cluster's monitor (`builds/monitor.py`) settles every end that arrived
+meanwhile in one transaction, with one statement per kind of change instead of one
+transaction per task. The reaper and the deadline check settle single tasks through
+the same `finish_task`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from tasks import rawsql
+from tasks.models import Task
+from tasks.services import Change, apply_transitions
+from tasks.states import DONE_OK, BuildState, TaskState, can_transition
+
+from . import cache
+from .dispatch import dispatch_ready_tasks, pool_capacity, queue_jobs, with_queueing
+from .models import Build, ResourcePool
+from .resolution import BuildTasks, advance, graph_of
+from .services import mark_build_running, refresh_build_state
+
+S = TaskState
+
+
+@dataclass(frozen=True)
+class TaskEnd:
+    """How one attempt ended, as its worker reports it (the job's result, carried to
+    the monitor through django-q2's result queue)."""
+
+    task_id: int
+    attempt: int
+    outcome: str
+    outputs: dict
+    error: str = ""
+    # False for a task with nothing to run: the worker left it QUEUED, and settling
+    # starts and ends it at once.
+    claimed: bool = True
+    worker: str = ""
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} attempt {self.attempt}: {self.outcome}"
+
+
+@dataclass
+class Ending:
+    """An end to record for a task read by the caller; the change starts from the
+    state the task was read in."""
+
+    task: Task
+    outcome: TaskState
+    outputs: dict
+    error: str = ""
+    claim: int | None = None  # start (QUEUED -> RUNNING, this attempt) and end at once
+    worker: str = ""
+
+
+def claim_fields(attempt: int, now, worker: str) -> dict[str, Any]:
+    return {
+        "attempts": attempt,
+        "started_at": now,
+        "worker": worker,
+        "lease_expires_at": now + timedelta(seconds=settings.BUILDSITE["LEASE_SECONDS"]),
+        "error": "",
+    }
+
+
+def backoff_seconds(attempt: int) -> float:
+    base = settings.BUILDSITE["RETRY_BACKOFF_SECONDS"]
+    return min(base * 2 ** max(0, attempt - 1), settings.BUILDSITE["RETRY_BACKOFF_MAX_SECONDS"])
+
+
+def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int:
+    """Record reported ends in one transaction (with `then`, e.g. acknowledging their
+    jobs, inside it); returns how many were recorded. An end whose task moved on
+    meanwhile (cancelled, or reaped and run again) is dropped."""
+    with transaction.atomic(savepoint=False):
+        by_build: dict[int, list[Ending]] = {}
+        builds: dict[int, Build] = {}
+        seen: set[int] = set()
+        tasks = load_tasks([end.task_id for end in ends]) if ends else {}
+        for end in ends:
+            task = tasks.get(end.task_id)
+            if task is None or end.task_id in seen or not _still_current(task, end):
+                continue
+            seen.add(end.task_id)
+            builds[task.build_id] = task.build
+            by_build.setdefault(task.build_id, []).append(
+                Ending(
+                    task=task,
+                    outcome=TaskState(end.outcome),
+                    outputs=end.outputs,
+                    error=end.error,
+                    claim=None if end.claimed else end.attempt,
+                    worker=end.worker,
+                )
+            )
+        settled = 0
+        for build_id in sorted(by_build):  # one lock order for every settler
+            lock_build(builds[build_id])
+            settled += finish_tasks(build=builds[build_id], endings=by_build[build_id])
+        if then is not None:
+            then()
+    return settled
+
+
+def _still_current(task: Task, end: TaskEnd) -> bool:
+    if end.claimed:
+        return task.state == S.RUNNING and task.attempts == end.attempt
+    return task.state == S.QUEUED and task.attempts == end.attempt - 1
+
+
+def finish_task(
+    *, task: Task, build: Build, outcome: TaskState, outputs: dict, error: str = ""
+) -> bool:
+    """Record one end now, from the state `task` was read in (reaper, deadlines)."""
+    with transaction.atomic(savepoint=False):
+        lock_build(build)
+        ending = Ending(task=task, outcome=outcome, outputs=outputs, error=error)
+        return bool(finish_tasks(build=build, endings=[ending]))
+
+
+def lock_build(build: Build) -> None:
+    """One settler at a time per build (PostgreSQL; SQLite's IMMEDIATE transaction
+    already holds the only write lock): under READ COMMITTED, two parents ending in
+    two transactions could each miss the other and leave their child PENDING."""
+    if connection.features.has_select_for_update:
+        rawsql.fetch(f"SELECT id FROM {rawsql.table(Build)} WHERE id = %s FOR UPDATE", [build.id])
+
+
+def finish_tasks(*, build: Build, endings: list[Ending]) -> int:
+    """Record ends of tasks of one build, unlock their dependents and queue what is
+    ready, in the caller's transaction (which holds the build's lock). Returns how
+    many ends were recorded."""
+    now = timezone.now()
+    steps: list[Change] = []
+    for ending in endings:
+        steps.extend(_steps(ending, now))
+    applied = apply_transitions(project_id=build.project_id, changes=steps)
+    moved = {c.task.id for c in applied}
+    ended = [e for e in endings if e.task.id in moved]
+    if not ended:
+        return 0
+    if build.state == BuildState.QUEUED and any(e.claim is not None for e in ended):
+        mark_build_running(build=build)
+    capacity = pool_capacity(build.project_id)
+    freed_capacity = False
+    for ending in ended:
+        freed_capacity |= _account_usage(ending.task, build.project_id, now, capacity)
+        if ending.outcome == S.SUCCEEDED and ending.task.cache_key:
+            cache.store(
+                project_id=build.project_id,
+                key=ending.task.cache_key,
+                task_name=ending.task.name,
+                outputs=ending.outputs,
+            )
+    finished = [e.task for e in ended if e.outcome != S.RETRYING]
+    newly_ready = unlock_dependents(build=build, finished=finished, queue_now=not capacity)
+    refresh_build_state(build=build)
+    # With pools, dispatch only when something can have changed: a task became READY,
+    # or pool capacity was given back (due retries are the ticker's).
+    if capacity and (newly_ready or freed_capacity):
+        dispatch_ready_tasks(project_id=build.project_id, capacity=capacity)
+    return len(ended)
+
+
+def _steps(ending: Ending, now) -> list[Change]:
+    task, outcome = ending.task, ending.outcome
+    fields: dict[str, Any] = {"outputs": ending.outputs, "error": ending.error}
+    fields["lease_expires_at"] = None
+    if outcome == S.RETRYING:
+        attempt = ending.claim if ending.claim is not None else task.attempts
+        fields["not_before"] = now + timedelta(seconds=backoff_seconds(attempt))
+    else:
+        fields["finished_at"] = now
+    data = {"error": ending.error} if ending.error else None
+    if ending.claim is not None:
+        if not can_transition(S.RUNNING, outcome):
+            return []
+        claim = claim_fields(ending.claim, now, ending.worker)
+        start_data = {"attempt": ending.claim, "worker": ending.worker}
+        start = Change(task, S.QUEUED, S.RUNNING, claim, start_data)
+        return [start, Change(task, S.RUNNING, outcome, fields, data)]
+    if not can_transition(task.state, outcome):
+        return []
+    return [Change(task, TaskState(task.state), outcome, fields, data)]
+
+
+def _account_usage(task: Task, project_id: int, now, capacity: dict[str, int]) -> bool:
+    """Add the attempt's busy time to its pools; True when it held any pool's capacity."""
+    if not task.started_at or not task.claims or not capacity:
+        return False
+    seconds = (now - task.started_at).total_seconds()
+    held = False
+    sql = (
+        f"UPDATE {rawsql.table(ResourcePool)} SET busy_seconds = busy_seconds + %s "
+        "WHERE project_id = %s AND name = %s"
+    )
+    for pool, amount in task.claims.items():
+        if amount and pool in capacity:
+            held |= bool(rawsql.execute(sql, [amount * seconds, project_id, pool]))
+    return held
+
+
+def unlock_dependents(*, build: Build, finished: list[Task], queue_now: bool = False) -> int:
+    """Move the dependents of finished tasks on; returns how many became READY.
+    With `queue_now` (a project without pools) those go on to QUEUED with their jobs."""
+    needs_of, children, _ = graph_of(build.pipeline_version_id)
+    kids = list(dict.fromkeys(kid for task in finished for kid in children[task.name]))
+    if not kids:
+        return 0
+    if all(task.state in DONE_OK for task in finished):
+        near = set(kids) | {n for kid in kids for n in needs_of[kid]}
+        tasks = BuildTasks(build.id, preload=list(near))
+    else:
+        tasks = BuildTasks(build.id, everything=True)
+    for task in finished:
+        tasks[task.name] = task
+    changes = advance(build, tasks, kids)
+    if queue_now:
+        changes = with_queueing(changes, timezone.now())
+    applied = apply_transitions(project_id=build.project_id, changes=changes)
+    if queue_now:
+        queue_jobs(applied)
+    return sum(1 for c in applied if c.new == S.READY)
+
+
+@lru_cache(maxsize=1)
+def _load_statement() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    task_cols = tuple(f.attname for f in Task._meta.concrete_fields)
+    build_cols = tuple(f.attname for f in Build._meta.concrete_fields)
+    sql = "SELECT {}, {} FROM {} t JOIN {} b ON b.id = t.build_id WHERE t.id IN ".format(
+        ", ".join(f"t.{rawsql.col(Task, c)}" for c in task_cols),
+        ", ".join(f"b.{rawsql.col(Build, c)}" for c in build_cols),
+        rawsql.table(Task),
+        rawsql.table(Build),
+    )
+    return sql, task_cols, build_cols
+
+
+def load_tasks(task_ids: list[int]) -> dict[int, Task]:
+    """Tasks by id with their builds, in one plain query (this runs for every job); a
+    build read for several of its tasks is one instance."""
+    sql, task_cols, build_cols = _load_statement()
+    ids = list(dict.fromkeys(task_ids))
+    rows = rawsql.fetch(f"{sql}({rawsql.marks(len(ids))})", ids)
+    split = len(task_cols)
+    task_rows = rawsql.from_db(Task, task_cols, [row[:split] for row in rows])
+    build_rows = rawsql.from_db(Build, build_cols, [row[split:] for row in rows])
+    builds: dict[int, Build] = {}
+    out: dict[int, Task] = {}
+    for task_values, build_values in zip(task_rows, build_rows, strict=True):
+        task = Task.from_db("default", task_cols, task_values)
+        build = builds.get(task.build_id)
+        if build is None:
+            build = builds[task.build_id] = Build.from_db("default", build_cols, build_values)
+        task.build = build
+        out[task.id] = task
+    return out
