@@ -24,9 +24,9 @@ from tasks.services import record_event, transition
 from tasks.states import BuildState, TaskState
 
 from .models import Build
-from .resolution import BuildTasks, task_spec, template_context, workspace_of
+from .resolution import BuildTasks, task_spec, template_context, version_spec, workspace_of
 from .services import mark_build_running
-from .settle import TaskEnd, claim_fields, load_tasks
+from .settle import TaskEnd, claim_fields, load_tasks, what_to_run
 from .steps import StepCancelled, StepContext, StepFailed, executor_for
 
 log = logging.getLogger(__name__)
@@ -132,14 +132,18 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     """Run one attempt of a task. Returns how it ended, for the monitor to settle
     (`builds/settle.py`), or why there was nothing to do."""
     close_old_connections()
-    task = load_tasks([task_id]).get(task_id)
-    if task is None or task.state != S.QUEUED or task.attempts != attempt - 1:
+    found = what_to_run(task_id)
+    if found is None or found[0] != S.QUEUED or found[1] != attempt - 1:
         return "skipped: not queued for this attempt"
-    build = task.build
-    if not task_spec(build, task.name).get("steps"):
+    _, _, name, version_id = found
+    if not version_spec(version_id)["tasks"][name].get("steps"):
         # Nothing to run: the task stays QUEUED here and settling starts and ends it
         # in one step (the events still show queued -> running -> succeeded).
-        return TaskEnd(task.id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
+        return TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
+    task = load_tasks([task_id])[task_id]
+    if task.state != S.QUEUED or task.attempts != attempt - 1:
+        return "skipped: not queued for this attempt"
+    build = task.build
     with transaction.atomic(savepoint=False):
         if not _claim(task, build, attempt):
             return "skipped: claimed elsewhere"

@@ -46,6 +46,18 @@ class SQLBroker(ORM):
             )
         return rows[0][0]
 
+    def enqueue_many(self, tasks: list[str]) -> None:
+        """Store a batch of signed jobs in one statement."""
+        self._fresh()
+        now = rawsql.to_db(OrmQ, "lock", timezone.now())
+        table, key, lock = _names()
+        queue = self.list_key or Conf.CLUSTER_NAME
+        with transaction.atomic(savepoint=False):
+            rawsql.executemany(
+                f"INSERT INTO {table} ({key}, payload, {lock}) VALUES (%s, %s, %s)",
+                [(queue, task, now) for task in tasks],
+            )
+
     def dequeue(self):
         self._fresh()
         now = timezone.now()

@@ -57,3 +57,33 @@ def test_a_full_pool_holds_unblocked_tasks_ready(project, jobs):
     assert len(jobs) == 2
     # A task with nothing to run starts and ends at one instant: it was busy for no time.
     assert ResourcePool.objects.get(project=project, name="cpu").busy_seconds == 0.0
+
+
+def test_a_batched_job_is_the_package_async_task_would_have_stored():
+    from django_q.signals import pre_enqueue
+    from django_q.tasks import async_task
+
+    from builds.dispatch import JOB, job_package
+
+    seen = []
+
+    def keep(sender, task, **kwargs):
+        seen.append(dict(task))
+
+    pre_enqueue.connect(keep)
+    try:
+        async_task(JOB, 5, 2, task_name="task-5-2", save=False, broker=_NoBroker())
+        ours = job_package(5, 2)
+    finally:
+        pre_enqueue.disconnect(keep)
+    theirs = seen[0]
+    for key in ("id", "started"):
+        assert type(ours.pop(key)) is type(theirs.pop(key))
+    assert list(ours.items()) == list(theirs.items())
+
+
+class _NoBroker:
+    list_key = "none"
+
+    def enqueue(self, pack):
+        return 0

@@ -82,3 +82,12 @@ def test_racing_pushers_never_claim_one_job_twice(broker):
     for t in threads:
         t.join(60)
     assert sorted(claimed) == sorted(f"job-{i}" for i in range(60))
+
+
+def test_a_batch_of_jobs_goes_in_and_is_acknowledged_in_one_call_each(broker):
+    broker.enqueue_many(["a", "b", "c", "d"])
+    claimed = broker.dequeue()
+    assert payloads(claimed) == ["a", "b", "c"]
+    broker.acknowledge_many([ack_id for ack_id, _ in claimed])
+    assert list(OrmQ.objects.values_list("payload", flat=True)) == ["d"]
+    assert OrmQ.objects.get().key == "test-queue"

@@ -1,0 +1,125 @@
+"""The cluster's monitor: job results in batches, task ends settled together with the
+acknowledgement of their jobs."""
+
+import queue
+
+import django_q.cluster
+import django_q.monitor
+import pytest
+from django_q.models import OrmQ
+
+from builds import dispatch, monitor
+from builds import settle as settling
+from builds.dispatch import job_package
+from builds.execution import execute_task
+from builds.services import cancel_build, trigger_build
+from builds.settle import TaskEnd
+from buildsite.broker import SQLBroker
+from tasks.models import Task
+from tests.factories import make_pipeline, task_states
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PIPELINE = "tasks:\n  a: {}\n  b: {}\n  after: {needs: [a, b]}\n"
+
+
+@pytest.fixture
+def broker():
+    return SQLBroker(list_key="monitor-test")
+
+
+def job_results(broker, task_ids):
+    """What the workers send the monitor for these tasks' jobs, as the cluster would:
+    each job stored, claimed, run."""
+    broker.enqueue_many([f"job-{task_id}" for task_id in task_ids])
+    claimed = [row for _ in task_ids for row in broker.dequeue() or []]
+    results = []
+    for (ack_id, _), task_id in zip(claimed, task_ids, strict=True):
+        package = job_package(task_id, 1)
+        package.update(ack_id=ack_id, success=True)
+        package["result"] = execute_task(task_id=task_id, attempt=1)
+        results.append(package)
+    return results
+
+
+def queued(project, pipeline="main"):
+    build = trigger_build(user=None, project=project, pipeline=pipeline)
+    return build, {t.name: t for t in Task.objects.filter(build=build)}
+
+
+def test_a_batch_settles_the_ends_of_several_builds_and_acknowledges_every_job(
+    project, broker, monkeypatch
+):
+    sent = []
+    monkeypatch.setattr(dispatch, "enqueue", sent.extend)
+    make_pipeline(project, PIPELINE)
+    first, first_tasks = queued(project)
+    second, second_tasks = queued(project)
+    ids = [first_tasks["a"].id, first_tasks["b"].id, second_tasks["a"].id]
+    results = job_results(broker, ids)
+    assert all(isinstance(r["result"], TaskEnd) for r in results)
+    raw = job_package(0, 1) | {"func": "builds.jobs.noop", "success": True, "result": None}
+    raw["ack_id"] = broker.enqueue("raw job")
+    monitor.handle_results([*results, raw], broker)
+    assert task_states(first) == {"a": "succeeded", "b": "succeeded", "after": "queued"}
+    assert task_states(second) == {"a": "succeeded", "b": "queued", "after": "pending"}
+    assert (first_tasks["after"].id, 1) in sent
+    assert not OrmQ.objects.filter(key="monitor-test").exists()
+
+
+def test_an_end_whose_task_moved_on_is_dropped_but_its_job_is_acknowledged(
+    project, broker, monkeypatch
+):
+    monkeypatch.setattr(dispatch, "enqueue", lambda jobs: None)
+    make_pipeline(project, PIPELINE)
+    build, tasks = queued(project)
+    results = job_results(broker, [tasks["a"].id])
+    cancel_build(user=None, build=build)
+    monitor.handle_results(results, broker)
+    assert task_states(build)["a"] == "cancelled"
+    assert not OrmQ.objects.exists()
+
+
+def test_two_ends_of_one_attempt_in_a_batch_record_it_once(project, monkeypatch):
+    monkeypatch.setattr(dispatch, "enqueue", lambda jobs: None)
+    make_pipeline(project, PIPELINE)
+    build, tasks = queued(project)
+    end = execute_task(task_id=tasks["a"].id, attempt=1)
+    assert settling.settle([end, end]) == 1
+    moves = tasks["a"].events.filter(type="task.state").values_list("old_state", "new_state")
+    assert list(moves)[-2:] == [("queued", "running"), ("running", "succeeded")]
+
+
+def test_a_failing_end_does_not_cost_the_others_theirs(project, broker, monkeypatch, caplog):
+    monkeypatch.setattr(dispatch, "enqueue", lambda jobs: None)
+    make_pipeline(project, PIPELINE)
+    first, first_tasks = queued(project)
+    second, second_tasks = queued(project)
+    results = job_results(broker, [first_tasks["a"].id, second_tasks["a"].id])
+    finish = settling.finish_tasks
+
+    def broken_for_the_first_build(*, build, endings):
+        if build.id == first.id:
+            raise RuntimeError("boom")
+        return finish(build=build, endings=endings)
+
+    monkeypatch.setattr(settling, "finish_tasks", broken_for_the_first_build)
+    monitor.handle_results(results, broker)
+    assert task_states(first)["a"] == "queued"  # left to the requeue check
+    assert task_states(second)["a"] == "succeeded"
+    assert not OrmQ.objects.exists()
+    assert "settling" in caplog.text
+
+
+def test_a_batch_is_what_is_waiting_up_to_the_limit_and_ends_at_stop(monkeypatch):
+    monkeypatch.setattr(monitor, "BATCH", 3)
+    results = queue.Queue()
+    for item in [1, 2, 3, 4, "STOP", 5]:
+        results.put(item)
+    assert monitor.next_batch(results) == [1, 2, 3]
+    assert monitor.next_batch(results) == [4, "STOP"]
+
+
+def test_django_q2_starts_this_monitor_in_the_cluster_and_for_inline_jobs():
+    assert django_q.cluster.monitor is monitor.monitor
+    assert django_q.monitor.monitor is monitor.monitor
