@@ -76,10 +76,12 @@ def handle_results(results: list[dict], broker: Broker) -> None:
         if ack_id and (task["success"] or task.get("ack_failure", False)):
             acks.append(ack_id)
     record(ends, acks, broker)
+    verbose = log.isEnabledFor(logging.INFO)
     for task in results:
         post_execute.send(sender="django_q", task=task)
         if task["success"]:
-            log.info("Processed '%s' (%s)", get_func_repr(task["func"]), task["name"])
+            if verbose:
+                log.info("Processed '%s' (%s)", get_func_repr(task["func"]), task["name"])
         else:
             log.error(
                 "Failed '%s' (%s) - %s", get_func_repr(task["func"]), task["name"], task["result"]

@@ -18,10 +18,12 @@ def _memoised(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Rows of one build share many values (the same `now`, the same claims dict from
     the spec): convert each distinct object once. Keyed by id(), which is stable while
     the rows are alive."""
-    seen: dict[int, Any] = {}
+    seen: dict[Any, Any] = {}
 
     def cached(value: Any) -> Any:
-        key = id(value)
+        # Empty containers (event data, outputs of no-op tasks) are fresh objects each
+        # time, but equal: one conversion per type.
+        key = id(value) if value or not isinstance(value, (dict, list)) else type(value)
         if key not in seen:
             seen[key] = convert(value)
         return seen[key]

@@ -62,9 +62,27 @@ def _readers(model: type[models.Model], names: tuple[str, ...]) -> list[tuple[in
         converters = connection.ops.get_db_converters(expression) + field.get_db_converters(
             connection
         )
-        if converters:
+        if converters and isinstance(field, models.JSONField):
+            out.append((i, [(_json_reader(converters), expression)]))
+        elif converters:
             out.append((i, [(c, expression) for c in converters]))
     return out
+
+
+def _json_reader(converters: list) -> Callable[[Any, Any, Any], Any]:
+    """Most JSON cells on the hot path are empty (outputs, event data, needs of roots):
+    those skip the decoder; the rest go through the field's own converters."""
+
+    def convert(value: Any, expression: Any, conn: Any) -> Any:
+        if value == "{}":
+            return {}
+        if value == "[]":
+            return []
+        for converter in converters:
+            value = converter(value, expression, conn)
+        return value
+
+    return convert
 
 
 def from_db(model: type[models.Model], names: tuple[str, ...], rows: Iterable[Sequence]):
