@@ -189,11 +189,11 @@ def _steps(ending: Ending, now) -> list[Change]:
             return []
         claim = claim_fields(ending.claim, now, ending.worker)
         start_data = {"attempt": ending.claim, "worker": ending.worker}
-        start = Change(task, S.QUEUED, S.RUNNING, claim, start_data)
+        start = Change(task, S.QUEUED, S.RUNNING, claim, start_data, attempts=ending.claim - 1)
         return [start, Change(task, S.RUNNING, outcome, fields, data)]
     if not can_transition(task.state, outcome):
         return []
-    return [Change(task, TaskState(task.state), outcome, fields, data)]
+    return [Change(task, TaskState(task.state), outcome, fields, data, attempts=task.attempts)]
 
 
 def _account_usage(task: Task, project_id: int, now, capacity: dict[str, int]) -> bool:

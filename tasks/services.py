@@ -148,6 +148,9 @@ class Change:
     new: TaskState
     fields: dict[str, Any] = field(default_factory=dict)
     data: dict | None = None  # the event's data
+    # On a task's first step: also require this attempt count, so the end of one attempt
+    # can never be recorded on the next.
+    attempts: int | None = None
 
 
 def events_for(changes: Iterable[Change], project_id: int) -> list[EventRow]:
@@ -213,13 +216,15 @@ def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Cha
     merged: dict[int, dict[str, Any]] = {}
     for tid, way in ways.items():
         fields = merged[tid] = {k: v for c in way for k, v in c.fields.items()}
-        groups.setdefault((way[0].old, way[-1].new, _hashable(fields)), []).append(tid)
+        key = (way[0].old, way[0].attempts, way[-1].new, _hashable(fields))
+        groups.setdefault(key, []).append(tid)
     moved: set[int] = set()
     with transaction.atomic(savepoint=False):
-        for (old, new, _frozen), tids in groups.items():
+        for (old, attempts, new, _frozen), tids in groups.items():
             values = {"state": new, **merged[tids[0]]}
+            where = {"state": old} if attempts is None else {"state": old, "attempts": attempts}
             for chunk in _chunks(tids, 500):
-                moved.update(_conditional_update(values, chunk, old))
+                moved.update(_conditional_update(values, chunk, where))
         applied = [c for c in changes if c.task.id in moved]
         write_events(events_for(applied, project_id))
     for tid in moved:
@@ -230,9 +235,9 @@ def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Cha
     return applied
 
 
-def _conditional_update(values: dict[str, Any], ids: list[int], old: str) -> list[int]:
-    """Set `values` on those of `ids` still in state `old`; returns the ids changed."""
-    return rawsql.update_ids(Task, values, ids, {"state": old}, returning="id")
+def _conditional_update(values: dict[str, Any], ids: list[int], where: dict) -> list[int]:
+    """Set `values` on those of `ids` still matching `where`; returns the ids changed."""
+    return rawsql.update_ids(Task, values, ids, where, returning="id")
 
 
 def _hashable(value: Any) -> Any:

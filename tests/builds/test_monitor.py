@@ -123,3 +123,21 @@ def test_a_batch_is_what_is_waiting_up_to_the_limit_and_ends_at_stop(monkeypatch
 def test_django_q2_starts_this_monitor_in_the_cluster_and_for_inline_jobs():
     assert django_q.cluster.monitor is monitor.monitor
     assert django_q.monitor.monitor is monitor.monitor
+
+
+def test_the_end_of_one_attempt_is_never_recorded_on_the_next(project, monkeypatch):
+    """Attempt 1 was reaped and attempt 2 is running when attempt 1's end is recorded
+    from what was read before: the conditional UPDATE also checks the attempt."""
+    from django.db import transaction
+
+    monkeypatch.setattr(dispatch, "enqueue", lambda jobs: None)
+    make_pipeline(project, "tasks:\n  slow: {steps: [{run: 'true'}]}\n")
+    build, tasks = queued(project)
+    task = settling.load_tasks([tasks["slow"].id])[tasks["slow"].id]
+    Task.objects.filter(id=task.id).update(state="running", attempts=2)
+    task.state, task.attempts = "running", 1  # as read while attempt 1 ran
+    ending = settling.Ending(task=task, outcome="succeeded", outputs={"from": "attempt 1"})
+    with transaction.atomic():
+        assert settling.finish_tasks(build=task.build, endings=[ending]) == 0
+    task.refresh_from_db()
+    assert (task.state, task.attempts, task.outputs) == ("running", 2, {})
