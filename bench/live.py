@@ -208,21 +208,9 @@ def main() -> None:
     user, project, cookie = setup(args.tasks)
     port = free_port()
     env = {**os.environ, "BUILDSITE_WORKERS": str(args.workers), "BUILDSITE_LOG_LEVEL": "WARNING"}
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    commands = [
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "buildsite.asgi:application",
-        ],
-        [*manage, "qcluster"],
-        [*manage, "ticker"],
-    ]
+    from buildsite.processes import process_commands  # after django.setup() in setup()
+
+    commands = list(process_commands(host="127.0.0.1", port=port).values())
     procs = [
         subprocess.Popen(
             command,

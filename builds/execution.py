@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from buildsite.errors import DomainError
 from buildsite.templating import render_value
+from tasks import rawsql
 from tasks.models import Event, Task
 from tasks.services import record_event, transition
 from tasks.states import BuildState, TaskState
@@ -26,7 +27,7 @@ from tasks.states import BuildState, TaskState
 from .models import Build
 from .resolution import BuildTasks, task_spec, template_context, version_spec, workspace_of
 from .services import mark_build_running
-from .settle import TaskEnd, claim_fields, load_tasks, what_to_run
+from .settle import TaskEnd, claim_fields, load_tasks
 from .steps import StepCancelled, StepContext, StepFailed, executor_for
 
 log = logging.getLogger(__name__)
@@ -128,12 +129,23 @@ class Heartbeat(threading.Thread):
             connection.close()
 
 
+def what_to_run(task_id: int) -> tuple[str, int, str, int] | None:
+    """A task's state, attempts, name and pipeline version: enough for a worker to see
+    whether the job is current and whether the task has steps at all."""
+    rows = rawsql.fetch(
+        f"SELECT t.state, t.attempts, t.name, b.pipeline_version_id FROM {rawsql.table(Task)} t "
+        f"JOIN {rawsql.table(Build)} b ON b.id = t.build_id WHERE t.id = %s",
+        [task_id],
+    )
+    return rows[0] if rows else None
+
+
 def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     """Run one attempt of a task. Returns how it ended, for the monitor to settle
     (`builds/settle.py`), or why there was nothing to do."""
     close_old_connections()
     found = what_to_run(task_id)
-    if found is None or found[0] != S.QUEUED or found[1] != attempt - 1:
+    if found is None or not _queued_for(attempt, found[0], found[1]):
         return "skipped: not queued for this attempt"
     _, _, name, version_id = found
     if not version_spec(version_id)["tasks"][name].get("steps"):
@@ -141,7 +153,7 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
         # in one step (the events still show queued -> running -> succeeded).
         return TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
     task = load_tasks([task_id])[task_id]
-    if task.state != S.QUEUED or task.attempts != attempt - 1:
+    if not _queued_for(attempt, task.state, task.attempts):  # moved since the first read
         return "skipped: not queued for this attempt"
     build = task.build
     with transaction.atomic(savepoint=False):
@@ -163,6 +175,10 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     if outcome == S.FAILED:
         outcome = failure_outcome(task)
     return TaskEnd(task.id, attempt, outcome, outputs, error, worker=worker_id())
+
+
+def _queued_for(attempt: int, state: str, attempts: int) -> bool:
+    return state == S.QUEUED and attempts == attempt - 1
 
 
 def _claim(task: Task, build: Build, attempt: int) -> bool:

@@ -92,9 +92,12 @@ def record(ends: list[TaskEnd], acks: list, broker: Broker) -> None:
     """Settle the ends and acknowledge the jobs; with a broker whose jobs are rows in
     our database, in the same transaction."""
     acknowledge_many = getattr(broker, "acknowledge_many", None)
-    together = acknowledge_many is not None and bool(acks)
+    acknowledge = (lambda: acknowledge_many(acks)) if acknowledge_many and acks else None
+    acknowledged = False
     try:
-        settle(ends, then=(lambda: acknowledge_many(acks)) if together else None)
+        if ends or acknowledge:  # no transaction (no write lock) for nothing
+            settle(ends, then=acknowledge)
+        acknowledged = acknowledge is not None
     except Exception:
         # One bad end must not cost the others theirs: settle them one by one. An end
         # that still fails leaves its task to the reaper (lease) or the requeue check.
@@ -104,11 +107,10 @@ def record(ends: list[TaskEnd], acks: list, broker: Broker) -> None:
                 settle([end])
             except Exception:
                 log.exception("settling %s failed", end)
-        together = False
-    if together:
+    if acknowledged:
         return
-    if acknowledge_many is not None and acks:
-        acknowledge_many(acks)
+    if acknowledge is not None:
+        acknowledge()
     else:
         for ack_id in acks:
             broker.acknowledge(ack_id)

@@ -176,8 +176,11 @@ def finish_tasks(*, build: Build, endings: list[Ending]) -> int:
 
 def _steps(ending: Ending, now) -> list[Change]:
     task, outcome = ending.task, ending.outcome
-    fields: dict[str, Any] = {"outputs": ending.outputs, "error": ending.error}
-    fields["lease_expires_at"] = None
+    fields: dict[str, Any] = {
+        "outputs": ending.outputs,
+        "error": ending.error,
+        "lease_expires_at": None,
+    }
     if outcome == S.RETRYING:
         attempt = ending.claim if ending.claim is not None else task.attempts
         fields["not_before"] = now + timedelta(seconds=backoff_seconds(attempt))
@@ -280,14 +283,3 @@ def load_tasks(task_ids: list[int], columns: tuple[str, ...] | None = None) -> d
     for task in tasks:
         task.build = builds[task.build_id]
     return {task.id: task for task in tasks}
-
-
-def what_to_run(task_id: int) -> tuple[str, int, str, int] | None:
-    """A task's state, attempts, name and pipeline version: enough for a worker to see
-    whether the job is current and whether the task has steps at all."""
-    rows = rawsql.fetch(
-        f"SELECT t.state, t.attempts, t.name, b.pipeline_version_id FROM {rawsql.table(Task)} t "
-        f"JOIN {rawsql.table(Build)} b ON b.id = t.build_id WHERE t.id = %s",
-        [task_id],
-    )
-    return rows[0] if rows else None

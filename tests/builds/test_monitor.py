@@ -141,3 +141,21 @@ def test_the_end_of_one_attempt_is_never_recorded_on_the_next(project, monkeypat
         assert settling.finish_tasks(build=task.build, endings=[ending]) == 0
     task.refresh_from_db()
     assert (task.state, task.attempts, task.outputs) == ("running", 2, {})
+
+
+def test_with_django_q2s_own_broker_jobs_are_acknowledged_one_by_one(project, monkeypatch):
+    """Nothing to settle and no batch acknowledgement: no settling transaction (on
+    SQLite it would take the write lock for nothing)."""
+    from django_q.brokers.orm import ORM
+
+    stock = ORM(list_key="monitor-test")
+    results = []
+    for name in ("one", "two"):
+        raw = job_package(0, 1) | {"func": "builds.jobs.noop", "success": True, "result": None}
+        raw["ack_id"] = stock.enqueue(name)
+        results.append(raw)
+    settled = []
+    monkeypatch.setattr(monitor, "settle", lambda ends, then=None: settled.append(ends))
+    monitor.handle_results(results, stock)
+    assert not OrmQ.objects.exists()
+    assert settled == []

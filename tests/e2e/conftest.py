@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
+from buildsite.processes import process_commands
 from tests.cluster import ROOT, database_env
 
 
@@ -71,16 +72,7 @@ class LiveServer:
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "buildsite.asgi:application",
-                ],
+                process_commands(host="127.0.0.1", port=self.port)["web"],
                 cwd=ROOT,
                 env=env,
                 start_new_session=True,

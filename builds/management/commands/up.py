@@ -3,11 +3,12 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+from buildsite.processes import process_commands
 
 
 class Command(BaseCommand):
@@ -18,22 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
 
     def handle(self, *args, port, host, **options):
-        python = sys.executable
-        manage = [python, str(settings.BASE_DIR / "manage.py")]
-        commands = {
-            "web": [
-                python,
-                "-m",
-                "daphne",
-                "-b",
-                host,
-                "-p",
-                str(port),
-                "buildsite.asgi:application",
-            ],
-            "workers": [*manage, "qcluster"],
-            "ticker": [*manage, "ticker"],
-        }
+        commands = process_commands(host=host, port=port)
         procs = {
             name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()
         }
