@@ -1,10 +1,14 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from buildsite.errors import DomainError
 
 from tasks.states import BuildState
 
 from . import cache
 from .models import Build, CacheEntry, Pipeline, PipelineVersion, ResourcePool
-from .services import cancel_build
+from .services import cancel_build, check_pool, set_pool
 
 
 class ReadOnlyMixin:
@@ -62,11 +66,48 @@ class BuildAdmin(admin.ModelAdmin):
         self.message_user(request, f"Cancelled {done} build(s).", messages.SUCCESS)
 
 
+class PoolForm(forms.ModelForm):
+    class Meta:
+        model = ResourcePool
+        fields = ["project", "name", "capacity"]
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors:
+            pool = self.instance
+            try:
+                check_pool(
+                    project=pool.project if pool.pk else data["project"],
+                    name=pool.name if pool.pk else data["name"],
+                    capacity=data["capacity"],
+                )
+            except DomainError as exc:
+                raise ValidationError(exc.message) from exc
+        return data
+
+
 @admin.register(ResourcePool)
 class ResourcePoolAdmin(admin.ModelAdmin):
+    """Writes through `set_pool`, the service the API uses (name rule, shrink check)."""
+
+    form = PoolForm
     list_display = ["name", "project", "capacity", "busy_seconds"]
     list_filter = ["project"]
     readonly_fields = ["busy_seconds"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A pool is known by its name: renaming would change every claim's meaning.
+        return [*self.readonly_fields, "project", "name"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        saved = set_pool(
+            user=None,
+            project=obj.project if change else data["project"],
+            name=obj.name if change else data["name"],
+            capacity=data["capacity"],
+        )
+        obj.pk = saved.pk
 
 
 @admin.register(CacheEntry)

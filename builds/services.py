@@ -182,7 +182,30 @@ def _insert_tasks(build: Build, spec: dict, tasks: BuildTasks, changes: list[Cha
         tasks[name].id = task_id
 
 
+def _lock_project(project: Project) -> None:
+    """Serialises claim checks with pool changes on PostgreSQL (SQLite's IMMEDIATE
+    transactions already run one at a time)."""
+    Project.objects.select_for_update().filter(id=project.id).exists()
+
+
+def _open_tasks_claiming_more(
+    *, project: Project, pool: str, capacity: int
+) -> list[tuple[int, str, int]]:
+    """(build, task, claim) of unfinished tasks that claim more of `pool` than `capacity`."""
+    rows = (
+        Task.objects.filter(build__project=project, state__in=OPEN_STATES)
+        .order_by("build_id", "id")
+        .values_list("build_id", "name", "claims")
+    )
+    return [
+        (build_id, name, claims[pool])
+        for build_id, name, claims in rows
+        if (claims or {}).get(pool, 0) > capacity
+    ]
+
+
 def _check_claims(project: Project, spec: dict) -> None:
+    _lock_project(project)
     capacity = dict(ResourcePool.objects.filter(project=project).values_list("name", "capacity"))
     problems = [
         Problem(
@@ -337,17 +360,31 @@ def retry_build(*, user, build: Build) -> Build:
 def set_pool(*, user, project: Project, name: str, capacity: int) -> ResourcePool:
     if user is not None:
         require_role(user=user, project=project, role=Role.MAINTAINER)
+    check_pool(project=project, name=name, capacity=capacity)
+    pool, _ = ResourcePool.objects.update_or_create(
+        project=project, name=name, defaults={"capacity": capacity}
+    )
+    dispatch_on_commit(project.id)
+    return pool
+
+
+def check_pool(*, project: Project, name: str, capacity: int) -> None:
+    """Refuse a pool that is badly named, negative, or too small for a task that is
+    still to run: such a task could never start, and its build would never end."""
     if not re.match(POOL_PATTERN, name or ""):
         raise InvalidInput(
             [Problem("pool names use lower-case letters, digits, _ and -", where="name")]
         )
     if capacity < 0:
         raise InvalidInput([Problem("capacity cannot be negative", where="capacity")])
-    pool, _ = ResourcePool.objects.update_or_create(
-        project=project, name=name, defaults={"capacity": capacity}
-    )
-    dispatch_on_commit(project.id)
-    return pool
+    _lock_project(project)  # the lock trigger_build takes before checking claims
+    if waiting := _open_tasks_claiming_more(project=project, pool=name, capacity=capacity):
+        named = ", ".join(f"build {b} task '{t}' claims {n}" for b, t, n in waiting[:10])
+        more = f" and {len(waiting) - 10} more" if len(waiting) > 10 else ""
+        raise Conflict(
+            f"pool '{name}' cannot shrink to {capacity}: {named}{more}; "
+            "cancel those builds or wait for them to finish first"
+        )
 
 
 @transaction.atomic
