@@ -3,7 +3,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from buildsite.errors import DomainError
-
 from tasks.states import BuildState
 
 from . import cache

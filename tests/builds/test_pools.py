@@ -62,9 +62,7 @@ def admin_client():
 
 def test_admin_refuses_the_same_shrink_with_a_form_error(project, waiting_build):
     pool = ResourcePool.objects.get(project=project, name="cpu")
-    response = admin_client().post(
-        f"/admin/builds/resourcepool/{pool.id}/change/", {"capacity": 1}
-    )
+    response = admin_client().post(f"/admin/builds/resourcepool/{pool.id}/change/", {"capacity": 1})
     assert response.status_code == 200  # the form again, with the error
     assert "task &#x27;big&#x27; claims 2" in response.content.decode()
     pool.refresh_from_db()
@@ -73,9 +71,7 @@ def test_admin_refuses_the_same_shrink_with_a_form_error(project, waiting_build)
 
 def test_admin_changes_capacity_through_the_service(project, waiting_build):
     pool = ResourcePool.objects.get(project=project, name="cpu")
-    response = admin_client().post(
-        f"/admin/builds/resourcepool/{pool.id}/change/", {"capacity": 3}
-    )
+    response = admin_client().post(f"/admin/builds/resourcepool/{pool.id}/change/", {"capacity": 3})
     assert response.status_code == 302
     pool.refresh_from_db()
     assert pool.capacity == 3
