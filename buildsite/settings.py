@@ -30,12 +30,24 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 def _secret_key() -> str:
     if key := os.environ.get("DJANGO_SECRET_KEY"):
         return key
+    if _scaled_out():
+        # Jobs are signed with the key: a host with a key of its own would drop every
+        # job another host queued (BadSignature) while looking healthy.
+        raise SystemExit(
+            "Buildsite: DJANGO_SECRET_KEY must be set (the same on every host) when "
+            "DATABASE_URL or REDIS_URL points at a shared server"
+        )
     # A laptop install keeps a generated key in its data dir so sessions survive restarts.
     key_file = DATA_DIR / "secret_key"
     if not key_file.exists():
         key_file.write_text(secrets.token_urlsafe(50))
         key_file.chmod(0o600)
     return key_file.read_text().strip()
+
+
+def _scaled_out() -> bool:
+    url = os.environ.get("DATABASE_URL", "")
+    return bool(os.environ.get("REDIS_URL")) or bool(url and not url.startswith("sqlite"))
 
 
 SECRET_KEY = _secret_key()

@@ -50,3 +50,25 @@ def test_default_is_not_debug_and_generates_a_private_secret_key(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "False"
     key_file = tmp_path / "secret_key"
     assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_scaled_out_process_without_a_shared_secret_key_refuses_to_start(tmp_path):
+    """A host with a key of its own would silently drop jobs signed by the others."""
+    env = {"DJANGO_SECRET_KEY": "", "DATABASE_URL": "postgres://postgres@127.0.0.1:1/none"}
+    for extra in ({}, {"DATABASE_URL": "", "REDIS_URL": "redis://127.0.0.1:1/0"}):
+        result = run_manage("check", tmp_path=tmp_path, env_extra={**env, **extra})
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            "Buildsite: DJANGO_SECRET_KEY must be set (the same on every host) when "
+            "DATABASE_URL or REDIS_URL points at a shared server"
+        ]
+
+
+def test_the_embedded_default_keeps_a_generated_key(tmp_path):
+    result = run_manage(
+        "check",
+        tmp_path=tmp_path,
+        env_extra={"DJANGO_SECRET_KEY": "", "DATABASE_URL": "", "REDIS_URL": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "secret_key").exists()
