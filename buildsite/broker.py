@@ -6,7 +6,15 @@ broker compiles an ORM query for each, deletes through the collector, and claims
 row per query. This one stores the same rows, in the same table, with the same meaning
 (`lock` is when the row may be pulled again), but claims a batch of due jobs in a single
 UPDATE ... RETURNING, so the lock is held for less time and taken less often.
-Selected by `Q_CLUSTER["broker_class"]` when no Redis is configured.
+Selected by `Q_CLUSTER["broker_class"]` (the default on every deployment).
+
+A pulled job is leased, not popped: it stays in the table, locked for the job lease
+(`BUILDSITE["LEASE_SECONDS"]`), until the monitor acknowledges it. If the host that
+pulled it dies before the job ran, another cluster pulls it once the lease is over.
+If the job is still running then, the second copy finds its task no longer QUEUED
+and is dropped (claiming a task is a conditional update). On PostgreSQL, pushers of
+several clusters skip each other's locked rows (`FOR UPDATE SKIP LOCKED`) instead of
+queueing behind them.
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from datetime import timedelta
 from time import sleep
 
 from django import db
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
@@ -61,13 +70,19 @@ class SQLBroker(ORM):
     def dequeue(self):
         self._fresh()
         now = timezone.now()
-        until = rawsql.to_db(OrmQ, "lock", now + timedelta(seconds=Conf.RETRY))
+        lease = settings.BUILDSITE["LEASE_SECONDS"]
+        until = rawsql.to_db(OrmQ, "lock", now + timedelta(seconds=lease))
         due = rawsql.to_db(OrmQ, "lock", now)
         table, key, lock = _names()
+        skip = (
+            " FOR UPDATE SKIP LOCKED"
+            if connection.features.has_select_for_update_skip_locked
+            else ""
+        )
         with transaction.atomic(savepoint=False):
             claimed = rawsql.fetch(
                 f"UPDATE {table} SET {lock} = %s WHERE id IN (SELECT id FROM {table} "
-                f"WHERE {key} = %s AND {lock} < %s ORDER BY id LIMIT %s) AND {lock} < %s "
+                f"WHERE {key} = %s AND {lock} < %s ORDER BY id LIMIT %s{skip}) AND {lock} < %s "
                 "RETURNING id, payload",
                 [until, self.list_key, due, Conf.BULK, due],
             )

@@ -150,13 +150,25 @@ Q_CLUSTER = {
     "poll": float(os.environ.get("BUILDSITE_Q_POLL", "0.01")),
     # The pusher claims up to this many jobs per write (one lock for ten jobs).
     "bulk": env_int("BUILDSITE_Q_BULK", 10),
+    # Jobs a cluster has pulled but not started wait in its queue: keep that to one per
+    # worker (django-q2's default is workers squared), so few jobs wait behind a busy
+    # cluster; a pulled job not acknowledged within the job lease is offered again.
+    "queue_limit": env_int("BUILDSITE_Q_QUEUE_LIMIT", Q_WORKERS),
     # Steps run in their own subprocesses, so a worker grows little; restarting one
     # every 500 jobs (django-q2's default) left a slot empty for up to a guard cycle.
     "recycle": env_int("BUILDSITE_Q_RECYCLE", 5000),
     "label": "Django Q2",
+    # Jobs are rows in our database on every deployment (docs/architecture.md, "Jobs"):
+    # written in the transaction that queues their task, and leased, not popped, so a
+    # job pulled by a host that dies is pulled again by another. Redis, when set, is
+    # only the channel layer.
+    "orm": "default",
 }
+# BUILDSITE_Q_BROKER=orm selects django-q2's own ORM broker (bench/scheduler.py
+# measures raw jobs on both).
+if os.environ.get("BUILDSITE_Q_BROKER", "sql") == "sql":
+    Q_CLUSTER["broker_class"] = "buildsite.broker.SQLBroker"
 if REDIS_URL:
-    Q_CLUSTER["redis"] = REDIS_URL
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -168,12 +180,6 @@ if REDIS_URL:
         }
     }
 else:
-    Q_CLUSTER["orm"] = "default"
-    # BUILDSITE_Q_BROKER=orm selects django-q2's own ORM broker (bench/scheduler.py
-    # measures raw jobs on both).
-    if os.environ.get("BUILDSITE_Q_BROKER", "sql") == "sql":
-        # Same table and rows as django-q2's ORM broker, fewer and shorter write locks.
-        Q_CLUSTER["broker_class"] = "buildsite.broker.SQLBroker"
     # A burst of log chunks must not overflow a socket's queue (default capacity 100).
     CHANNEL_LAYERS = {
         "default": {

@@ -150,3 +150,40 @@ tasks:
     assert build.state == "cancelled"
     assert task_states(build) == {"long": "cancelled"}
     assert elapsed < 5
+
+
+def test_jobs_pulled_by_a_dead_host_run_elsewhere_within_the_lease(project, tmp_path):
+    """Host A pulls jobs and dies before starting all of them: host B runs them once
+    the job lease (here 3 s) is over, not after the 300 s requeue check."""
+    release = tmp_path / "release"
+    started = tmp_path / "started"
+    started.mkdir()
+    tasks = "\n".join(
+        f"  t{i}: {{retries: 1, steps: [{{run: 'touch {started}/t{i}; "
+        f"until [ -f {release} ]; do sleep 0.1; done'}}]}}"
+        for i in range(6)
+    )
+    make_pipeline(project, f"tasks:\n{tasks}\n")
+    env = {
+        "BUILDSITE_LEASE_SECONDS": "3",
+        "BUILDSITE_HEARTBEAT_SECONDS": "0.3",
+        "BUILDSITE_RETRY_BACKOFF_SECONDS": "0.2",
+        "BUILDSITE_TICK_SECONDS": "0.3",
+        "BUILDSITE_REQUEUE_SECONDS": "300",
+    }
+    host_a = Cluster(workers=1, extra_env=env).start()
+    try:
+        build = trigger_build(user=None, project=project, pipeline="main")
+        wait_for(lambda: any(started.iterdir()), timeout=60, message="A to start a task")
+        import time
+
+        time.sleep(1)  # A's pusher pulls what its queue has room for
+    finally:
+        host_a.kill()
+    ran_on_a = {p.name for p in started.iterdir()}
+    assert len(ran_on_a) == 1  # one worker: one task started, the pulled rest did not
+    release.touch()
+    with Cluster(workers=2, extra_env=env):
+        build = wait_for(lambda: finished(build.id), timeout=30, message="build to finish")
+    assert build.state == "succeeded"
+    assert {p.name for p in started.iterdir()} == {f"t{i}" for i in range(6)}
