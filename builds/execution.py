@@ -24,6 +24,7 @@ from tasks.models import Event, Task
 from tasks.services import record_event, transition
 from tasks.states import BuildState, TaskState
 
+from .cluster import RELEASED, stopping
 from .models import Build
 from .resolution import BuildTasks, task_spec, template_context, version_spec, workspace_of
 from .services import mark_build_running
@@ -33,6 +34,7 @@ from .steps import StepCancelled, StepContext, StepFailed, executor_for
 log = logging.getLogger(__name__)
 S = TaskState
 STEP_KINDS = ("run", "prompt", "document")
+WORKER_STOPPED = "worker stopped"
 
 
 def worker_id() -> str:
@@ -143,6 +145,8 @@ def what_to_run(task_id: int) -> tuple[str, int, str, int] | None:
 def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     """Run one attempt of a task. Returns how it ended, for the monitor to settle
     (`builds/settle.py`), or why there was nothing to do."""
+    if stopping():
+        return RELEASED  # not started: the monitor hands the job back
     close_old_connections()
     found = what_to_run(task_id)
     if found is None or not _queued_for(attempt, found[0], found[1]):
@@ -170,6 +174,9 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
         heartbeat.stopped.set()
         heartbeat.join(timeout=10)
         task_log.close()
+    if outcome == S.CANCELLED and stopping() and not heartbeat.lost.is_set():
+        # Killed because its cluster is stopping: the attempt goes back for retry.
+        return TaskEnd(task.id, attempt, S.RETRYING, outputs, WORKER_STOPPED, worker=worker_id())
     if outcome == S.CANCELLED:
         return "cancelled"
     if outcome == S.FAILED:
@@ -225,7 +232,7 @@ def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat
             env=env,
             timeout=remaining,
             log=task_log.write,
-            should_stop=heartbeat.lost.is_set,
+            should_stop=lambda: heartbeat.lost.is_set() or stopping(),
             outputs=outputs,
         )
         try:
@@ -247,7 +254,7 @@ def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat
                 task_log, outputs, f"{where} ({kind}): internal error {type(exc).__name__}"
             )
         context["task"]["outputs"] = outputs
-        if heartbeat.lost.is_set():
+        if heartbeat.lost.is_set() or stopping():
             return S.CANCELLED, outputs, "cancelled"
     return S.SUCCEEDED, outputs, ""
 

@@ -1,4 +1,5 @@
-"""Periodic upkeep, run by the ticker: lost workers, deadlines, retries, cache, files."""
+"""Periodic upkeep (run by one worker cluster at a time, `builds/upkeep.py`): lost
+workers, stale jobs, deadlines, due retries, cache, files."""
 
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ def _every(name: str, seconds: float) -> bool:
 
 
 def tick() -> dict[str, int]:
-    """One round of upkeep; idempotent, so several tickers may run at once."""
+    """One round of upkeep; idempotent, so an overlap while the lease changes hands is harmless."""
     done = {
         "reaped": reap_expired_leases(),
         "requeued": requeue_stale(),

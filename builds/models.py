@@ -111,3 +111,16 @@ class CacheEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} {self.key[:12]}"
+
+
+class UpkeepLease(models.Model):
+    """Who does the cluster-wide upkeep now (`builds/upkeep.py`): every worker cluster
+    tries to hold this row; the holder renews it, and when it stops renewing, another
+    cluster takes it over once it has expired."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    holder = models.CharField(max_length=200)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder} until {self.expires_at:%H:%M:%S}"

@@ -10,7 +10,8 @@ whole batch in one transaction. When results come one by one it behaves as the s
 monitor; under load, one write settles many tasks.
 
 `install()` (from `BuildsConfig.ready`) puts it in place of django-q2's, for the
-cluster and for inline (sync) jobs alike.
+cluster and for inline (sync) jobs alike. In a cluster the monitor process also runs
+the cluster's share of upkeep (`builds/upkeep.py`), so no separate process is needed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from django_q.monitor import save_cached, save_task
 from django_q.signals import post_execute
 from django_q.utils import get_func_repr
 
+from .cluster import RELEASED
 from .settle import TaskEnd, settle
 
 log = logging.getLogger("django-q")
@@ -50,6 +52,18 @@ def monitor(result_queue, broker: Broker | None = None) -> None:
     log.info("%s stopped monitoring results", name)
 
 
+def cluster_monitor(result_queue, broker: Broker | None = None) -> None:
+    """The monitor of a cluster: results, and upkeep while this cluster holds its lease."""
+    from .upkeep import UpkeepThread
+
+    upkeep = UpkeepThread()
+    upkeep.start()
+    try:
+        monitor(result_queue, broker)
+    finally:
+        upkeep.stop()
+
+
 def next_batch(result_queue) -> list:
     """Wait for one result, then take what else is waiting (up to BATCH), stopping at
     STOP (which is returned last)."""
@@ -65,6 +79,7 @@ def next_batch(result_queue) -> list:
 def handle_results(results: list[dict], broker: Broker) -> None:
     ends: list[TaskEnd] = []
     acks = []
+    released = []
     for task in results:
         if task.get("cached", False):
             save_cached(task, broker)
@@ -73,9 +88,13 @@ def handle_results(results: list[dict], broker: Broker) -> None:
         if task["success"] and isinstance(task.get("result"), TaskEnd):
             ends.append(task["result"])
         ack_id = task.pop("ack_id", False)
-        if ack_id and (task["success"] or task.get("ack_failure", False)):
+        if ack_id and task["success"] and task.get("result") == RELEASED:
+            released.append(ack_id)  # handed back unstarted by a stopping worker
+        elif ack_id and (task["success"] or task.get("ack_failure", False)):
             acks.append(ack_id)
     record(ends, acks, broker)
+    if released and hasattr(broker, "release"):
+        broker.release(released)
     verbose = log.isEnabledFor(logging.INFO)
     for task in results:
         post_execute.send(sender="django_q", task=task)
@@ -122,5 +141,5 @@ def install() -> None:
     import django_q.cluster
     import django_q.monitor
 
-    django_q.cluster.monitor = monitor
+    django_q.cluster.monitor = cluster_monitor
     django_q.monitor.monitor = monitor

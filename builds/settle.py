@@ -168,7 +168,7 @@ def finish_tasks(*, build: Build, endings: list[Ending]) -> int:
     newly_ready = unlock_dependents(build=build, finished=finished, queue_now=not capacity)
     refresh_build_state(build=build)
     # With pools, dispatch only when something can have changed: a task became READY,
-    # or pool capacity was given back (due retries are the ticker's).
+    # or pool capacity was given back (due retries are upkeep's).
     if capacity and (newly_ready or freed_capacity):
         dispatch_ready_tasks(project_id=build.project_id, capacity=capacity)
     return len(ended)

@@ -108,3 +108,15 @@ class SQLBroker(ORM):
                     f"DELETE FROM {rawsql.table(OrmQ)} WHERE id IN ({rawsql.marks(len(chunk))})",
                     chunk,
                 )
+
+    def release(self, task_ids: list) -> None:
+        """Make pulled jobs available again at once (a stopping cluster hands back the
+        jobs it had not started), instead of when their lease ends."""
+        self._fresh()
+        due = rawsql.to_db(OrmQ, "lock", timezone.now() - timedelta(seconds=1))
+        table, lock = rawsql.table(OrmQ), rawsql.col(OrmQ, "lock")
+        with transaction.atomic(savepoint=False):
+            rawsql.execute(
+                f"UPDATE {table} SET {lock} = %s WHERE id IN ({rawsql.marks(len(task_ids))})",
+                [due, *task_ids],
+            )

@@ -9,7 +9,7 @@ from django.conf import settings
 
 
 def process_commands(*, host: str, port: int) -> dict[str, list[str]]:
-    """web (daphne), workers (the django-q2 cluster) and the ticker."""
+    """web (daphne) and workers (the django-q2 cluster, which also does the upkeep)."""
     manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
     return {
         "web": [
@@ -23,5 +23,4 @@ def process_commands(*, host: str, port: int) -> dict[str, list[str]]:
             "buildsite.asgi:application",
         ],
         "workers": [*manage, "qcluster"],
-        "ticker": [*manage, "ticker"],
     }

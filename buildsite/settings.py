@@ -65,13 +65,14 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_q",
     "channels",
     "buildsite",
     "tasks",
     "builds",
     "docs_engine",
     "prompts",
+    # After builds: its `qcluster` command (graceful stop) takes the place of django-q2's.
+    "django_q",
 ]
 
 MIDDLEWARE = [

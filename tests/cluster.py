@@ -1,5 +1,5 @@
-"""Real worker processes for tests: `manage.py qcluster` and `manage.py ticker` started
-against the test database, so races, SIGKILL and live updates are tested for real."""
+"""Real worker processes for tests: `manage.py qcluster` (which does its own upkeep)
+started against the test database, so races, SIGKILL and live updates are tested for real."""
 
 from __future__ import annotations
 
@@ -30,11 +30,10 @@ def database_env() -> dict[str, str]:
 
 
 class Cluster:
-    """A django-q2 cluster plus a ticker; `kill()` SIGKILLs the whole process group."""
+    """A django-q2 cluster; `kill()` SIGKILLs its whole process group, `stop()` sends
+    SIGTERM to its main process, as a service manager does."""
 
-    def __init__(
-        self, *, workers: int = 2, extra_env: dict[str, str] | None = None, ticker: bool = True
-    ) -> None:
+    def __init__(self, *, workers: int = 2, extra_env: dict[str, str] | None = None) -> None:
         self.env = {
             **os.environ,
             **database_env(),
@@ -44,7 +43,6 @@ class Cluster:
             "BUILDSITE_LOG_LEVEL": "WARNING",
             **(extra_env or {}),
         }
-        self.with_ticker = ticker
         self.procs: list[subprocess.Popen] = []
         self.logs: list[Path] = []
 
@@ -65,8 +63,6 @@ class Cluster:
 
     def start(self) -> Cluster:
         self._spawn("qcluster")
-        if self.with_ticker:
-            self._spawn("ticker")
         return self
 
     def kill(self) -> None:
@@ -78,18 +74,18 @@ class Cluster:
         self.procs = []
 
     def stop(self) -> None:
+        """SIGTERM to each main process, as a service manager sends it; SIGKILL to what
+        is still there after 12 s (qcluster promises to be gone within 10)."""
         for proc in self.procs:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-        deadline = time.monotonic() + 10
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 12
         for proc in self.procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         self.procs = []
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
+from ..cluster import STEP_MARK, die_with_parent, forget_step_group, record_step_group
 from . import StepCancelled, StepContext, StepFailed
 
 TAIL_CHARS = 4000
@@ -76,15 +78,32 @@ def run_shell(
     grace: float = 2.0,
 ) -> ShellResult:
     started = time.monotonic()
+    mark = uuid.uuid4().hex
     proc = subprocess.Popen(
         ["/bin/sh", "-c", command],
         cwd=cwd,
-        env=env,
+        env={**env, STEP_MARK: mark},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
+        start_new_session=True,  # its own group: cancel kills all of it
+        preexec_fn=die_with_parent,  # and it dies with its worker
     )
+    record = record_step_group(proc.pid, mark)
+    try:
+        return _follow(proc, started, timeout, on_output, should_stop, grace)
+    finally:
+        forget_step_group(record)
+
+
+def _follow(
+    proc: subprocess.Popen,
+    started: float,
+    timeout: float,
+    on_output: Callable[[str], None],
+    should_stop: Callable[[], bool],
+    grace: float,
+) -> ShellResult:
     tail: list[str] = []
     tail_len = 0
 

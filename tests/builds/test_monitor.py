@@ -121,7 +121,7 @@ def test_a_batch_is_what_is_waiting_up_to_the_limit_and_ends_at_stop(monkeypatch
 
 
 def test_django_q2_starts_this_monitor_in_the_cluster_and_for_inline_jobs():
-    assert django_q.cluster.monitor is monitor.monitor
+    assert django_q.cluster.monitor is monitor.cluster_monitor
     assert django_q.monitor.monitor is monitor.monitor
 
 

@@ -187,3 +187,75 @@ def test_jobs_pulled_by_a_dead_host_run_elsewhere_within_the_lease(project, tmp_
         build = wait_for(lambda: finished(build.id), timeout=30, message="build to finish")
     assert build.state == "succeeded"
     assert {p.name for p in started.iterdir()} == {f"t{i}" for i in range(6)}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is dead for our purposes
+        return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_sigterm_stops_the_cluster_within_ten_seconds_and_returns_the_attempt(project, tmp_path):
+    """A deploy stops the cluster in the middle of a long step: the cluster is gone in
+    seconds, the step with it, and the attempt goes back for retry (even with no
+    retries declared: being stopped is not a failure of the task)."""
+    pidfile = tmp_path / "pid"
+    second = tmp_path / "second"
+    make_pipeline(
+        project,
+        f"""
+tasks:
+  long:
+    steps:
+      - run: |
+          if [ -f {pidfile} ]; then touch {second}; exit 0; fi
+          sleep 120 &
+          echo $! > {pidfile}
+          wait
+""",
+    )
+    first = Cluster(extra_env={"BUILDSITE_HEARTBEAT_SECONDS": "0.3"}).start()
+    build = trigger_build(user=None, project=project, pipeline="main")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), message="step start")
+    step_pid = int(pidfile.read_text())
+    import time
+
+    started = time.monotonic()
+    main = first.procs[0]
+    main.send_signal(15)
+    main.wait(timeout=15)
+    assert time.monotonic() - started < 10
+    wait_for(lambda: _gone(step_pid), timeout=3, message="the step to die with the cluster")
+    long = Task.objects.get(build=build, name="long")
+    assert long.state == "retrying"
+    assert long.error == "worker stopped"
+    first.kill()
+    with Cluster(extra_env={"BUILDSITE_RETRY_BACKOFF_SECONDS": "0.2"}):
+        build = wait_for(lambda: finished(build.id), timeout=60, message="build to finish")
+    assert build.state == "succeeded" and second.exists()
+
+
+def test_a_sigkilled_worker_takes_its_steps_processes_with_it(project, tmp_path):
+    pidfile = tmp_path / "pid"
+    make_pipeline(
+        project,
+        f"""
+tasks:
+  long:
+    steps:
+      - run: |
+          sleep 120 &
+          echo $! > {pidfile}
+          wait
+""",
+    )
+    with Cluster(extra_env={"BUILDSITE_TICK_SECONDS": "0.3"}):
+        build = trigger_build(user=None, project=project, pipeline="main")
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), message="step start")
+        step_pid = int(pidfile.read_text())
+        worker_pid = int(Task.objects.get(build=build, name="long").worker.rsplit(":", 1)[1])
+        os.kill(worker_pid, 9)  # the worker alone, as the OOM killer would
+        wait_for(lambda: _gone(step_pid), timeout=5, message="the step's processes to die")

@@ -91,3 +91,24 @@ def test_a_batch_of_jobs_goes_in_and_is_acknowledged_in_one_call_each(broker):
     broker.acknowledge_many([ack_id for ack_id, _ in claimed])
     assert list(OrmQ.objects.values_list("payload", flat=True)) == ["d"]
     assert OrmQ.objects.get().key == "test-queue"
+
+
+def test_a_pulled_job_is_leased_and_offered_again_when_the_lease_ends(broker, settings):
+    """Leased, not popped: a host that dies holding the job does not lose it."""
+    settings.BUILDSITE = {**settings.BUILDSITE, "LEASE_SECONDS": 30}
+    job = broker.enqueue("job")
+    before = timezone.now()
+    assert payloads(broker.dequeue()) == ["job"]
+    assert broker.dequeue() is None
+    lock = OrmQ.objects.get(id=job).lock
+    assert 29 <= (lock - before).total_seconds() <= 31
+    OrmQ.objects.filter(id=job).update(lock=timezone.now())  # the lease is over
+    assert payloads(broker.dequeue()) == ["job"]
+
+
+def test_released_jobs_are_due_again_at_once(broker):
+    first, second = broker.enqueue("a"), broker.enqueue("b")
+    broker.dequeue()
+    broker.release([first])
+    assert payloads(broker.dequeue()) == ["a"]
+    assert OrmQ.objects.filter(id__in=[first, second]).count() == 2

@@ -1,29 +1,25 @@
 import signal
-import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
 
-from builds.maintenance import tick
+from builds.upkeep import UpkeepThread
 
 
 class Command(BaseCommand):
-    help = "Run upkeep every tick: lost workers, retries, deadlines, dispatch, cache, retention."
+    help = (
+        "Upkeep outside a worker cluster (every cluster already does it, one at a time): "
+        "lost workers, due retries, deadlines, dispatch, cache, retention."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true")
 
     def handle(self, *args, once=False, **options):
-        stop = []
-        signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
-        interval = settings.BUILDSITE["TICK_SECONDS"]
-        while not stop:
-            close_old_connections()
-            try:
-                tick()
-            except Exception as exc:  # keep ticking through a passing database error
-                self.stderr.write(f"tick failed: {exc}")
-            if once:
-                return
-            time.sleep(interval)
+        # The same lease as the clusters' upkeep, so exactly one of them acts at a time.
+        upkeep = UpkeepThread()
+        if once:
+            upkeep.round()
+            return
+        signal.signal(signal.SIGTERM, lambda *a: upkeep.stopped.set())
+        signal.signal(signal.SIGINT, lambda *a: upkeep.stopped.set())
+        upkeep.run()

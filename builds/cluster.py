@@ -1,0 +1,123 @@
+"""The life of a worker cluster on one host: stopping in time, and no step outliving it.
+
+Stopping: `manage.py qcluster` (builds/management/commands/qcluster.py) sets
+`stopping` when it gets SIGTERM or SIGINT, before django-q2's own stop begins. A worker
+that takes a job after that hands it back unstarted (`RELEASED`: the monitor makes the
+job available again at once instead of acknowledging it), and a running shell step is
+killed and its attempt returned for retry (`execution.py`). So the cluster is down in a
+few seconds, not when its longest step ends.
+
+Orphans: a step runs in a process group of its own (so cancel can kill all of it), so
+it would survive a worker killed with SIGKILL. Its leader gets SIGKILL when the worker
+dies (PR_SET_PDEATHSIG, `steps/shell.py`), and each running step's group is recorded
+here; the upkeep thread of every cluster on the host kills the recorded groups of
+workers that are gone (`kill_orphans`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+from django.conf import settings
+
+RELEASED = "released: the cluster is stopping"
+STEP_MARK = "BUILDSITE_STEP_GROUP"
+_stopping = None
+
+
+def prepare_stopping() -> None:
+    """Create the flag in the cluster's main process, before it forks its workers."""
+    global _stopping
+    _stopping = multiprocessing.get_context("fork").Event()
+
+
+def set_stopping() -> None:
+    if _stopping is not None:
+        _stopping.set()
+
+
+def stopping() -> bool:
+    return _stopping is not None and _stopping.is_set()
+
+
+# --- orphans -----------------------------------------------------------------------------
+PR_SET_PDEATHSIG = 1
+_libc = None
+
+
+def die_with_parent() -> None:
+    """For a step's leader, between fork and exec: SIGKILL when the worker dies."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _groups_dir() -> Path:
+    return Path(settings.DATA_DIR) / "run" / "steps"
+
+
+def record_step_group(pgid: int, mark: str) -> Path:
+    """Note that this worker runs step group `pgid`, whose processes carry `mark` in
+    their environment as STEP_MARK (until `forget_step_group`)."""
+    directory = _groups_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{os.getpid()}-{pgid}"
+    path.write_text(mark)
+    return path
+
+
+def forget_step_group(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _members(pgid: int, mark: str) -> list[int]:
+    """Live processes of group `pgid` that carry the step's mark (so a group id reused
+    by some other program is never touched)."""
+    wanted = f"{STEP_MARK}={mark}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != pgid:
+                continue
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def kill_orphans() -> int:
+    """Kill the step groups recorded by workers of this host that are gone."""
+    directory = _groups_dir()
+    if not directory.is_dir():
+        return 0
+    killed = 0
+    for record in directory.iterdir():
+        worker_pid, _, pgid = record.name.partition("-")
+        if not (worker_pid.isdigit() and pgid.isdigit()) or _alive(int(worker_pid)):
+            continue
+        with contextlib.suppress(OSError):
+            for pid in _members(int(pgid), record.read_text().strip()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+        record.unlink(missing_ok=True)
+    return killed
