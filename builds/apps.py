@@ -9,7 +9,13 @@ class BuildsConfig(AppConfig):
         from .monitor import install
 
         install()
-        from .steps import register_step
+        from .steps import StepKind, register_step
         from .steps.shell import run_step
 
-        register_step("run", run_step)
+        register_step(
+            StepKind(
+                name="run",
+                keys=frozenset({"run", "name", "timeout", "env", "output"}),
+                run=run_step,
+            )
+        )

@@ -15,16 +15,13 @@ from buildsite.errors import InvalidInput, Problem
 from buildsite.templating import TemplateError, check_syntax
 from tasks.dag import graph_problems
 
+from .steps import step_kinds
+
 Spec = dict[str, Any]
 Path = tuple[Any, ...]
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$"
 POOL_PATTERN = r"^[a-z][a-z0-9_-]{0,49}$"
-STEP_KINDS: dict[str, set[str]] = {
-    "run": {"run", "name", "timeout", "env", "output"},
-    "prompt": {"prompt", "name", "vars", "output", "cache", "timeout"},
-    "document": {"document", "name", "body", "title", "message", "publish", "tags", "snapshot"},
-}
 DEFAULT_CLAIMS = {"cpu": 1}
 MAX_TASKS = 20_000
 
@@ -167,9 +164,10 @@ def _normalise(data: dict[str, Any]) -> Spec:
     for name, task in data["tasks"].items():
         task = task or {}
         claims = dict(task.get("resources", default_claims))
-        if any("prompt" in step for step in task.get("steps", [])):
-            # Model calls claim the `llm` pool, so a pool can cap concurrent calls.
-            claims.setdefault("llm", 1)
+        for kind in step_kinds().values():  # a kind may claim pools (prompt: llm)
+            if any(kind.name in step for step in task.get("steps", [])):
+                for pool, amount in kind.claims.items():
+                    claims.setdefault(pool, amount)
         tasks[name] = {
             "needs": list(task.get("needs", [])),
             "steps": list(task.get("steps", [])),
@@ -196,14 +194,17 @@ def _step_problems(task: str, steps: list[dict[str, Any]], lines: _Lines) -> lis
     for index, step in enumerate(steps):
         path = ("tasks", task, "steps", index)
         where = f"tasks.{task}.steps[{index}]"
-        kinds = [k for k in STEP_KINDS if k in step]
+        registered = step_kinds()
+        kinds = [k for k in registered if k in step]
         if len(kinds) != 1:
             problems.append(
-                Problem("a step needs exactly one of: run, prompt, document", lines.at(path), where)
+                Problem(
+                    f"a step needs exactly one of: {', '.join(registered)}", lines.at(path), where
+                )
             )
             continue
         kind = kinds[0]
-        unknown = sorted(set(step) - STEP_KINDS[kind])
+        unknown = sorted(set(step) - registered[kind].keys)
         if unknown:
             problems.append(
                 Problem(
@@ -220,8 +221,8 @@ def _step_problems(task: str, steps: list[dict[str, Any]], lines: _Lines) -> lis
             problems.append(
                 Problem("timeout must be a positive number", lines.at((*path, "timeout")), where)
             )
-        if kind == "prompt" and not isinstance(step.get("vars", {}), dict):
-            problems.append(Problem("vars must be a mapping", lines.at((*path, "vars")), where))
+        for message, key in registered[kind].check(step):
+            problems.append(Problem(message, lines.at((*path, key)), where))
         problems.extend(_template_problems(step, path, where, lines))
     return problems
 

@@ -29,11 +29,10 @@ from .models import Build
 from .resolution import BuildTasks, task_spec, template_context, version_spec, workspace_of
 from .services import mark_build_running
 from .settle import TaskEnd, claim_fields, load_tasks
-from .steps import StepCancelled, StepContext, StepFailed, executor_for
+from .steps import StepCancelled, StepContext, StepFailed, executor_for, kind_of
 
 log = logging.getLogger(__name__)
 S = TaskState
-STEP_KINDS = ("run", "prompt", "document")
 WORKER_STOPPED = "worker stopped"
 
 
@@ -219,7 +218,7 @@ def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat
         task_log.write(f"error: {exc.message}\n")
         return S.FAILED, outputs, exc.message
     for index, raw_step in enumerate(spec["steps"]):
-        kind = next(k for k in STEP_KINDS if k in raw_step)
+        kind = kind_of(raw_step)
         where = f"steps[{index}]"
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -6,8 +6,16 @@ class DocsEngineConfig(AppConfig):
     verbose_name = "Documentation"
 
     def ready(self) -> None:
-        from builds.steps import register_step
+        from builds.steps import StepKind, register_step
 
         from .steps import run_document_step
 
-        register_step("document", run_document_step)
+        register_step(
+            StepKind(
+                name="document",
+                keys=frozenset(
+                    {"document", "name", "body", "title", "message", "publish", "tags", "snapshot"}
+                ),
+                run=run_document_step,
+            )
+        )

@@ -6,8 +6,17 @@ class PromptsConfig(AppConfig):
     verbose_name = "Prompt library"
 
     def ready(self) -> None:
-        from builds.steps import register_step
+        from builds.steps import StepKind, register_step
 
-        from .steps import run_prompt_step
+        from .steps import check_prompt_step, run_prompt_step
 
-        register_step("prompt", run_prompt_step)
+        register_step(
+            StepKind(
+                name="prompt",
+                keys=frozenset({"prompt", "name", "vars", "output", "cache", "timeout"}),
+                run=run_prompt_step,
+                # Model calls claim the `llm` pool, so a pool can cap concurrent calls.
+                claims={"llm": 1},
+                check=check_prompt_step,
+            )
+        )

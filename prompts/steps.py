@@ -20,6 +20,13 @@ from . import services
 from .refs import parse_ref
 
 
+def check_prompt_step(step: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a pipeline's `prompt` step must satisfy beyond its keys."""
+    if not isinstance(step.get("vars", {}), dict):
+        return [("vars must be a mapping", "vars")]
+    return []
+
+
 def run_prompt_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     ref = parse_ref(step["prompt"], where="prompt")
     variables = step.get("vars") or {}

@@ -1,4 +1,5 @@
-"""Step kinds: `run` lives here; `prompt` and `document` are registered by their apps.
+"""Step kinds: each app registers its own (`run` in builds, `prompt` in prompts,
+`document` in docs_engine) from its AppConfig.ready.
 
 An executor takes the rendered step and a StepContext, returns the outputs it adds to
 the task, and raises StepFailed with a message for the task log when it fails.
@@ -39,15 +40,47 @@ class StepContext:
 
 
 Executor = Callable[[dict[str, Any], StepContext], dict[str, Any]]
-_EXECUTORS: dict[str, Executor] = {}
+# Extra checks of a step's definition: (message, key the message is about) pairs.
+Checker = Callable[[dict[str, Any]], list[tuple[str, str]]]
 
 
-def register_step(kind: str, executor: Executor) -> None:
-    _EXECUTORS[kind] = executor
+def _no_checks(step: dict[str, Any]) -> list[tuple[str, str]]:
+    return []
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """What the engine knows of a step kind, registered by the app that owns it: the
+    key that names the kind, the keys a step of it may have, what it claims of the
+    project's pools on top of the task's claims, extra definition checks, and how it
+    runs. The engine names no kind itself."""
+
+    name: str
+    keys: frozenset[str]
+    run: Executor
+    claims: dict[str, int] = field(default_factory=dict)
+    check: Checker = _no_checks
+
+
+_KINDS: dict[str, StepKind] = {}
+
+
+def register_step(kind: StepKind) -> None:
+    _KINDS[kind.name] = kind
+
+
+def step_kinds() -> dict[str, StepKind]:
+    """The registered kinds, in registration order (INSTALLED_APPS order)."""
+    return _KINDS
+
+
+def kind_of(step: dict[str, Any]) -> str:
+    """The kind of a validated step: the one registered kind key it has."""
+    return next(name for name in _KINDS if name in step)
 
 
 def executor_for(kind: str) -> Executor:
     try:
-        return _EXECUTORS[kind]
+        return _KINDS[kind].run
     except KeyError:
         raise StepFailed(f"step kind '{kind}' is not available on this server") from None

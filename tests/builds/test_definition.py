@@ -92,7 +92,7 @@ def test_bad_steps_are_located():
     by_where = {w: (m, line) for m, line, w in problems}
     assert by_where["tasks.a.steps[1]"][1] == 5
     assert "template syntax error" in by_where["tasks.a.steps[1]"][0]
-    assert by_where["tasks.a.steps[2]"] == ("a step needs exactly one of: run, prompt, document", 6)
+    assert by_where["tasks.a.steps[2]"] == ("a step needs exactly one of: run, document, prompt", 6)
     assert "shell" in by_where["tasks.a.steps[3]"][0]
 
 
@@ -120,3 +120,25 @@ def test_params_merge_defaults_and_refuse_unknown_names():
     with pytest.raises(InvalidInput) as err:
         merge_params(spec, {"verison": "2.0"})
     assert "verison" in err.value.message and "channel, version" in err.value.message
+
+
+def test_step_kinds_come_from_the_registry(monkeypatch):
+    """The engine names no step kind: one registered by an app is valid in pipelines,
+    with its own keys, checks and pool claims."""
+    from builds import steps
+
+    monkeypatch.setattr(steps, "_KINDS", dict(steps.step_kinds()))
+    steps.register_step(
+        steps.StepKind(
+            name="echo",
+            keys=frozenset({"echo", "loud"}),
+            run=lambda step, ctx: {"said": step["echo"]},
+            claims={"speaker": 1},
+            check=lambda step: [] if step.get("loud") in (None, True) else [("say it", "loud")],
+        )
+    )
+    spec = parse_definition("tasks:\n  a: {steps: [{echo: hi}]}\n")
+    assert spec["tasks"]["a"]["resources"] == {"cpu": 1, "speaker": 1}
+    with pytest.raises(InvalidInput) as err:
+        parse_definition("tasks:\n  a:\n    steps:\n      - echo: hi\n        loud: no\n")
+    assert [(p.message, p.line) for p in err.value.problems] == [("say it", 5)]
