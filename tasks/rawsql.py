@@ -4,7 +4,8 @@ Every finished no-op task used to cost about 20 ORM statements, and most of thei
 went to compiling the query in Python, not to the database (docs/performance.md). The
 helpers here keep the SQL text per shape and convert values with each field's own
 database preparation and converters, so rows written and read here are exactly what
-the ORM writes and reads, on SQLite and PostgreSQL alike.
+the ORM writes and reads, on SQLite and PostgreSQL alike. Statements go through
+Django's cursor, so they are counted and logged like the ORM's.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import cache, lru_cache
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
-from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
+from django.db import connection, models
 from django.db.models.expressions import Col
 
 
@@ -99,45 +99,25 @@ def from_db(model: type[models.Model], names: tuple[str, ...], rows: Iterable[Se
     return out
 
 
-@lru_cache(maxsize=512)
-def _native(sql: str, paramstyle: str) -> str:
-    return FORMAT_QMARK_REGEX.sub("?", sql) if paramstyle == "qmark" else sql
-
-
-def _cursor():
-    """The driver's own cursor: Django's wrapper costs more than SQLite's execute for
-    these small statements. Errors are still Django's (wrap_database_errors); what is
-    lost is DEBUG query logging of these statements."""
-    db = connections[DEFAULT_DB_ALIAS]
-    db.validate_thread_sharing()
-    db.ensure_connection()
-    return db, db.connection.cursor()
-
-
+# Through Django's cursor wrapper, not the driver's cursor: the statements pass the
+# connection's execute wrappers (so `assertNumQueries`, django-debug-toolbar and APM
+# hooks see them), its broken-transaction check and its error translation.
 def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-    db, cursor = _cursor()
-    with db.wrap_database_errors:
-        cursor.execute(_native(sql, db.Database.paramstyle), params)
-        rows = cursor.fetchall()
-    cursor.close()
-    return rows
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def execute(sql: str, params: Sequence[Any] = ()) -> int:
     """Run one statement; returns the number of rows it changed."""
-    db, cursor = _cursor()
-    with db.wrap_database_errors:
-        cursor.execute(_native(sql, db.Database.paramstyle), params)
-    count = cursor.rowcount
-    cursor.close()
-    return count
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def executemany(sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    db, cursor = _cursor()
-    with db.wrap_database_errors:
-        cursor.executemany(_native(sql, db.Database.paramstyle), rows)
-    cursor.close()
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def marks(n: int) -> str:

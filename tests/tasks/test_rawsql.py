@@ -99,3 +99,22 @@ def test_datetimes_compare_in_sql_as_in_the_orm(task):
     sql = f"SELECT id FROM {rawsql.table(Task)} WHERE not_before <= %s"
     assert rawsql.fetch(sql, [rawsql.to_db(Task, "not_before", now)]) == [(task.id,)]
     assert rawsql.fetch(sql, [rawsql.to_db(Task, "not_before", now - timedelta(hours=1))]) == []
+
+
+def test_plain_sql_is_seen_by_djangos_execute_wrappers(db):
+    """So assertNumQueries and APM hooks count the hot path's statements too."""
+    from django.db import connection
+
+    from tasks import rawsql
+    from tasks.models import Task
+
+    seen = []
+
+    def wrapper(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        rawsql.fetch(f"SELECT COUNT(*) FROM {rawsql.table(Task)} WHERE id = %s", [1])
+        rawsql.execute(f"UPDATE {rawsql.table(Task)} SET name = name WHERE id = %s", [1])
+    assert len(seen) == 2
