@@ -1,43 +1,37 @@
-"""The worker side of a task: claim it, keep its lease, run its steps, report the end
-(which `builds/settle.py` records)."""
+"""The worker side of a task: claim its attempt, run its steps, report the end (the
+attempt's rules are `builds/attempts.py`; `builds/settle.py` records the end)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 import traceback
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from buildsite.errors import DomainError
 from buildsite.templating import render_value
 from tasks import rawsql
 from tasks.models import Event, Task
-from tasks.services import record_event, transition
+from tasks.services import apply_transitions, record_event
 from tasks.states import BuildState, TaskState
 
+from .attempts import Heartbeat, TaskEnd, claim_change, failure_outcome, queued_for, worker_id
 from .cluster import RELEASED, stopping
 from .models import Build
 from .resolution import BuildTasks, task_spec, template_context, version_spec, workspace_of
 from .services import mark_build_running
-from .settle import TaskEnd, claim_fields, load_tasks
+from .settle import load_tasks
 from .steps import StepCancelled, StepContext, StepFailed, executor_for, kind_of
 
 log = logging.getLogger(__name__)
 S = TaskState
 WORKER_STOPPED = "worker stopped"
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def log_path(build_id: int, task_name: str) -> Path:
@@ -94,42 +88,6 @@ class TaskLog:
         self.file.close()
 
 
-class Heartbeat(threading.Thread):
-    """Renews the lease, notices cancellation (the row left RUNNING) and flushes log
-    events, until stopped."""
-
-    def __init__(self, task: Task, attempt: int, task_log: TaskLog) -> None:
-        super().__init__(daemon=True, name=f"heartbeat-{task.id}")
-        self.task_id = task.id
-        self.attempt = attempt
-        self.task_log = task_log
-        self.stopped = threading.Event()
-        self.lost = threading.Event()
-        self.interval = settings.BUILDSITE["HEARTBEAT_SECONDS"]
-        self.lease = settings.BUILDSITE["LEASE_SECONDS"]
-
-    def run(self) -> None:
-        last_renew = time.monotonic()
-        try:
-            while not self.stopped.wait(min(self.interval, TaskLog.FLUSH_SECONDS)):
-                self.task_log.flush_if_due()
-                mine = Task.objects.filter(id=self.task_id, state=S.RUNNING, attempts=self.attempt)
-                if time.monotonic() - last_renew >= self.lease / 3:
-                    alive = mine.update(
-                        lease_expires_at=timezone.now() + timedelta(seconds=self.lease)
-                    )
-                    last_renew = time.monotonic()
-                else:
-                    alive = mine.exists()
-                if not alive:
-                    self.lost.set()
-                    return
-        except Exception:
-            log.warning("heartbeat of task %s failed", self.task_id, exc_info=True)
-        finally:
-            connection.close()
-
-
 def what_to_run(task_id: int) -> tuple[str, int, str, int] | None:
     """A task's state, attempts, name and pipeline version: enough for a worker to see
     whether the job is current and whether the task has steps at all."""
@@ -148,7 +106,7 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
         return RELEASED  # not started: the monitor hands the job back
     close_old_connections()
     found = what_to_run(task_id)
-    if found is None or not _queued_for(attempt, found[0], found[1]):
+    if found is None or not queued_for(attempt, found[0], found[1]):
         return "skipped: not queued for this attempt"
     _, _, name, version_id = found
     if not version_spec(version_id)["tasks"][name].get("steps"):
@@ -156,16 +114,17 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
         # in one step (the events still show queued -> running -> succeeded).
         return TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
     task = load_tasks([task_id])[task_id]
-    if not _queued_for(attempt, task.state, task.attempts):  # moved since the first read
-        return "skipped: not queued for this attempt"
     build = task.build
     with transaction.atomic(savepoint=False):
-        if not _claim(task, build, attempt):
-            return "skipped: claimed elsewhere"
+        claim = claim_change(task, attempt, timezone.now(), worker_id())
+        if not apply_transitions(project_id=build.project_id, changes=[claim]):
+            return "skipped: claimed elsewhere"  # or moved since the first read
+        if build.state == BuildState.QUEUED:
+            mark_build_running(build=build)
     task_log = TaskLog(task, build.project_id)
     if attempt > 1:
         task_log.write(f"--- attempt {attempt} ---\n")
-    heartbeat = Heartbeat(task, attempt, task_log)
+    heartbeat = Heartbeat(task.id, attempt, task_log.flush_if_due, TaskLog.FLUSH_SECONDS)
     heartbeat.start()
     try:
         outcome, outputs, error = _run_steps(task, build, task_log, heartbeat)
@@ -181,25 +140,6 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     if outcome == S.FAILED:
         outcome = failure_outcome(task)
     return TaskEnd(task.id, attempt, outcome, outputs, error, worker=worker_id())
-
-
-def _queued_for(attempt: int, state: str, attempts: int) -> bool:
-    return state == S.QUEUED and attempts == attempt - 1
-
-
-def _claim(task: Task, build: Build, attempt: int) -> bool:
-    """QUEUED -> RUNNING with a fresh lease; False when another worker was first."""
-    claimed = transition(
-        task=task,
-        to=S.RUNNING,
-        project_id=build.project_id,
-        strict=False,
-        fields=claim_fields(attempt, timezone.now(), worker_id()),
-        data={"attempt": attempt, "worker": worker_id()},
-    )
-    if claimed and build.state == BuildState.QUEUED:
-        mark_build_running(build=build)
-    return claimed
 
 
 def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat):
@@ -261,8 +201,3 @@ def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat
 def _fail(task_log: TaskLog, outputs: dict, message: str):
     task_log.write(f"error: {message}\n")
     return S.FAILED, outputs, message
-
-
-def failure_outcome(task: Task) -> TaskState:
-    """After a failed or lost attempt: another try while retries remain."""
-    return S.RETRYING if task.attempts <= task.max_retries else S.FAILED

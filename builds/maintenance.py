@@ -17,8 +17,9 @@ from tasks.services import record_event
 from tasks.states import TERMINAL, TaskState
 
 from . import cache
+from .attempts import failure_outcome
 from .dispatch import dispatch_ready_tasks, enqueue
-from .execution import failure_outcome, log_path
+from .execution import log_path
 from .models import Build
 from .resolution import task_spec, workspace_of
 from .settle import finish_task, lock_build

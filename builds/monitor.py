@@ -26,8 +26,9 @@ from django_q.monitor import save_cached, save_task
 from django_q.signals import post_execute
 from django_q.utils import get_func_repr
 
+from .attempts import TaskEnd
 from .cluster import RELEASED
-from .settle import TaskEnd, settle
+from .settle import settle
 
 log = logging.getLogger("django-q")
 BATCH = 200

@@ -10,74 +10,25 @@ the same `finish_task`."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from tasks import rawsql
 from tasks.models import Task
 from tasks.services import Change, apply_transitions
-from tasks.states import DONE_OK, BuildState, TaskState, can_transition
+from tasks.states import DONE_OK, BuildState, TaskState
 
 from . import cache
+from .attempts import Ending, TaskEnd, end_changes, end_is_current
 from .dispatch import dispatch_ready_tasks, pool_capacity, queue_jobs, with_queueing
 from .models import Build, ResourcePool
 from .resolution import BuildTasks, advance, graph_of
 from .services import mark_build_running, refresh_build_state
 
 S = TaskState
-
-
-@dataclass(frozen=True)
-class TaskEnd:
-    """How one attempt ended, as its worker reports it (the job's result, carried to
-    the monitor through django-q2's result queue)."""
-
-    task_id: int
-    attempt: int
-    outcome: str
-    outputs: dict
-    error: str = ""
-    # False for a task with nothing to run: the worker left it QUEUED, and settling
-    # starts and ends it at once.
-    claimed: bool = True
-    worker: str = ""
-
-    def __str__(self) -> str:
-        return f"task {self.task_id} attempt {self.attempt}: {self.outcome}"
-
-
-@dataclass
-class Ending:
-    """An end to record for a task read by the caller; the change starts from the
-    state the task was read in."""
-
-    task: Task
-    outcome: TaskState
-    outputs: dict
-    error: str = ""
-    claim: int | None = None  # start (QUEUED -> RUNNING, this attempt) and end at once
-    worker: str = ""
-
-
-def claim_fields(attempt: int, now, worker: str) -> dict[str, Any]:
-    return {
-        "attempts": attempt,
-        "started_at": now,
-        "worker": worker,
-        "lease_expires_at": now + timedelta(seconds=settings.BUILDSITE["LEASE_SECONDS"]),
-        "error": "",
-    }
-
-
-def backoff_seconds(attempt: int) -> float:
-    base = settings.BUILDSITE["RETRY_BACKOFF_SECONDS"]
-    return min(base * 2 ** max(0, attempt - 1), settings.BUILDSITE["RETRY_BACKOFF_MAX_SECONDS"])
 
 
 def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int:
@@ -91,7 +42,7 @@ def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int
         tasks = load_tasks([e.task_id for e in ends], SETTLE_COLUMNS) if ends else {}
         for end in ends:
             task = tasks.get(end.task_id)
-            if task is None or end.task_id in seen or not _still_current(task, end):
+            if task is None or end.task_id in seen or not end_is_current(end, task):
                 continue
             seen.add(end.task_id)
             builds[task.build_id] = task.build
@@ -112,12 +63,6 @@ def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int
         if then is not None:
             then()
     return settled
-
-
-def _still_current(task: Task, end: TaskEnd) -> bool:
-    if end.claimed:
-        return task.state == S.RUNNING and task.attempts == end.attempt
-    return task.state == S.QUEUED and task.attempts == end.attempt - 1
 
 
 def finish_task(
@@ -145,7 +90,7 @@ def finish_tasks(*, build: Build, endings: list[Ending]) -> int:
     now = timezone.now()
     steps: list[Change] = []
     for ending in endings:
-        steps.extend(_steps(ending, now))
+        steps.extend(end_changes(ending, now))
     applied = apply_transitions(project_id=build.project_id, changes=steps)
     moved = {c.task.id for c in applied}
     ended = [e for e in endings if e.task.id in moved]
@@ -172,31 +117,6 @@ def finish_tasks(*, build: Build, endings: list[Ending]) -> int:
     if capacity and (newly_ready or freed_capacity):
         dispatch_ready_tasks(project_id=build.project_id, capacity=capacity)
     return len(ended)
-
-
-def _steps(ending: Ending, now) -> list[Change]:
-    task, outcome = ending.task, ending.outcome
-    fields: dict[str, Any] = {
-        "outputs": ending.outputs,
-        "error": ending.error,
-        "lease_expires_at": None,
-    }
-    if outcome == S.RETRYING:
-        attempt = ending.claim if ending.claim is not None else task.attempts
-        fields["not_before"] = now + timedelta(seconds=backoff_seconds(attempt))
-    else:
-        fields["finished_at"] = now
-    data = {"error": ending.error} if ending.error else None
-    if ending.claim is not None:
-        if not can_transition(S.RUNNING, outcome):
-            return []
-        claim = claim_fields(ending.claim, now, ending.worker)
-        start_data = {"attempt": ending.claim, "worker": ending.worker}
-        start = Change(task, S.QUEUED, S.RUNNING, claim, start_data, attempts=ending.claim - 1)
-        return [start, Change(task, S.RUNNING, outcome, fields, data)]
-    if not can_transition(task.state, outcome):
-        return []
-    return [Change(task, TaskState(task.state), outcome, fields, data, attempts=task.attempts)]
 
 
 def _account_usage(task: Task, project_id: int, now, capacity: dict[str, int]) -> bool:

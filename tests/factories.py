@@ -65,8 +65,9 @@ def task_states(build) -> dict[str, str]:
 def run_job(task_id: int, attempt: int = 1) -> str:
     """What the cluster does with one task's job: a worker runs it, the monitor settles
     the end it reports. Returns the outcome, or why nothing was recorded."""
+    from builds.attempts import TaskEnd
     from builds.execution import execute_task
-    from builds.settle import TaskEnd, settle
+    from builds.settle import settle
 
     result = execute_task(task_id=task_id, attempt=attempt)
     if isinstance(result, TaskEnd):

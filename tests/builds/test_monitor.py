@@ -10,10 +10,10 @@ from django_q.models import OrmQ
 
 from builds import dispatch, monitor
 from builds import settle as settling
+from builds.attempts import Ending, TaskEnd
 from builds.dispatch import job_package
 from builds.execution import execute_task
 from builds.services import cancel_build, trigger_build
-from builds.settle import TaskEnd
 from buildsite.broker import SQLBroker
 from tasks.models import Task
 from tests.factories import make_pipeline, task_states
@@ -136,7 +136,7 @@ def test_the_end_of_one_attempt_is_never_recorded_on_the_next(project, monkeypat
     task = settling.load_tasks([tasks["slow"].id])[tasks["slow"].id]
     Task.objects.filter(id=task.id).update(state="running", attempts=2)
     task.state, task.attempts = "running", 1  # as read while attempt 1 ran
-    ending = settling.Ending(task=task, outcome="succeeded", outputs={"from": "attempt 1"})
+    ending = Ending(task=task, outcome="succeeded", outputs={"from": "attempt 1"})
     with transaction.atomic():
         assert settling.finish_tasks(build=task.build, endings=[ending]) == 0
     task.refresh_from_db()
