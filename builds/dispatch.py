@@ -137,8 +137,9 @@ def _waiting(project_id: int, now) -> list[dict[str, Any]]:
     ]
 
 
-def _in_use(project_id: int, capacity: dict[str, int]) -> Counter[str]:
-    """What QUEUED and RUNNING tasks of the project hold of its pools."""
+def pool_in_use(project_id: int, capacity: dict[str, int]) -> Counter[str]:
+    """What QUEUED and RUNNING tasks of the project hold of its pools (those in
+    `capacity`): what dispatch counts, and what the resources page shows."""
     in_use: Counter[str] = Counter()
     sql = (
         f"SELECT t.claims FROM {rawsql.table(Task)} t JOIN {rawsql.table(Build)} b "
@@ -163,7 +164,7 @@ def _dispatch_project(project_id: int, now, capacity: dict[str, int] | None) -> 
             return 0
         if capacity is None:
             capacity = pool_capacity(project_id)
-        in_use = _in_use(project_id, capacity) if capacity else Counter()
+        in_use = pool_in_use(project_id, capacity) if capacity else Counter()
         decision = choose(
             [
                 Candidate(

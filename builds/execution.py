@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -24,7 +23,14 @@ from tasks.states import BuildState, TaskState
 from .attempts import Heartbeat, TaskEnd, claim_change, failure_outcome, queued_for, worker_id
 from .cluster import RELEASED, stopping
 from .models import Build
-from .resolution import BuildTasks, task_spec, template_context, version_spec, workspace_of
+from .resolution import (
+    BuildTasks,
+    log_path,
+    task_spec,
+    template_context,
+    version_spec,
+    workspace_of,
+)
 from .services import mark_build_running
 from .settle import load_tasks
 from .steps import StepCancelled, StepContext, StepFailed, executor_for, kind_of
@@ -32,10 +38,6 @@ from .steps import StepCancelled, StepContext, StepFailed, executor_for, kind_of
 log = logging.getLogger(__name__)
 S = TaskState
 WORKER_STOPPED = "worker stopped"
-
-
-def log_path(build_id: int, task_name: str) -> Path:
-    return Path(settings.BUILDSITE["LOG_DIR"]) / str(build_id) / f"{task_name}.log"
 
 
 class TaskLog:

@@ -19,10 +19,10 @@ from tasks.states import TERMINAL, TaskState
 from . import cache
 from .attempts import failure_outcome
 from .dispatch import dispatch_ready_tasks, enqueue
-from .execution import log_path
 from .models import Build
-from .resolution import task_spec, workspace_of
-from .settle import finish_task, lock_build
+from .resolution import log_path, task_spec, workspace_of
+from .services import lock_build
+from .settle import finish_task
 
 log = logging.getLogger(__name__)
 S = TaskState

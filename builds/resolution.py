@@ -80,6 +80,10 @@ def workspace_of(build_id: int) -> Path:
     return Path(settings.BUILDSITE["WORKSPACE_DIR"]) / str(build_id)
 
 
+def log_path(build_id: int, task_name: str) -> Path:
+    return Path(settings.BUILDSITE["LOG_DIR"]) / str(build_id) / f"{task_name}.log"
+
+
 def template_context(build: Build, task: Task, tasks: dict[str, Task]) -> dict[str, Any]:
     """What `{{ ... }}` can see in a task's steps: params, the build, and the outputs
     of the tasks this task needs."""

@@ -18,8 +18,9 @@ from tasks.dag import layers
 from tasks.models import Event, Task
 from tasks.states import TaskState
 
-from .execution import log_path
+from .dispatch import pool_in_use
 from .models import Build, Pipeline, PipelineVersion, ResourcePool
+from .resolution import log_path
 
 
 def get_build(*, user, build_id: int, role: Role = Role.VIEWER) -> Build:
@@ -70,8 +71,13 @@ def pipelines_of(*, project: Project) -> list[tuple[Pipeline, PipelineVersion | 
     return [(p, max(p.versions.all(), key=lambda v: v.number, default=None)) for p in pipelines]
 
 
-def pipeline_version(*, project: Project, name: str, number: int | None = None) -> PipelineVersion:
+def pipeline_version(
+    *, project: Project, name: str, number: int | None = None, only: tuple[str, ...] = ()
+) -> PipelineVersion:
+    """Version `number` of a pipeline, or its latest; `only` reads just those columns."""
     qs = PipelineVersion.objects.filter(pipeline__project=project, pipeline__name=name)
+    if only:
+        qs = qs.only(*only)
     version = qs.filter(number=number).first() if number else qs.order_by("-number").first()
     if version is None:
         raise NotFound(f"No pipeline '{name}'" + (f" version {number}" if number else "") + ".")
@@ -96,12 +102,8 @@ def task_log(*, build: Build, name: str, offset: int = 0) -> str:
 
 
 def pool_usage(*, project: Project) -> list[dict]:
-    active = Task.objects.filter(
-        build__project=project, state__in=[TaskState.QUEUED, TaskState.RUNNING]
-    ).values_list("claims", flat=True)
-    in_use: Counter[str] = Counter()
-    for claims in active:
-        in_use.update(claims or {})
+    pools = list(ResourcePool.objects.filter(project=project))
+    in_use = pool_in_use(project.id, {p.name: p.capacity for p in pools})
     return [
         {
             "name": p.name,
@@ -109,7 +111,7 @@ def pool_usage(*, project: Project) -> list[dict]:
             "in_use": in_use.get(p.name, 0),
             "busy_seconds": round(p.busy_seconds, 3),
         }
-        for p in ResourcePool.objects.filter(project=project)
+        for p in pools
     ]
 
 

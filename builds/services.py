@@ -8,11 +8,11 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from buildsite.errors import Conflict, InvalidInput, NotFound, Problem
+from buildsite.errors import Conflict, InvalidInput, Problem
 from buildsite.models import Project
 from buildsite.roles import Role
 from buildsite.selectors import require_role
@@ -27,6 +27,7 @@ from .definition import POOL_PATTERN, merge_params, parse_definition
 from .dispatch import dispatch_on_commit
 from .models import Build, Pipeline, PipelineVersion, ResourcePool
 from .resolution import BuildTasks, TaskNode, advance, roots_and_unblocked, version_spec
+from .selectors import pipeline_version
 
 S = TaskState
 OPEN_STATES = [str(s) for s in TaskState if s not in TERMINAL]
@@ -88,16 +89,9 @@ def trigger_build(
     if user is not None:
         require_role(user=user, project=project, role=Role.EDITOR)
     # The spec of a large pipeline is big; it comes from the per-process version cache.
-    versions = PipelineVersion.objects.filter(
-        pipeline__project=project, pipeline__name=pipeline
-    ).only("id", "number", "pipeline_id")
-    pv = (
-        versions.filter(number=version).first() if version else versions.order_by("-number").first()
+    pv = pipeline_version(
+        project=project, name=pipeline, number=version, only=("id", "number", "pipeline_id")
     )
-    if pv is None:
-        raise NotFound(
-            f"No pipeline '{pipeline}'" + (f" version {version}" if version else "") + "."
-        )
     spec = version_spec(pv.id)
     merged = merge_params(spec, params)
     _check_claims(project, spec)
@@ -221,6 +215,14 @@ def _check_claims(project: Project, spec: dict) -> None:
         raise InvalidInput(problems)
 
 
+def lock_build(build: Build) -> None:
+    """One writer at a time per build (PostgreSQL; SQLite's IMMEDIATE transaction
+    already holds the only write lock): under READ COMMITTED, two parents ending in
+    two transactions could each miss the other and leave their child PENDING."""
+    if connection.features.has_select_for_update:
+        rawsql.fetch(f"SELECT id FROM {rawsql.table(Build)} WHERE id = %s FOR UPDATE", [build.id])
+
+
 def refresh_build_state(*, build: Build) -> Build:
     """Derive the build's state from its tasks and record a change as an event."""
     # Called after every task: while anything is open (the common case) one indexed
@@ -235,7 +237,8 @@ def refresh_build_state(*, build: Build) -> Build:
     if still_open and build.state == BuildState.RUNNING:
         return build
     # The caller's copy may be stale: another process may have started or ended it.
-    fresh = Build.objects.select_for_update().values("state", "started_at", "cancel_requested")
+    lock_build(build)
+    fresh = Build.objects.values("state", "started_at", "cancel_requested")
     current = fresh.get(id=build.id)
     build.state, build.started_at = current["state"], current["started_at"]
     build.cancel_requested = current["cancel_requested"]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from tasks import rawsql
@@ -26,7 +26,7 @@ from .attempts import Ending, TaskEnd, end_changes, end_is_current
 from .dispatch import dispatch_ready_tasks, pool_capacity, queue_jobs, with_queueing
 from .models import Build, ResourcePool
 from .resolution import BuildTasks, advance, graph_of
-from .services import mark_build_running, refresh_build_state
+from .services import lock_build, mark_build_running, refresh_build_state
 
 S = TaskState
 
@@ -73,14 +73,6 @@ def finish_task(
         lock_build(build)
         ending = Ending(task=task, outcome=outcome, outputs=outputs, error=error)
         return bool(finish_tasks(build=build, endings=[ending]))
-
-
-def lock_build(build: Build) -> None:
-    """One settler at a time per build (PostgreSQL; SQLite's IMMEDIATE transaction
-    already holds the only write lock): under READ COMMITTED, two parents ending in
-    two transactions could each miss the other and leave their child PENDING."""
-    if connection.features.has_select_for_update:
-        rawsql.fetch(f"SELECT id FROM {rawsql.table(Build)} WHERE id = %s FOR UPDATE", [build.id])
 
 
 def finish_tasks(*, build: Build, endings: list[Ending]) -> int:

@@ -43,8 +43,7 @@ def live_documents(project: Project) -> QuerySet[Document]:
 def list_documents(*, project: Project, prefix: str | None = None) -> QuerySet[Document]:
     qs = live_documents(project).select_related("updated_by")
     if prefix:
-        prefix = prefix.strip("/")
-        qs = qs.filter(path__startswith=prefix + "/") | qs.filter(path=prefix)
+        qs = qs.filter(search.within_q(prefix))
     return qs.order_by("path")
 
 
@@ -313,9 +312,7 @@ def _recent(project: Project, filters: search.Filters, limit: int, offset: int):
     """No search words: the documents matching the filters, newest first."""
     qs = live_documents(project).select_related("current_revision")
     if filters.path_prefix:
-        qs = qs.filter(path__startswith=filters.path_prefix + "/") | qs.filter(
-            path=filters.path_prefix
-        )
+        qs = qs.filter(search.within_q(filters.path_prefix))
     if filters.author_id is not None:
         qs = qs.filter(updated_by_id=filters.author_id)
     if filters.since is not None:

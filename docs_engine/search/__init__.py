@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connection
+from django.db.models import Q
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,21 @@ class Filters:
     path_prefix: str | None = None
     author_id: int | None = None
     since: datetime | None = None
+
+
+def within(prefix: str) -> tuple[str, str]:
+    """The path-prefix rule: a document is within `prefix` when its path is the prefix
+    or starts with the prefix and a slash. Returns the exact path and the LIKE pattern
+    (escaped with backslash) that select it."""
+    exact = prefix.strip("/")
+    escaped = exact.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return exact, escaped + "/%"
+
+
+def within_q(prefix: str) -> Q:
+    """`within` for the ORM (pages and the no-words listing)."""
+    exact, _ = within(prefix)
+    return Q(path=exact) | Q(path__startswith=exact + "/")
 
 
 @dataclass
@@ -47,10 +63,8 @@ def filter_sql(filters: Filters, *, tag_sql: str) -> tuple[str, list]:
         clauses.append(tag_sql)
         params.append(filters.tag)
     if filters.path_prefix:
-        prefix = filters.path_prefix.strip("/")
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         clauses.append("(d.path = %s OR d.path LIKE %s ESCAPE '\\')")
-        params.extend([prefix, escaped + "/%"])
+        params.extend(within(filters.path_prefix))
     if filters.author_id is not None:
         clauses.append("d.updated_by_id = %s")
         params.append(filters.author_id)

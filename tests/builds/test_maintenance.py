@@ -4,10 +4,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from builds.execution import log_path
 from builds.maintenance import check_deadlines, clean_old_files
 from builds.models import Build, ResourcePool
-from builds.resolution import workspace_of
+from builds.resolution import log_path, workspace_of
 from builds.services import trigger_build
 from tasks.models import Task
 from tests.factories import make_pipeline, run_build, task_states

@@ -1,6 +1,6 @@
 """The `document` build step, end to end through a pipeline on inline workers."""
 
-from builds.execution import log_path
+from builds.resolution import log_path
 from docs_engine.models import Document
 from tests.factories import make_pipeline, run_build, task_states
 

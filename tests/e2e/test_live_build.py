@@ -7,8 +7,8 @@ proves every change arrived over the socket, without a reload.
 import pytest
 
 from builds.demo import DEMO_PIPELINE
-from builds.execution import log_path
 from builds.models import Build
+from builds.resolution import log_path
 from tests.cluster import Cluster, wait_for
 from tests.e2e.conftest import log_in
 from tests.factories import make_pipeline

@@ -1,6 +1,6 @@
 """A pipeline whose prompt step (offline provider) feeds a shell step, end to end."""
 
-from builds.execution import log_path
+from builds.resolution import log_path
 from prompts import services
 from prompts.models import PromptRun
 from tests.factories import make_pipeline, run_build, task_states
