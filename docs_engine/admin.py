@@ -1,14 +1,16 @@
 """Admin: documents, read-only revisions, validation settings, snapshots, link reports.
 
 Revisions are history: the admin shows them and never changes them. Writes that matter
-(saving a document) go through the API or the pages, where validation runs.
+(saving a document) go through the API or the pages, where validation runs; what the
+admin does write (settings, deleting a document) goes through the same services.
 """
 
 from django import forms
 from django.contrib import admin
 
-from buildsite.errors import InvalidInput
+from buildsite.errors import DomainError
 
+from . import services
 from .models import (
     DocSettings,
     Document,
@@ -18,7 +20,6 @@ from .models import (
     Snapshot,
     SnapshotEntry,
 )
-from .validation import check_schema
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -45,6 +46,19 @@ class DocumentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # documents are created through validation (pages, API, builds)
 
+    def get_deleted_objects(self, objs, request):
+        # A soft delete removes no related rows: confirm the documents alone.
+        documents = list(objs)
+        return [str(d) for d in documents], {"documents": len(documents)}, set(), []
+
+    def delete_model(self, request, obj):
+        # The service's soft delete: revisions stay for snapshots, search forgets it.
+        services.delete_document(user=request.user, project=obj.project, path=obj.path)
+
+    def delete_queryset(self, request, queryset):
+        for document in queryset.filter(deleted_at__isnull=True).select_related("project"):
+            self.delete_model(request, document)
+
 
 @admin.register(Revision)
 class RevisionAdmin(ReadOnlyAdmin):
@@ -61,20 +75,36 @@ class DocSettingsForm(forms.ModelForm):
         model = DocSettings
         fields = ("project", "require_approval", "front_matter_schema", "max_body_bytes")
 
-    def clean_front_matter_schema(self):
-        schema = self.cleaned_data.get("front_matter_schema")
-        if schema is not None:
+    def clean(self):
+        data = super().clean()
+        if not self.errors:
             try:
-                check_schema(schema)
-            except InvalidInput as exc:
+                services.check_doc_settings(
+                    front_matter_schema=data.get("front_matter_schema"),
+                    max_body_bytes=data["max_body_bytes"],
+                )
+            except DomainError as exc:
                 raise forms.ValidationError(exc.message) from exc
-        return schema
+        return data
 
 
 @admin.register(DocSettings)
 class DocSettingsAdmin(admin.ModelAdmin):
+    """Writes through `update_doc_settings`, the service the API and pages use."""
+
     form = DocSettingsForm
     list_display = ("project", "require_approval", "max_body_bytes")
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        saved = services.update_doc_settings(
+            user=request.user,
+            project=data["project"],
+            require_approval=data["require_approval"],
+            front_matter_schema=data.get("front_matter_schema"),
+            max_body_bytes=data["max_body_bytes"],
+        )
+        obj.pk = saved.pk
 
 
 class SnapshotEntryInline(admin.TabularInline):

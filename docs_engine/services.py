@@ -378,10 +378,7 @@ def update_doc_settings(
     max_body_bytes: int,
 ) -> DocSettings:
     require_role(user=user, project=project, role=Role.MAINTAINER)
-    if front_matter_schema is not None:
-        check_schema(front_matter_schema)
-    if not 1_024 <= max_body_bytes <= 10 * 1024 * 1024:
-        raise InvalidInput([Problem("between 1024 and 10485760 bytes", where="max_body_bytes")])
+    check_doc_settings(front_matter_schema=front_matter_schema, max_body_bytes=max_body_bytes)
     settings, _ = DocSettings.objects.update_or_create(
         project=project,
         defaults={
@@ -391,6 +388,14 @@ def update_doc_settings(
         },
     )
     return settings
+
+
+def check_doc_settings(*, front_matter_schema: dict | None, max_body_bytes: int) -> None:
+    """What docs settings must satisfy, wherever they are written (API, pages, admin)."""
+    if front_matter_schema is not None:
+        check_schema(front_matter_schema)
+    if not 1_024 <= max_body_bytes <= 10 * 1024 * 1024:
+        raise InvalidInput([Problem("between 1024 and 10485760 bytes", where="max_body_bytes")])
 
 
 @transaction.atomic
