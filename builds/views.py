@@ -5,20 +5,18 @@ newest event they reflect so the browser asks the socket for everything after it
 """
 
 import json
-from functools import wraps
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from buildsite.errors import DomainError, Forbidden, InvalidInput, NotFound
+from buildsite.errors import DomainError, InvalidInput
+from buildsite.pages import page, project_context
 from buildsite.roles import Role
-from buildsite.selectors import get_project, projects_for, role_of
+from buildsite.selectors import get_project, projects_for
 from tasks.states import TERMINAL, BuildState, TaskState
 
 from . import selectors, services
@@ -32,33 +30,8 @@ NEW_PIPELINE = """tasks:
 """
 
 
-def page(view):
-    """Login required; a project the user may not see is a 404, too low a role a 403."""
-
-    @login_required
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        try:
-            return view(request, *args, **kwargs)
-        except NotFound as exc:
-            raise Http404(exc.message) from None
-        except Forbidden as exc:
-            raise PermissionDenied(exc.message) from None
-
-    return wrapper
-
-
-def can_edit(role) -> bool:
-    return role is not None and role.allows(Role.EDITOR)
-
-
 def wants_json(request) -> bool:
     return request.headers.get("x-requested-with") == "fetch"
-
-
-def project_context(request, project, **extra):
-    role = role_of(user=request.user, project=project)
-    return {"project": project, "role": role, "can_edit": can_edit(role), **extra}
 
 
 @page

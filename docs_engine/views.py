@@ -7,61 +7,33 @@ a 500. The editor posts a normal form; its live preview calls the JSON preview e
 from __future__ import annotations
 
 import json
-from functools import wraps
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_POST
 
 from buildsite.errors import DomainError, Forbidden, InvalidInput, NotFound
+from buildsite.pages import page, project_context
 from buildsite.roles import Role
-from buildsite.selectors import get_project, role_of
+from buildsite.selectors import get_project
 
 from . import selectors, services
-
-
-def page_errors(view):
-    """NotFound → 404 and Forbidden → 403 pages for every documentation view."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        try:
-            return view(request, *args, **kwargs)
-        except NotFound as exc:
-            raise Http404(exc.message) from exc
-        except Forbidden as exc:
-            return HttpResponseForbidden(exc.message)
-
-    return login_required(wrapper)
-
-
-def _context(request, project, **extra):
-    role = role_of(user=request.user, project=project)
-    return {
-        "project": project,
-        "role": role,
-        "can_edit": bool(role and role.allows(Role.EDITOR)),
-        "can_configure": bool(role and role.allows(Role.MAINTAINER)),
-        **extra,
-    }
 
 
 def _reader(slug: str, path: str) -> str:
     return reverse("docs-reader", kwargs={"slug": slug, "path": path})
 
 
-@page_errors
+@page
 def tree(request, slug):
     project = get_project(user=request.user, slug=slug)
     reports = selectors.link_reports(project)[:1]
     return render(
         request,
         "docs_engine/tree.html",
-        _context(
+        project_context(
             request,
             project,
             nodes=selectors.document_tree(project),
@@ -70,7 +42,7 @@ def tree(request, slug):
     )
 
 
-@page_errors
+@page
 def reader(request, slug, path):
     project = get_project(user=request.user, slug=slug)
     document, redirected_from = selectors.find_document(project=project, path=path)
@@ -84,7 +56,7 @@ def reader(request, slug, path):
     return render(
         request,
         "docs_engine/reader.html",
-        _context(
+        project_context(
             request,
             project,
             document=document,
@@ -103,7 +75,7 @@ def _editor(request, project, *, path, document, form, problems=None, conflict=N
     return render(
         request,
         "docs_engine/editor.html",
-        _context(
+        project_context(
             request,
             project,
             path=path,
@@ -155,7 +127,7 @@ def _save_from_form(request, project, path, document):
     return redirect(_reader(project.slug, result.document.path))
 
 
-@page_errors
+@page
 def new_document(request, slug):
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
     path = (request.POST.get("path") or request.GET.get("path") or "").strip().strip("/")
@@ -174,7 +146,7 @@ def new_document(request, slug):
     return _editor(request, project, path=path, document=None, form=form)
 
 
-@page_errors
+@page
 def edit(request, slug, path):
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
     document, _ = selectors.find_document(project=project, path=path)
@@ -191,14 +163,14 @@ def edit(request, slug, path):
     return _editor(request, project, path=document.path, document=document, form=form)
 
 
-@page_errors
+@page
 def history(request, slug, path):
     project = get_project(user=request.user, slug=slug)
     document, _ = selectors.find_document(project=project, path=path)
     return render(
         request,
         "docs_engine/history.html",
-        _context(
+        project_context(
             request,
             project,
             document=document,
@@ -208,7 +180,7 @@ def history(request, slug, path):
     )
 
 
-@page_errors
+@page
 def diff(request, slug, path):
     project = get_project(user=request.user, slug=slug)
     document, _ = selectors.find_document(project=project, path=path)
@@ -220,7 +192,7 @@ def diff(request, slug, path):
     return render(
         request,
         "docs_engine/diff.html",
-        _context(
+        project_context(
             request,
             project,
             document=document,
@@ -230,7 +202,7 @@ def diff(request, slug, path):
     )
 
 
-@page_errors
+@page
 @require_POST
 def restore(request, slug, path):
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
@@ -248,7 +220,7 @@ def restore(request, slug, path):
     return redirect("docs-history", slug=slug, path=path)
 
 
-@page_errors
+@page
 def move(request, slug, path):
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
     document, _ = selectors.find_document(project=project, path=path)
@@ -264,10 +236,12 @@ def move(request, slug, path):
             return redirect(_reader(slug, document.path))
         except DomainError as exc:
             messages.error(request, exc.message)
-    return render(request, "docs_engine/move.html", _context(request, project, document=document))
+    return render(
+        request, "docs_engine/move.html", project_context(request, project, document=document)
+    )
 
 
-@page_errors
+@page
 @require_POST
 def delete(request, slug, path):
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
@@ -276,7 +250,7 @@ def delete(request, slug, path):
     return redirect("docs-tree", slug=slug)
 
 
-@page_errors
+@page
 @require_POST
 def publish(request, slug, path):
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
@@ -294,7 +268,7 @@ def publish(request, slug, path):
     return redirect(_reader(slug, path))
 
 
-@page_errors
+@page
 @require_POST
 def approve(request, slug, path):
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
@@ -303,7 +277,7 @@ def approve(request, slug, path):
     return redirect(_reader(slug, path))
 
 
-@page_errors
+@page
 def search(request, slug):
     project = get_project(user=request.user, slug=slug)
     since = parse_date(request.GET.get("since", "") or "") if request.GET.get("since") else None
@@ -327,7 +301,7 @@ def search(request, slug):
     return render(
         request,
         "docs_engine/search.html",
-        _context(
+        project_context(
             request,
             project,
             hits=hits,
@@ -337,7 +311,7 @@ def search(request, slug):
     )
 
 
-@page_errors
+@page
 def snapshot_list(request, slug):
     project = get_project(user=request.user, slug=slug)
     if request.method == "POST":
@@ -358,18 +332,18 @@ def snapshot_list(request, slug):
     return render(
         request,
         "docs_engine/snapshots.html",
-        _context(request, project, snapshots=selectors.snapshots_of(project)),
+        project_context(request, project, snapshots=selectors.snapshots_of(project)),
     )
 
 
-@page_errors
+@page
 def snapshot_detail(request, slug, name):
     project = get_project(user=request.user, slug=slug)
     snapshot = selectors.get_snapshot(project=project, name=name)
     return render(
         request,
         "docs_engine/snapshot.html",
-        _context(
+        project_context(
             request,
             project,
             snapshot=snapshot,
@@ -378,7 +352,7 @@ def snapshot_detail(request, slug, name):
     )
 
 
-@page_errors
+@page
 def snapshot_document(request, slug, name, path):
     project = get_project(user=request.user, slug=slug)
     snapshot = selectors.get_snapshot(project=project, name=name)
@@ -386,7 +360,7 @@ def snapshot_document(request, slug, name, path):
     return render(
         request,
         "docs_engine/snapshot_document.html",
-        _context(
+        project_context(
             request,
             project,
             snapshot=snapshot,
@@ -396,7 +370,7 @@ def snapshot_document(request, slug, name, path):
     )
 
 
-@page_errors
+@page
 def settings_page(request, slug):
     project = get_project(user=request.user, slug=slug, role=Role.MAINTAINER)
     current = selectors.doc_settings(project)
@@ -425,5 +399,5 @@ def settings_page(request, slug):
     return render(
         request,
         "docs_engine/settings.html",
-        _context(request, project, settings=current, schema_text=schema_text),
+        project_context(request, project, settings=current, schema_text=schema_text),
     )

@@ -5,52 +5,23 @@ become form messages (or 404/403), never a 500."""
 
 from __future__ import annotations
 
-import functools
 import json
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from buildsite.errors import DomainError, Forbidden, InvalidInput, NotFound
+from buildsite.errors import DomainError, InvalidInput
+from buildsite.pages import page, project_context
 from buildsite.roles import Role
-from buildsite.selectors import get_project, role_of
+from buildsite.selectors import get_project
 
 from . import selectors, services
 from .forms import form_values, variables_from, version_body
 from .refs import LATEST, selector_ref
 from .rendering import render_messages
 from .spec import clean_version, diff
-
-
-def page(view):
-    """Login required; NotFound -> 404 and Forbidden -> 403 pages."""
-
-    @login_required
-    @functools.wraps(view)
-    def wrapper(request, *args, **kwargs):
-        try:
-            return view(request, *args, **kwargs)
-        except NotFound as exc:
-            raise Http404(exc.message) from exc
-        except Forbidden as exc:
-            raise PermissionDenied(exc.message) from exc
-
-    return wrapper
-
-
-def _ctx(request, project, **extra):
-    role = role_of(user=request.user, project=project)
-    return {
-        "project": project,
-        "role": role,
-        "can_edit": role is not None and role.allows(Role.EDITOR),
-        "can_manage": role is not None and role.allows(Role.MAINTAINER),
-        **extra,
-    }
 
 
 def _problems(exc: DomainError) -> list[str]:
@@ -62,7 +33,7 @@ def _problems(exc: DomainError) -> list[str]:
 @page
 def library(request, slug):
     project = get_project(user=request.user, slug=slug)
-    context = _ctx(request, project, prompts=selectors.prompts_of(project=project))
+    context = project_context(request, project, prompts=selectors.prompts_of(project=project))
     context["form"] = form_values(None)
     context["providers"] = selectors.providers_of(project=project)
     if request.method == "POST":
@@ -90,7 +61,7 @@ def detail(request, slug, name):
     project = get_project(user=request.user, slug=slug)
     prompt = selectors.get_prompt(project=project, name=name)
     versions = list(selectors.versions_of(prompt=prompt))
-    context = _ctx(
+    context = project_context(
         request,
         project,
         prompt=prompt,
@@ -177,7 +148,7 @@ def diff_page(request, slug, name):
     return render(
         request,
         "prompts/diff.html",
-        _ctx(request, project, prompt=prompt, old=old, new=new, result=result),
+        project_context(request, project, prompt=prompt, old=old, new=new, result=result),
     )
 
 
@@ -188,7 +159,7 @@ def playground(request, slug, name):
     prompt = selectors.get_prompt(project=project, name=name)
     labels = selectors.labels_of(prompt=prompt)
     chosen = request.POST.get("ref") or request.GET.get("ref") or LATEST
-    context = _ctx(
+    context = project_context(
         request,
         project,
         prompt=prompt,
@@ -246,7 +217,9 @@ def runs(request, slug):
     status = request.GET.get("status") or None
     qs = selectors.runs_of(project=project, prompt=prompt, status=status)[:200]
     return render(
-        request, "prompts/runs.html", _ctx(request, project, runs=qs, prompt=prompt, status=status)
+        request,
+        "prompts/runs.html",
+        project_context(request, project, runs=qs, prompt=prompt, status=status),
     )
 
 
@@ -257,7 +230,7 @@ def run_detail(request, slug, run_id):
     return render(
         request,
         "prompts/run.html",
-        _ctx(
+        project_context(
             request,
             project,
             run=run,
@@ -270,7 +243,7 @@ def run_detail(request, slug, run_id):
 @page
 def providers(request, slug):
     project = get_project(user=request.user, slug=slug)
-    context = _ctx(request, project, providers=selectors.providers_of(project=project))
+    context = project_context(request, project, providers=selectors.providers_of(project=project))
     if request.method == "POST":
         get_project(user=request.user, slug=slug, role=Role.MAINTAINER)
         data = request.POST
