@@ -12,7 +12,6 @@ from typing import Any
 
 from ninja import Field, Query, Router, Schema, Status
 
-from buildsite.errors import NotFound
 from buildsite.roles import Role
 from buildsite.selectors import get_project
 
@@ -462,11 +461,7 @@ def get_document(
 ):
     project = get_project(user=request.user, slug=slug)
     document, redirected_from = selectors.find_document(project=project, path=path)
-    if published and revision is None:
-        if document.published_revision_id is None:
-            raise NotFound(f"'{document.path}' has no published revision.")
-        revision = document.published_revision.number
-    rev = selectors.revision_of(document, revision)
+    rev = selectors.revision_of(document, revision, published=published)
     return {
         "path": document.path,
         "title": rev.title,

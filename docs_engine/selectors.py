@@ -114,7 +114,15 @@ def revisions_of(document: Document) -> QuerySet[Revision]:
     return document.revisions.select_related("author").order_by("-number")
 
 
-def revision_of(document: Document, number: int | None = None) -> Revision:
+def revision_of(
+    document: Document, number: int | None = None, *, published: bool = False
+) -> Revision:
+    """Revision `number`, else the published one when asked for (404 when there is
+    none), else the current one. The API and the reader page both ask here."""
+    if published and number is None:
+        if document.published_revision_id is None:
+            raise NotFound(f"'{document.path}' has no published revision.")
+        number = document.published_revision.number
     if number is None:
         if document.current_revision is None:
             raise NotFound(f"'{document.path}' has no revision.")

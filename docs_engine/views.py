@@ -49,10 +49,12 @@ def reader(request, slug, path):
     if redirected_from:
         messages.info(request, f"'{redirected_from}' moved to '{document.path}'.")
         return redirect(_reader(slug, document.path))
-    number = request.GET.get("revision")
-    if request.GET.get("version") == "published" and document.published_revision_id:
-        number = document.published_revision.number
-    revision = selectors.revision_of(document, int(number) if str(number).isdigit() else None)
+    number = request.GET.get("revision", "")
+    revision = selectors.revision_of(
+        document,
+        int(number) if number.isdigit() else None,
+        published=request.GET.get("version") == "published",
+    )
     return render(
         request,
         "docs_engine/reader.html",

@@ -101,3 +101,18 @@ def test_session_preview_endpoint_needs_csrf(browser, user):
         "/api/projects/acme/docs/-/preview", '{"body": "x"}', content_type="application/json"
     )
     assert response.status_code in (401, 403)
+
+
+def test_the_reader_and_the_api_agree_on_the_published_revision(browser, user, project):
+    """No published revision: both say 404 (the page used to show the draft instead)."""
+    from tests.factories import api_client
+
+    api = api_client(user)
+    assert browser.get("/p/acme/docs/guides/install?version=published").status_code == 404
+    assert api.get("/api/projects/acme/docs/guides/install?published=true").status_code == 404
+    services.publish_document(user=user, project=project, path="guides/install")
+    services.save_document(user=user, project=project, path="guides/install", title="Install",
+                           body="# Draft\n", base_revision=1)  # fmt: skip
+    page = browser.get("/p/acme/docs/guides/install?version=published").content.decode()
+    assert 'id="install"' in page and "Draft" not in page
+    assert api.get("/api/projects/acme/docs/guides/install?published=true").json()["revision"] == 1
