@@ -1,6 +1,10 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
 
 from buildsite.errors import DomainError
 from tasks.states import BuildState
@@ -11,14 +15,14 @@ from .services import cancel_build, check_pool, set_pool
 
 
 class ReadOnlyMixin:
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
-class VersionInline(ReadOnlyMixin, admin.TabularInline):
+class VersionInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[misc]  # Django is untyped (Any base)
     model = PipelineVersion
     extra = 0
     fields = ["number", "created_by", "created_at", "definition"]
@@ -27,14 +31,14 @@ class VersionInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Pipeline)
-class PipelineAdmin(admin.ModelAdmin):
+class PipelineAdmin(admin.ModelAdmin):  # type: ignore[misc]  # Django is untyped (Any base)
     list_display = ["name", "project", "created_at"]
     list_filter = ["project"]
     inlines = [VersionInline]
 
 
 @admin.register(PipelineVersion)
-class PipelineVersionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class PipelineVersionAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[misc]  # Django is untyped (Any base)
     """Versions are immutable: saved through the API or UI, never edited here."""
 
     list_display = ["pipeline", "number", "created_by", "created_at"]
@@ -42,7 +46,7 @@ class PipelineVersionAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Build)
-class BuildAdmin(admin.ModelAdmin):
+class BuildAdmin(admin.ModelAdmin):  # type: ignore[misc]  # Django is untyped (Any base)
     list_display = [
         "id",
         "project",
@@ -56,8 +60,8 @@ class BuildAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Build._meta.fields]
     actions = ["cancel_selected"]
 
-    @admin.action(description="Cancel selected builds")
-    def cancel_selected(self, request, queryset):
+    @admin.action(description="Cancel selected builds")  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Build]) -> None:
         done = 0
         for build in queryset.filter(state__in=[BuildState.QUEUED, BuildState.RUNNING]):
             cancel_build(user=request.user, build=build)
@@ -65,13 +69,13 @@ class BuildAdmin(admin.ModelAdmin):
         self.message_user(request, f"Cancelled {done} build(s).", messages.SUCCESS)
 
 
-class PoolForm(forms.ModelForm):
+class PoolForm(forms.ModelForm):  # type: ignore[misc]  # Django is untyped (Any base)
     class Meta:
         model = ResourcePool
         fields = ["project", "name", "capacity"]
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean()
         if not self.errors:
             pool = self.instance
             try:
@@ -86,7 +90,7 @@ class PoolForm(forms.ModelForm):
 
 
 @admin.register(ResourcePool)
-class ResourcePoolAdmin(admin.ModelAdmin):
+class ResourcePoolAdmin(admin.ModelAdmin):  # type: ignore[misc]  # Django is untyped (Any base)
     """Writes through `set_pool`, the service the API uses (name rule, shrink check)."""
 
     form = PoolForm
@@ -94,11 +98,15 @@ class ResourcePoolAdmin(admin.ModelAdmin):
     list_filter = ["project"]
     readonly_fields = ["busy_seconds"]
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: ResourcePool | None = None
+    ) -> list[str]:
         # A pool is known by its name: renaming would change every claim's meaning.
         return [*self.readonly_fields, "project", "name"] if obj else self.readonly_fields
 
-    def save_model(self, request, obj, form, change):
+    def save_model(
+        self, request: HttpRequest, obj: ResourcePool, form: PoolForm, change: bool
+    ) -> None:
         data = form.cleaned_data
         saved = set_pool(
             user=None,
@@ -110,7 +118,7 @@ class ResourcePoolAdmin(admin.ModelAdmin):
 
 
 @admin.register(CacheEntry)
-class CacheEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class CacheEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[misc]  # Django is untyped (Any base)
     list_display = [
         "task_name",
         "project",
@@ -124,12 +132,12 @@ class CacheEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ["task_name", "key"]
     actions = ["purge_selected"]
 
-    @admin.action(description="Purge selected cache entries")
-    def purge_selected(self, request, queryset):
+    @admin.action(description="Purge selected cache entries")  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+    def purge_selected(self, request: HttpRequest, queryset: QuerySet[CacheEntry]) -> None:
         count = 0
         for entry in queryset:
             count += cache.purge(project_id=entry.project_id, key=entry.key)
         self.message_user(request, f"Purged {count} cache entr(y/ies).", messages.SUCCESS)
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: CacheEntry | None = None) -> bool:
         return True

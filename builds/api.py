@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
 
 from buildsite.roles import Role
@@ -14,6 +14,7 @@ from tasks.events import serialize
 from tasks.selectors import events_after
 
 from . import selectors, services
+from .models import Build
 
 project_builds_router = Router(tags=["builds"])
 builds_router = Router(tags=["builds"])
@@ -85,7 +86,7 @@ class PurgeIn(Schema):
     task: str | None = None
 
 
-def build_out(build, *, with_tasks: bool = False) -> dict[str, Any]:
+def build_out(build: Build, *, with_tasks: bool = False) -> dict[str, Any]:
     data = {
         "id": build.id,
         "project": build.project.slug,
@@ -105,7 +106,7 @@ def build_out(build, *, with_tasks: bool = False) -> dict[str, Any]:
 
 
 @project_builds_router.post("/{slug}/pipelines", response={201: PipelineOut})
-def save_pipeline(request, slug: str, body: PipelineIn):
+def save_pipeline(request: HttpRequest, slug: str, body: PipelineIn) -> Status[dict[str, Any]]:
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
     version = services.save_pipeline(
         user=request.user, project=project, name=body.name, definition=body.definition
@@ -114,7 +115,7 @@ def save_pipeline(request, slug: str, body: PipelineIn):
 
 
 @project_builds_router.get("/{slug}/pipelines", response=list[PipelineOut])
-def list_pipelines(request, slug: str):
+def list_pipelines(request: HttpRequest, slug: str) -> list[dict[str, Any]]:
     project = get_project(user=request.user, slug=slug)
     return [
         {"name": p.name, "version": v.number if v else 0}
@@ -123,7 +124,9 @@ def list_pipelines(request, slug: str):
 
 
 @project_builds_router.get("/{slug}/pipelines/{name}", response=PipelineDetail)
-def pipeline_detail(request, slug: str, name: str, version: int | None = None):
+def pipeline_detail(
+    request: HttpRequest, slug: str, name: str, version: int | None = None
+) -> dict[str, Any]:
     project = get_project(user=request.user, slug=slug)
     pv = selectors.pipeline_version(project=project, name=name, number=version)
     numbers = list(pv.pipeline.versions.order_by("number").values_list("number", flat=True))
@@ -138,7 +141,7 @@ def pipeline_detail(request, slug: str, name: str, version: int | None = None):
 
 
 @project_builds_router.post("/{slug}/builds", response={201: BuildOut})
-def trigger_build(request, slug: str, body: BuildIn):
+def trigger_build(request: HttpRequest, slug: str, body: BuildIn) -> Status[dict[str, Any]]:
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
     build = services.trigger_build(
         user=request.user,
@@ -158,7 +161,9 @@ class BuildFilters(Schema):
 
 
 @project_builds_router.get("/{slug}/builds", response=list[BuildOut])
-def list_builds(request, slug: str, filters: Query[BuildFilters]):
+def list_builds(
+    request: HttpRequest, slug: str, filters: Query[BuildFilters]
+) -> list[dict[str, Any]]:
     project = get_project(user=request.user, slug=slug)
     qs = selectors.builds_of(
         project=project,
@@ -170,13 +175,13 @@ def list_builds(request, slug: str, filters: Query[BuildFilters]):
 
 
 @project_builds_router.get("/{slug}/resources", response=list[PoolOut])
-def list_pools(request, slug: str):
+def list_pools(request: HttpRequest, slug: str) -> list[dict[str, Any]]:
     project = get_project(user=request.user, slug=slug)
     return selectors.pool_usage(project=project)
 
 
 @project_builds_router.post("/{slug}/resources", response={201: PoolOut})
-def set_pool(request, slug: str, body: PoolIn):
+def set_pool(request: HttpRequest, slug: str, body: PoolIn) -> Status[dict[str, Any]]:
     project = get_project(user=request.user, slug=slug)
     services.set_pool(user=request.user, project=project, name=body.name, capacity=body.capacity)
     pool = next(p for p in selectors.pool_usage(project=project) if p["name"] == body.name)
@@ -184,7 +189,7 @@ def set_pool(request, slug: str, body: PoolIn):
 
 
 @project_builds_router.post("/{slug}/cache/purge")
-def purge_cache(request, slug: str, body: PurgeIn | None = None):
+def purge_cache(request: HttpRequest, slug: str, body: PurgeIn | None = None) -> dict[str, int]:
     project = get_project(user=request.user, slug=slug)
     deleted = services.purge_cache(
         user=request.user, project=project, task_name=body.task if body else None
@@ -193,31 +198,33 @@ def purge_cache(request, slug: str, body: PurgeIn | None = None):
 
 
 @builds_router.get("/{int:build_id}", response=BuildOut)
-def build_detail(request, build_id: int):
+def build_detail(request: HttpRequest, build_id: int) -> dict[str, Any]:
     return build_out(selectors.get_build(user=request.user, build_id=build_id), with_tasks=True)
 
 
 @builds_router.post("/{int:build_id}/cancel", response=BuildOut)
-def cancel_build(request, build_id: int):
+def cancel_build(request: HttpRequest, build_id: int) -> dict[str, Any]:
     build = selectors.get_build(user=request.user, build_id=build_id)
     return build_out(services.cancel_build(user=request.user, build=build), with_tasks=True)
 
 
 @builds_router.post("/{int:build_id}/retry", response=BuildOut)
-def retry_build(request, build_id: int):
+def retry_build(request: HttpRequest, build_id: int) -> dict[str, Any]:
     build = selectors.get_build(user=request.user, build_id=build_id)
     return build_out(services.retry_build(user=request.user, build=build), with_tasks=True)
 
 
 @builds_router.get("/{int:build_id}/tasks/{name}/log")
-def task_log(request, build_id: int, name: str, offset: int = 0):
+def task_log(request: HttpRequest, build_id: int, name: str, offset: int = 0) -> HttpResponse:
     build = selectors.get_build(user=request.user, build_id=build_id)
     text = selectors.task_log(build=build, name=name, offset=offset)
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
 
 
 @builds_router.get("/{int:build_id}/events")
-def build_events(request, build_id: int, after: int = 0, limit: int = 1000):
+def build_events(
+    request: HttpRequest, build_id: int, after: int = 0, limit: int = 1000
+) -> dict[str, list[dict[str, Any]]]:
     build = selectors.get_build(user=request.user, build_id=build_id)
     events = events_after(build_id=build.id, after=after, limit=max(1, min(limit, 5000)))
     return {"events": [serialize(e) for e in events]}

@@ -1,7 +1,7 @@
 from django.apps import AppConfig
 
 
-class BuildsConfig(AppConfig):
+class BuildsConfig(AppConfig):  # type: ignore[misc]  # Django is untyped (Any base)
     name = "builds"
     verbose_name = "Builds: pipelines, runs, scheduling and cache"
 

@@ -4,7 +4,7 @@ from django.db import models
 from tasks.states import BuildState
 
 
-class Pipeline(models.Model):
+class Pipeline(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     project = models.ForeignKey(
         "buildsite.Project", on_delete=models.CASCADE, related_name="pipelines"
     )
@@ -21,7 +21,7 @@ class Pipeline(models.Model):
         return f"{self.project.slug}/{self.name}"
 
 
-class PipelineVersion(models.Model):
+class PipelineVersion(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     """Immutable: every save of a definition is a new version; builds pin one."""
 
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="versions")
@@ -45,7 +45,7 @@ class PipelineVersion(models.Model):
         return f"{self.pipeline} v{self.number}"
 
 
-class Build(models.Model):
+class Build(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     project = models.ForeignKey(
         "buildsite.Project", on_delete=models.CASCADE, related_name="builds"
     )
@@ -73,7 +73,7 @@ class Build(models.Model):
         return f"build #{self.id} ({self.state})"
 
 
-class ResourcePool(models.Model):
+class ResourcePool(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     project = models.ForeignKey("buildsite.Project", on_delete=models.CASCADE, related_name="pools")
     name = models.CharField(max_length=50)
     capacity = models.PositiveIntegerField()
@@ -89,7 +89,7 @@ class ResourcePool(models.Model):
         return f"{self.name} ({self.capacity})"
 
 
-class CacheEntry(models.Model):
+class CacheEntry(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     project = models.ForeignKey(
         "buildsite.Project", on_delete=models.CASCADE, related_name="cache_entries"
     )
@@ -113,7 +113,7 @@ class CacheEntry(models.Model):
         return f"{self.task_name} {self.key[:12]}"
 
 
-class UpkeepLease(models.Model):
+class UpkeepLease(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     """Who does the cluster-wide upkeep now (`builds/upkeep.py`): every worker cluster
     tries to hold this row; the holder renews it, and when it stops renewing, another
     cluster takes it over once it has expired."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import queue
 from multiprocessing import current_process
+from typing import Any, Protocol
 
 from django_q.brokers import Broker, get_broker
 from django_q.conf import setproctitle
@@ -35,7 +36,15 @@ BATCH = 200
 STOP = "STOP"
 
 
-def monitor(result_queue, broker: Broker | None = None) -> None:
+class ResultQueue(Protocol):
+    """What the monitor needs of django-q2's result queue (a multiprocessing queue)."""
+
+    def get(self) -> Any: ...
+
+    def get_nowait(self) -> Any: ...
+
+
+def monitor(result_queue: ResultQueue, broker: Broker | None = None) -> None:
     if broker is None:
         broker = get_broker()
     name = current_process().name
@@ -53,7 +62,7 @@ def monitor(result_queue, broker: Broker | None = None) -> None:
     log.info("%s stopped monitoring results", name)
 
 
-def cluster_monitor(result_queue, broker: Broker | None = None) -> None:
+def cluster_monitor(result_queue: ResultQueue, broker: Broker | None = None) -> None:
     """The monitor of a cluster: results, and upkeep while this cluster holds its lease."""
     from .upkeep import UpkeepThread
 
@@ -65,7 +74,7 @@ def cluster_monitor(result_queue, broker: Broker | None = None) -> None:
         upkeep.stop()
 
 
-def next_batch(result_queue) -> list:
+def next_batch(result_queue: ResultQueue) -> list[Any]:
     """Wait for one result, then take what else is waiting (up to BATCH), stopping at
     STOP (which is returned last)."""
     results = [result_queue.get()]
@@ -77,10 +86,10 @@ def next_batch(result_queue) -> list:
     return results
 
 
-def handle_results(results: list[dict], broker: Broker) -> None:
+def handle_results(results: list[dict[str, Any]], broker: Broker) -> None:
     ends: list[TaskEnd] = []
-    acks = []
-    released = []
+    acks: list[Any] = []  # ack ids: whatever the broker uses
+    released: list[Any] = []
     for task in results:
         if task.get("cached", False):
             save_cached(task, broker)
@@ -108,7 +117,7 @@ def handle_results(results: list[dict], broker: Broker) -> None:
             )
 
 
-def record(ends: list[TaskEnd], acks: list, broker: Broker) -> None:
+def record(ends: list[TaskEnd], acks: list[Any], broker: Broker) -> None:
     """Settle the ends and acknowledge the jobs; with a broker whose jobs are rows in
     our database, in the same transaction."""
     acknowledge_many = getattr(broker, "acknowledge_many", None)

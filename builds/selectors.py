@@ -6,6 +6,7 @@ import difflib
 import re
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
@@ -23,8 +24,8 @@ from .models import Build, Pipeline, PipelineVersion, ResourcePool
 from .resolution import log_path
 
 
-def get_build(*, user, build_id: int, role: Role = Role.VIEWER) -> Build:
-    build = (
+def get_build(*, user: Any, build_id: int, role: Role = Role.VIEWER) -> Build:
+    build: Build | None = (
         Build.objects.select_related("project", "pipeline_version__pipeline")
         .filter(id=build_id)
         .first()
@@ -78,14 +79,16 @@ def pipeline_version(
     qs = PipelineVersion.objects.filter(pipeline__project=project, pipeline__name=name)
     if only:
         qs = qs.only(*only)
-    version = qs.filter(number=number).first() if number else qs.order_by("-number").first()
+    version: PipelineVersion | None = (
+        qs.filter(number=number).first() if number else qs.order_by("-number").first()
+    )
     if version is None:
         raise NotFound(f"No pipeline '{name}'" + (f" version {number}" if number else "") + ".")
     return version
 
 
 def task_of(*, build: Build, name: str) -> Task:
-    task = Task.objects.filter(build=build, name=name).first()
+    task: Task | None = Task.objects.filter(build=build, name=name).first()
     if task is None:
         raise NotFound(f"Build #{build.id} has no task '{name}'.")
     return task
@@ -101,7 +104,7 @@ def task_log(*, build: Build, name: str, offset: int = 0) -> str:
         return fh.read()
 
 
-def pool_usage(*, project: Project) -> list[dict]:
+def pool_usage(*, project: Project) -> list[dict[str, Any]]:
     pools = list(ResourcePool.objects.filter(project=project))
     in_use = pool_in_use(project.id, {p.name: p.capacity for p in pools})
     return [
@@ -127,14 +130,14 @@ def strip_ansi(text: str) -> str:
     return ANSI_RE.sub("", text)
 
 
-def dag_layout(needs: dict[str, list[str]]) -> dict:
+def dag_layout(needs: dict[str, list[str]]) -> dict[str, Any]:
     """Boxes and edges for drawing the DAG left to right, one column per dependency depth
     (tasks.dag.layers), rows in definition order within a column."""
     depth = layers(needs)
     columns: dict[int, list[str]] = {}
     for name in needs:
         columns.setdefault(depth[name], []).append(name)
-    nodes = {}
+    nodes: dict[str, dict[str, Any]] = {}
     for col, names in columns.items():
         for row, name in enumerate(names):
             nodes[name] = {
@@ -191,7 +194,7 @@ def utilization(
     return [min(1.0, u / (span * capacity)) for u in used]
 
 
-def definition_diff(old: str, new: str, *, old_label: str, new_label: str) -> list[dict]:
+def definition_diff(old: str, new: str, *, old_label: str, new_label: str) -> list[dict[str, str]]:
     """A unified diff as lines tagged add / del / hunk / context, for rendering."""
     out = []
     lines = difflib.unified_diff(
@@ -212,7 +215,7 @@ def definition_diff(old: str, new: str, *, old_label: str, new_label: str) -> li
     return out
 
 
-def task_view(task: Task) -> dict:
+def task_view(task: Task) -> dict[str, Any]:
     """What the build page knows about one task (JSON-safe, also embedded in the page)."""
     return {
         "name": task.name,
@@ -228,7 +231,7 @@ def task_view(task: Task) -> dict:
     }
 
 
-def build_snapshot(*, build: Build) -> dict:
+def build_snapshot(*, build: Build) -> dict[str, Any]:
     """The build page's starting point: the newest event id first, then the rows, so
     every change after that id reaches the page through the socket's `?after=`."""
     last = Event.objects.filter(build_id=build.id).aggregate(m=Max("id"))["m"] or 0
@@ -247,7 +250,7 @@ def build_snapshot(*, build: Build) -> dict:
     }
 
 
-def _in_layout_order(layout: dict, tasks: list[Task]) -> list[Task]:
+def _in_layout_order(layout: dict[str, Any], tasks: list[Task]) -> list[Task]:
     by_name = {t.name: t for t in tasks}
     return [by_name[n["name"]] for n in layout["nodes"]]
 
@@ -319,7 +322,7 @@ def pipeline_history(*, project: Project, name: str) -> list[PipelineVersion]:
 
 def resource_report(
     *, project: Project, hours: float = 6.0, buckets: int = 36, now: datetime | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Pools with capacity, what holds a claim now, and utilisation per time slice computed
     from finished tasks' started/finished times and claims."""
     now = now or timezone.now()

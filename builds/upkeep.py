@@ -31,7 +31,8 @@ LEASE_NAME = "upkeep"
 
 
 def lease_seconds() -> float:
-    return max(5.0, 5 * settings.BUILDSITE["TICK_SECONDS"])
+    seconds: float = 5 * settings.BUILDSITE["TICK_SECONDS"]
+    return max(5.0, seconds)
 
 
 def hold_upkeep_lease(*, holder: str, seconds: float | None = None) -> bool:

@@ -5,22 +5,30 @@ newest event they reflect so the browser asks the socket for everything after it
 """
 
 import json
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators import http as http_decorators
 
 from buildsite.errors import DomainError, InvalidInput
-from buildsite.pages import page, project_context
+from buildsite.models import Project
+from buildsite.pages import View, page, project_context
 from buildsite.roles import Role
 from buildsite.selectors import get_project, projects_for
 from tasks.states import TERMINAL, BuildState, TaskState
 
 from . import selectors, services
 from .definition import parse_definition
+from .models import Build
+
+# Django is untyped here (Any); these keep the view they wrap callable the same way.
+require_GET: Callable[[View], View] = http_decorators.require_GET
+require_POST: Callable[[View], View] = http_decorators.require_POST
 
 BUILD_STATES = [s.value for s in BuildState]
 NEW_PIPELINE = """tasks:
@@ -30,12 +38,13 @@ NEW_PIPELINE = """tasks:
 """
 
 
-def wants_json(request) -> bool:
-    return request.headers.get("x-requested-with") == "fetch"
+def wants_json(request: HttpRequest) -> bool:
+    requested_with: str | None = request.headers.get("x-requested-with")
+    return requested_with == "fetch"
 
 
 @page
-def home(request):
+def home(request: HttpRequest) -> HttpResponse:
     projects = list(projects_for(user=request.user))
     if len(projects) == 1:
         return redirect("project", slug=projects[0].slug)
@@ -43,7 +52,7 @@ def home(request):
 
 
 @page
-def project_dashboard(request, slug):
+def project_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_project(user=request.user, slug=slug)
     context = project_context(
         request,
@@ -62,7 +71,7 @@ def project_dashboard(request, slug):
 
 # --- pipelines --------------------------------------------------------------------------
 @page
-def pipeline_list(request, slug):
+def pipeline_list(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_project(user=request.user, slug=slug)
     return render(
         request,
@@ -72,7 +81,7 @@ def pipeline_list(request, slug):
 
 
 @page
-def pipeline_detail(request, slug, name):
+def pipeline_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     project = get_project(user=request.user, slug=slug)
     history = selectors.pipeline_history(project=project, name=name)
     number = _int(request.GET.get("version"))
@@ -96,7 +105,7 @@ def pipeline_detail(request, slug, name):
 
 @page
 @require_POST
-def save_pipeline(request, slug, name=None):
+def save_pipeline(request: HttpRequest, slug: str, name: str | None = None) -> HttpResponse:
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
     name = name or request.POST.get("name", "").strip()
     definition = request.POST.get("definition", "").replace("\r\n", "\n")
@@ -122,7 +131,7 @@ def save_pipeline(request, slug, name=None):
 
 
 @page
-def new_pipeline(request, slug):
+def new_pipeline(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
     return render(
         request,
@@ -133,7 +142,7 @@ def new_pipeline(request, slug):
 
 @page
 @require_POST
-def check_pipeline(request, slug):
+def check_pipeline(request: HttpRequest, slug: str) -> HttpResponse:
     """Syntax check for the editor: the same validation a save runs, nothing stored."""
     get_project(user=request.user, slug=slug)
     try:
@@ -152,7 +161,7 @@ def check_pipeline(request, slug):
 
 @page
 @require_GET
-def pipeline_diff(request, slug, name):
+def pipeline_diff(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     project = get_project(user=request.user, slug=slug)
     history = selectors.pipeline_history(project=project, name=name)
     by_number = {v.number: v for v in history}
@@ -174,7 +183,7 @@ def pipeline_diff(request, slug, name):
 
 @page
 @require_POST
-def run_pipeline(request, slug, name):
+def run_pipeline(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
     params = {k[6:]: v for k, v in request.POST.items() if k.startswith("param:")}
     try:
@@ -189,7 +198,7 @@ def run_pipeline(request, slug, name):
 
 # --- builds -----------------------------------------------------------------------------
 @page
-def build_list(request, slug):
+def build_list(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_project(user=request.user, slug=slug)
     filters = {
         "pipeline": request.GET.get("pipeline") or None,
@@ -216,7 +225,7 @@ def build_list(request, slug):
 
 
 @page
-def build_detail(request, build_id):
+def build_detail(request: HttpRequest, build_id: int) -> HttpResponse:
     build = selectors.get_build(user=request.user, build_id=build_id)
     snapshot = selectors.build_snapshot(build=build)
     tasks = snapshot["tasks"]
@@ -240,7 +249,7 @@ def build_detail(request, build_id):
 
 @page
 @require_GET
-def task_log(request, build_id, name):
+def task_log(request: HttpRequest, build_id: int, name: str) -> HttpResponse:
     """The task's log up to event `upto` (what the page's socket will not resend)."""
     build = selectors.get_build(user=request.user, build_id=build_id)
     upto = _int(request.GET.get("upto")) or 0
@@ -250,19 +259,25 @@ def task_log(request, build_id, name):
 
 @page
 @require_POST
-def cancel_build(request, build_id):
+def cancel_build(request: HttpRequest, build_id: int) -> HttpResponse:
     build = selectors.get_build(user=request.user, build_id=build_id, role=Role.EDITOR)
     return _build_action(request, build, services.cancel_build)
 
 
 @page
 @require_POST
-def retry_build(request, build_id):
+def retry_build(request: HttpRequest, build_id: int) -> HttpResponse:
     build = selectors.get_build(user=request.user, build_id=build_id, role=Role.EDITOR)
     return _build_action(request, build, services.retry_build)
 
 
-def _build_action(request, build, action):
+class BuildAction(Protocol):
+    """services.cancel_build / services.retry_build."""
+
+    def __call__(self, *, user: Any, build: Build) -> Build: ...
+
+
+def _build_action(request: HttpRequest, build: Build, action: BuildAction) -> HttpResponse:
     try:
         build = action(user=request.user, build=build)
     except DomainError as exc:
@@ -277,7 +292,7 @@ def _build_action(request, build, action):
 
 # --- resources --------------------------------------------------------------------------
 @page
-def resources(request, slug):
+def resources(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_project(user=request.user, slug=slug)
     hours = min(max(_int(request.GET.get("hours")) or 6, 1), 24 * 14)
     report = selectors.resource_report(project=project, hours=hours)
@@ -288,12 +303,12 @@ def resources(request, slug):
     )
 
 
-def _int(value) -> int | None:
+def _int(value: Any) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
         return None
 
 
-def _exists(project, name: str) -> bool:
+def _exists(project: Project, name: str) -> bool:
     return any(p.name == name for p, _ in selectors.pipelines_of(project=project))

@@ -1,6 +1,8 @@
 """The JSON API root: auth, error mapping, and every app's router."""
 
-from django.http import HttpRequest
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Router, Schema, Status
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -22,12 +24,12 @@ api = NinjaAPI(
 
 
 @api.exception_handler(DomainError)
-def domain_error(request: HttpRequest, exc: DomainError):
+def domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
     return api.create_response(request, exc.payload(), status=exc.status)
 
 
 @api.exception_handler(NinjaValidationError)
-def request_validation_error(request: HttpRequest, exc: NinjaValidationError):
+def request_validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
     detail = [
         {
             "msg": e.get("msg", "invalid"),
@@ -39,7 +41,7 @@ def request_validation_error(request: HttpRequest, exc: NinjaValidationError):
 
 
 @api.exception_handler(AuthenticationError)
-def auth_error(request: HttpRequest, exc: AuthenticationError):
+def auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     return api.create_response(
         request, {"detail": "Authentication required: send a Bearer token or log in."}, status=401
     )
@@ -50,7 +52,7 @@ class HealthOut(Schema):
 
 
 @api.get("/health", auth=None, response=HealthOut, tags=["meta"])
-def health(request):
+def health(request: HttpRequest) -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -69,13 +71,13 @@ class ProjectOut(Schema):
 
 
 @projects_router.post("", response={201: ProjectOut})
-def create_project_endpoint(request, body: ProjectIn):
+def create_project_endpoint(request: HttpRequest, body: ProjectIn) -> Status[dict[str, Any]]:
     project = create_project(creator=request.user, slug=body.slug, name=body.name)
     return Status(201, {"slug": project.slug, "name": project.name, "role": "maintainer"})
 
 
 @projects_router.get("", response=list[ProjectOut])
-def list_projects(request):
+def list_projects(request: HttpRequest) -> list[dict[str, Any]]:
     from .selectors import role_of
 
     return [
@@ -85,7 +87,7 @@ def list_projects(request):
 
 
 @projects_router.get("/{slug}", response=ProjectOut)
-def project_detail(request, slug: str):
+def project_detail(request: HttpRequest, slug: str) -> dict[str, Any]:
     from .selectors import role_of
 
     project = get_project(user=request.user, slug=slug)
@@ -102,7 +104,7 @@ class MemberIn(Schema):
 
 
 @projects_router.put("/{slug}/members", response=MemberIn)
-def set_member(request, slug: str, body: MemberIn):
+def set_member(request: HttpRequest, slug: str, body: MemberIn) -> dict[str, Any]:
     from .services import set_membership
 
     project = get_project(user=request.user, slug=slug)

@@ -1,12 +1,15 @@
 """API authentication: bearer tokens for scripts, the Django session for the browser."""
 
+from typing import Any
+
+from django.http import HttpRequest
 from ninja.security import HttpBearer, SessionAuth
 
 from .selectors import user_for_token
 
 
 class TokenAuth(HttpBearer):
-    def authenticate(self, request, token: str):
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
         user = user_for_token(token)
         if user is not None:
             request.user = user

@@ -38,7 +38,7 @@ def _names() -> tuple[str, str, str]:
     return rawsql.table(OrmQ), rawsql.col(OrmQ, "key"), rawsql.col(OrmQ, "lock")
 
 
-class SQLBroker(ORM):
+class SQLBroker(ORM):  # type: ignore[misc]  # django-q2 is untyped (Any base)
     def _fresh(self) -> None:
         # As the stock broker: outside a transaction, drop connections that went stale.
         if transaction.get_autocommit(using=Conf.ORM):
@@ -53,7 +53,8 @@ class SQLBroker(ORM):
                 f"INSERT INTO {table} ({key}, payload, {lock}) VALUES (%s, %s, %s) RETURNING id",
                 [self.list_key or Conf.CLUSTER_NAME, task, now],
             )
-        return rows[0][0]
+        job_id: int = rows[0][0]
+        return job_id
 
     def enqueue_many(self, tasks: list[str]) -> None:
         """Store a batch of signed jobs in one statement."""
@@ -67,7 +68,7 @@ class SQLBroker(ORM):
                 [(queue, task, now) for task in tasks],
             )
 
-    def dequeue(self):
+    def dequeue(self) -> list[tuple[int, str]] | None:
         self._fresh()
         now = timezone.now()
         lease = settings.BUILDSITE["LEASE_SECONDS"]
@@ -91,15 +92,15 @@ class SQLBroker(ORM):
         sleep(Conf.POLL)  # empty queue: spare the CPU
         return None
 
-    def delete(self, task_id) -> None:
+    def delete(self, task_id: int) -> None:
         self._fresh()
         with transaction.atomic(savepoint=False):
             rawsql.execute(f"DELETE FROM {rawsql.table(OrmQ)} WHERE id = %s", [task_id])
 
-    def acknowledge(self, task_id) -> None:
+    def acknowledge(self, task_id: int) -> None:
         self.delete(task_id)
 
-    def acknowledge_many(self, task_ids: list) -> None:
+    def acknowledge_many(self, task_ids: list[int]) -> None:
         """Acknowledge a batch of results in one statement (the monitor's batches)."""
         self._fresh()
         with transaction.atomic(savepoint=False):
@@ -109,7 +110,7 @@ class SQLBroker(ORM):
                     chunk,
                 )
 
-    def release(self, task_ids: list) -> None:
+    def release(self, task_ids: list[int]) -> None:
         """Make pulled jobs available again at once (a stopping cluster hands back the
         jobs it had not started), instead of when their lease ends."""
         self._fresh()

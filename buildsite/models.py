@@ -11,7 +11,7 @@ slug_validator = RegexValidator(
 )
 
 
-class Project(models.Model):
+class Project(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -21,10 +21,11 @@ class Project(models.Model):
         ordering = ["slug"]
 
     def __str__(self) -> str:
-        return self.slug
+        slug: str = self.slug
+        return slug
 
 
-class Membership(models.Model):
+class Membership(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
@@ -40,7 +41,7 @@ class Membership(models.Model):
         return f"{self.user} @ {self.project}: {self.role}"
 
 
-class ApiToken(models.Model):
+class ApiToken(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     """A bearer token; only its SHA-256 is stored, the clear text is shown once."""
 
     user = models.ForeignKey(

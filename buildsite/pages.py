@@ -23,7 +23,7 @@ def page(view: View) -> View:
     """Login required; a project the user may not see is a 404 (so private projects do
     not leak), too low a role a 403."""
 
-    @login_required
+    @login_required  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
@@ -33,7 +33,7 @@ def page(view: View) -> View:
         except Forbidden as exc:
             raise PermissionDenied(exc.message) from None
 
-    return wrapper
+    return wrapper  # type: ignore[no-any-return]  # login_required(...) is Any to mypy
 
 
 def can_edit(role: Role | None) -> bool:

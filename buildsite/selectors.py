@@ -1,5 +1,7 @@
 """Reads for projects and roles; `require_role` is the one place access is decided."""
 
+from typing import Any
+
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -8,7 +10,7 @@ from .models import ApiToken, Membership, Project
 from .roles import Role
 
 
-def role_of(*, user, project: Project) -> Role | None:
+def role_of(*, user: Any, project: Project) -> Role | None:
     if user is None or not user.is_authenticated or not user.is_active:
         return None
     scope = getattr(user, "token_project_id", None)
@@ -22,7 +24,7 @@ def role_of(*, user, project: Project) -> Role | None:
     return Role(role) if role else None
 
 
-def require_role(*, user, project: Project, role: Role) -> Role:
+def require_role(*, user: Any, project: Project, role: Role) -> Role:
     """Raises NotFound for outsiders (so private projects do not leak) and Forbidden
     for members whose role is too low."""
     actual = role_of(user=user, project=project)
@@ -35,15 +37,15 @@ def require_role(*, user, project: Project, role: Role) -> Role:
     return actual
 
 
-def get_project(*, user, slug: str, role: Role = Role.VIEWER) -> Project:
-    project = Project.objects.filter(slug=slug).first()
+def get_project(*, user: Any, slug: str, role: Role = Role.VIEWER) -> Project:
+    project: Project | None = Project.objects.filter(slug=slug).first()
     if project is None:
         raise NotFound(f"No project '{slug}'.")
     require_role(user=user, project=project, role=role)
     return project
 
 
-def projects_for(*, user) -> QuerySet[Project]:
+def projects_for(*, user: Any) -> QuerySet[Project]:
     if user is None or not user.is_authenticated:
         return Project.objects.none()
     scope = getattr(user, "token_project_id", None)
@@ -57,7 +59,7 @@ def projects_for(*, user) -> QuerySet[Project]:
     return qs.order_by("slug")
 
 
-def user_for_token(raw: str):
+def user_for_token(raw: str) -> Any:
     """The token's user (with `token_project_id` set when the token is scoped), or None."""
     token = (
         ApiToken.objects.select_related("user")

@@ -1,6 +1,7 @@
 """Writes for projects, memberships and API tokens."""
 
 import secrets
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -14,8 +15,8 @@ from .selectors import require_role
 TOKEN_PREFIX = "bst_"
 
 
-@transaction.atomic
-def create_project(*, creator, slug: str, name: str) -> Project:
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def create_project(*, creator: Any, slug: str, name: str) -> Project:
     try:
         slug_validator(slug)
     except ValidationError as exc:
@@ -26,15 +27,15 @@ def create_project(*, creator, slug: str, name: str) -> Project:
         raise Conflict(f"A project with slug '{slug}' already exists.")
     try:
         with transaction.atomic():
-            project = Project.objects.create(slug=slug, name=name.strip())
+            project: Project = Project.objects.create(slug=slug, name=name.strip())
     except IntegrityError as exc:
         raise Conflict(f"A project with slug '{slug}' already exists.") from exc
     Membership.objects.create(project=project, user=creator, role=Role.MAINTAINER)
     return project
 
 
-@transaction.atomic
-def set_membership(*, actor, project: Project, username: str, role: str) -> Membership:
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def set_membership(*, actor: Any, project: Project, username: str, role: str) -> Membership:
     """Add a member or change a member's role (maintainers only)."""
     if actor is not None:
         require_role(user=actor, project=project, role=Role.MAINTAINER)
@@ -43,13 +44,16 @@ def set_membership(*, actor, project: Project, username: str, role: str) -> Memb
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise NotFound(f"No user '{username}'.")
+    membership: Membership
     membership, _ = Membership.objects.update_or_create(
         project=project, user=user, defaults={"role": role}
     )
     return membership
 
 
-def create_token(*, user, project: Project | None = None, name: str = "") -> tuple[ApiToken, str]:
+def create_token(
+    *, user: Any, project: Project | None = None, name: str = ""
+) -> tuple[ApiToken, str]:
     """Returns the token row and its clear text, which is never stored."""
     if project is not None:
         require_role(user=user, project=project, role=Role.VIEWER)

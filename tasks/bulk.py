@@ -13,6 +13,12 @@ from django.db import connection, models
 
 from . import rawsql
 
+# A column's converter, given the connection's `ops` and the value (rawsql.writer).
+Writer = Callable[[Any, Any], Any]
+
+# The `# type: ignore[arg-type]` below: the cached helpers take a model class, which is
+# hashable, but mypy does not count `type[X]` as Hashable (python/mypy#17730).
+
 
 def _memoised(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Rows of one build share many values (the same `now`, the same claims dict from
@@ -32,16 +38,20 @@ def _memoised(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 @lru_cache(maxsize=64)
-def _plan(model: type[models.Model], columns: tuple[str, ...]) -> tuple[str, tuple]:
+def _plan(
+    model: type[models.Model], columns: tuple[str, ...]
+) -> tuple[str, tuple[tuple[int, Writer], ...]]:
     """The statement, and the converter of each column that needs one."""
     fields = [model._meta.get_field(name) for name in columns]
     sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        rawsql.table(model),
+        rawsql.table(model),  # type: ignore[arg-type]
         ", ".join(connection.ops.quote_name(f.column) for f in fields),
         ", ".join(["%s"] * len(fields)),
     )
     writers = tuple(
-        (i, w) for i, name in enumerate(columns) if (w := rawsql.writer(model, name)) is not None
+        (i, w)
+        for i, name in enumerate(columns)
+        if (w := rawsql.writer(model, name)) is not None  # type: ignore[arg-type]
     )
     return sql, writers
 
@@ -55,9 +65,11 @@ def insert_rows(
     """Insert `rows` (tuples in the order of `columns`, which are field names)."""
     if not rows:
         return
-    sql, plan = _plan(model, tuple(columns))
+    sql, plan = _plan(model, tuple(columns))  # type: ignore[arg-type]
     ops = connection.ops
-    writers = tuple((i, partial(w, ops)) for i, w in plan)
+    writers: tuple[tuple[int, Callable[[Any], Any]], ...] = tuple(
+        (i, partial(w, ops)) for i, w in plan
+    )
     if len(rows) > 1:
         writers = tuple((i, _memoised(w)) for i, w in writers)
 

@@ -10,6 +10,7 @@ nor repeats anything. Sockets whose session user has no role in the project are 
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -19,7 +20,7 @@ from buildsite.models import Project
 from buildsite.selectors import role_of
 
 from .events import build_group, project_group, serialize
-from .relay import ensure_relay
+from .relay import EventRelay, ensure_relay
 from .selectors import events_after
 
 REPLAY_PAGE = 1000
@@ -35,10 +36,10 @@ def after_from(query_string: bytes) -> int:
         return 0
 
 
-class EventConsumer(AsyncJsonWebsocketConsumer):
+class EventConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # Channels is untyped
     """Shared by both sockets: subclasses say which project and which events."""
 
-    relay = None
+    relay: EventRelay | None = None
 
     async def connect(self) -> None:
         self.group: str | None = None
@@ -61,14 +62,14 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.replay()
 
-    async def disconnect(self, code) -> None:
+    async def disconnect(self, code: int) -> None:
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
         if self.relay is not None:
             self.relay.detach()
             self.relay = None
 
-    async def receive_json(self, content, **kwargs) -> None:
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Clients only listen; a ping gets the newest id sent so far."""
         if isinstance(content, dict) and content.get("type") == "ping":
             await self.send_json({"type": "pong", "last": self.last_id})
@@ -81,7 +82,7 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
             if len(page) < REPLAY_PAGE:
                 return
 
-    def fetch(self, after: int) -> list[dict]:
+    def fetch(self, after: int) -> list[dict[str, Any]]:
         rows = events_after(
             build_id=self.build_id,
             project_id=None if self.build_id else self.project_id,
@@ -90,11 +91,11 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
         )
         return [serialize(e) for e in rows]
 
-    async def event_message(self, message) -> None:
+    async def event_message(self, message: dict[str, Any]) -> None:
         """A live event from the group (sent by the relay or, with Redis, by workers)."""
         await self.deliver(message["event"])
 
-    async def deliver(self, event: dict) -> None:
+    async def deliver(self, event: dict[str, Any]) -> None:
         event_id = event["id"]
         if event_id in self.sent_ids or event_id <= self.floor:
             return
@@ -113,7 +114,7 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
 
 
 class ProjectEventsConsumer(EventConsumer):
-    async def resolve(self):
+    async def resolve(self) -> tuple[int, int | None, str] | None:
         slug = self.scope["url_route"]["kwargs"]["slug"]
         project_id = await database_sync_to_async(_visible_project)(self.scope.get("user"), slug)
         if project_id is None:
@@ -122,7 +123,7 @@ class ProjectEventsConsumer(EventConsumer):
 
 
 class BuildEventsConsumer(EventConsumer):
-    async def resolve(self):
+    async def resolve(self) -> tuple[int, int | None, str] | None:
         build_id = int(self.scope["url_route"]["kwargs"]["build_id"])
         project_id = await database_sync_to_async(_visible_build)(self.scope.get("user"), build_id)
         if project_id is None:
@@ -130,17 +131,19 @@ class BuildEventsConsumer(EventConsumer):
         return project_id, build_id, build_group(build_id)
 
 
-def _visible_project(user, slug: str) -> int | None:
-    project = Project.objects.filter(slug=slug).first()
+def _visible_project(user: Any, slug: str) -> int | None:
+    project: Project | None = Project.objects.filter(slug=slug).first()
     if project is None or role_of(user=user, project=project) is None:
         return None
-    return project.id
+    project_id: int = project.id
+    return project_id
 
 
-def _visible_build(user, build_id: int) -> int | None:
+def _visible_build(user: Any, build_id: int) -> int | None:
     from builds.models import Build
 
     build = Build.objects.select_related("project").filter(id=build_id).first()
     if build is None or role_of(user=user, project=build.project) is None:
         return None
-    return build.project_id
+    project_id: int = build.project_id
+    return project_id

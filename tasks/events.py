@@ -5,12 +5,18 @@ channel layer happens after commit and is best-effort, because a browser that mi
 one asks for everything after its last id on reconnect.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from .models import Event
+
+if TYPE_CHECKING:
+    from channels.layers import BaseChannelLayer
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +29,7 @@ def project_group(project_id: int) -> str:
     return f"project.{project_id}"
 
 
-def serialize(event: Event) -> dict:
+def serialize(event: Event) -> dict[str, Any]:
     return {
         "id": event.id,
         "type": event.type,
@@ -50,7 +56,7 @@ def send_to_groups(events: list[Event]) -> None:
         log.warning("could not publish %d events", len(events), exc_info=True)
 
 
-async def _send_all(layer, events: list[Event]) -> None:
+async def _send_all(layer: BaseChannelLayer, events: list[Event]) -> None:
     for event in events:
         message = {"type": "event.message", "event": serialize(event)}
         if event.build_id:

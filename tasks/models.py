@@ -3,7 +3,7 @@ from django.db import models
 from .states import TaskState
 
 
-class Task(models.Model):
+class Task(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     """One node of a build's DAG; its state changes only through tasks.services."""
 
     # Indexed by the (build, name) and (build, state) indexes below; a separate FK index
@@ -47,10 +47,10 @@ class Task(models.Model):
         return f"{self.build_id}/{self.name} [{self.state}]"
 
 
-class Event(models.Model):
+class Event(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     """The transactional outbox: written with each change, relayed to browsers after commit."""
 
-    class Type(models.TextChoices):
+    class Type(models.TextChoices):  # type: ignore[misc]  # Django is untyped (Any base)
         TASK_STATE = "task.state"
         BUILD_STATE = "build.state"
         LOG = "log"

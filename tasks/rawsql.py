@@ -17,15 +17,23 @@ from typing import Any
 from django.db import connection, models
 from django.db.models.expressions import Col
 
+# A database converter, as Django calls it: (value, expression, connection) -> value.
+Converter = Callable[[Any, Any, Any], Any]
+
+# The `# type: ignore[arg-type]` below: the cached helpers take a model class, which is
+# hashable, but mypy does not count `type[X]` as Hashable (python/mypy#17730).
+
 
 @cache
 def table(model: type[models.Model]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
+    quoted: str = connection.ops.quote_name(model._meta.db_table)
+    return quoted
 
 
 @cache
 def col(model: type[models.Model], name: str) -> str:
-    return connection.ops.quote_name(model._meta.get_field(name).column)
+    quoted: str = connection.ops.quote_name(model._meta.get_field(name).column)
+    return quoted
 
 
 @cache
@@ -47,15 +55,17 @@ def writer(model: type[models.Model], name: str) -> Callable[[Any, Any], Any] | 
 
 def to_db(model: type[models.Model], name: str, value: Any) -> Any:
     """A Python value as the ORM would send it for `model.name`."""
-    convert = writer(model, name)
+    convert = writer(model, name)  # type: ignore[arg-type]
     return value if convert is None or value is None else convert(connection.ops, value)
 
 
 @cache
-def _readers(model: type[models.Model], names: tuple[str, ...]) -> list[tuple[int, list]]:
+def _readers(
+    model: type[models.Model], names: tuple[str, ...]
+) -> list[tuple[int, list[tuple[Converter, Any]]]]:
     # Kept per process: the converters depend on settings (time zone, JSON decoder),
     # not on which thread's connection handed them out.
-    out = []
+    out: list[tuple[int, list[tuple[Converter, Any]]]] = []
     for i, name in enumerate(names):
         field = model._meta.get_field(name)
         expression = Col(model._meta.db_table, field)
@@ -69,7 +79,7 @@ def _readers(model: type[models.Model], names: tuple[str, ...]) -> list[tuple[in
     return out
 
 
-def _json_reader(converters: list) -> Callable[[Any, Any, Any], Any]:
+def _json_reader(converters: list[Converter]) -> Converter:
     """Most JSON cells on the hot path are empty (outputs, event data, needs of roots):
     those skip the decoder; the rest go through the field's own converters."""
 
@@ -85,10 +95,12 @@ def _json_reader(converters: list) -> Callable[[Any, Any, Any], Any]:
     return convert
 
 
-def from_db(model: type[models.Model], names: tuple[str, ...], rows: Iterable[Sequence]):
+def from_db(
+    model: type[models.Model], names: tuple[str, ...], rows: Iterable[Sequence[Any]]
+) -> list[list[Any]]:
     """Rows of `names` columns as the ORM would return them (JSON decoded, datetimes
     aware), as lists."""
-    readers = _readers(model, names)
+    readers = _readers(model, names)  # type: ignore[arg-type]
     out = []
     for row in rows:
         values = list(row)
@@ -102,17 +114,19 @@ def from_db(model: type[models.Model], names: tuple[str, ...], rows: Iterable[Se
 # Through Django's cursor wrapper, not the driver's cursor: the statements pass the
 # connection's execute wrappers (so `assertNumQueries`, django-debug-toolbar and APM
 # hooks see them), its broken-transaction check and its error translation.
-def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
 
 
 def execute(sql: str, params: Sequence[Any] = ()) -> int:
     """Run one statement; returns the number of rows it changed."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount
+        count: int = cursor.rowcount
+        return count
 
 
 def executemany(sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -126,9 +140,9 @@ def marks(n: int) -> str:
 
 @lru_cache(maxsize=256)
 def update_sql(model: type[models.Model], names: tuple[str, ...], where: tuple[str, ...]) -> str:
-    sets = ", ".join(f"{col(model, n)} = %s" for n in names)
-    conds = " AND ".join(f"{col(model, n)} = %s" for n in where)
-    return f"UPDATE {table(model)} SET {sets} WHERE {conds}"
+    sets = ", ".join(f"{col(model, n)} = %s" for n in names)  # type: ignore[arg-type]
+    conds = " AND ".join(f"{col(model, n)} = %s" for n in where)  # type: ignore[arg-type]
+    return f"UPDATE {table(model)} SET {sets} WHERE {conds}"  # type: ignore[arg-type]
 
 
 def update(model: type[models.Model], values: dict[str, Any], where: dict[str, Any]) -> int:
@@ -137,7 +151,7 @@ def update(model: type[models.Model], values: dict[str, Any], where: dict[str, A
     names, keys = tuple(values), tuple(where)
     params = [to_db(model, n, values[n]) for n in names]
     params += [to_db(model, n, where[n]) for n in keys]
-    return execute(update_sql(model, names, keys), params)
+    return execute(update_sql(model, names, keys), params)  # type: ignore[arg-type]
 
 
 def update_ids(
@@ -153,8 +167,8 @@ def update_ids(
     names, keys = tuple(values), tuple(where)
     params = [to_db(model, n, values[n]) for n in names]
     params += [to_db(model, n, where[n]) for n in keys]
-    sql = update_sql(model, names, keys) + f" AND {col(model, 'id')} IN ({marks(len(ids))})"
+    sql = update_sql(model, names, keys) + f" AND {col(model, 'id')} IN ({marks(len(ids))})"  # type: ignore[arg-type]
     if returning:
-        rows = fetch(f"{sql} RETURNING {col(model, returning)}", [*params, *ids])
+        rows = fetch(f"{sql} RETURNING {col(model, returning)}", [*params, *ids])  # type: ignore[arg-type]
         return [r[0] for r in rows]
     return execute(sql, [*params, *ids])

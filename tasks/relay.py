@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -25,6 +26,9 @@ from django.db.models import Max
 
 from .events import build_group, project_group, serialize
 from .models import Event
+
+if TYPE_CHECKING:
+    from channels.layers import BaseChannelLayer
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ class EventRelay:
         self.last_id = 0
         self.listeners = 0
         self.idle_since: float | None = None
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-relay")
         self.gap_seen: float | None = None
 
@@ -118,7 +122,7 @@ class EventRelay:
         return out
 
 
-async def _send(layer, event: Event) -> None:
+async def _send(layer: BaseChannelLayer, event: Event) -> None:
     message = {"type": "event.message", "event": serialize(event)}
     if event.build_id:
         await layer.group_send(build_group(event.build_id), message)

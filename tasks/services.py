@@ -3,9 +3,10 @@ in the caller's transaction, so two workers can never both start or finish one t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import Any, NamedTuple, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -29,11 +30,13 @@ class EventRow(NamedTuple):
     type: str
     old_state: str
     new_state: str
-    data: dict
+    data: dict[str, Any]
     created_at: Any
 
 
-def _event(task: Task, project_id: int, old: str, new: str, data: dict | None, now) -> EventRow:
+def _event(
+    task: Task, project_id: int, old: str, new: str, data: dict[str, Any] | None, now: datetime
+) -> EventRow:
     return EventRow(
         project_id,
         task.build_id,
@@ -55,7 +58,7 @@ def record_event(
     task: Task | None = None,
     old_state: str = "",
     new_state: str = "",
-    data: dict | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Event:
     event = Event(
         project_id=project_id,
@@ -93,7 +96,7 @@ def transition(
     to: TaskState,
     project_id: int,
     fields: dict[str, Any] | None = None,
-    data: dict | None = None,
+    data: dict[str, Any] | None = None,
     strict: bool = True,
 ) -> bool:
     """Move `task` from the state it was read in to `to`.
@@ -147,7 +150,7 @@ class Change:
     old: TaskState
     new: TaskState
     fields: dict[str, Any] = field(default_factory=dict)
-    data: dict | None = None  # the event's data
+    data: dict[str, Any] | None = None  # the event's data
     # On a task's first step: also require this attempt count, so the end of one attempt
     # can never be recorded on the next.
     attempts: int | None = None
@@ -170,7 +173,8 @@ def record_new_tasks(*, project_id: int, build_id: int, changes: list[Change]) -
     for c in changes:
         check_transition(c.old, c.new, c.task.name)
         ways.setdefault(c.task.name, []).append(c)
-    shared: dict[tuple, dict] = {(): {}}  # one data object per distinct way, converted once
+    # One data object per distinct way, converted once.
+    shared: dict[tuple[str, ...], dict[str, Any]] = {(): {}}
     rows = []
     for way in ways.values():
         first, last = way[0], way[-1]
@@ -212,7 +216,7 @@ def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Cha
             raise ValueError(f"{change.task.name}: steps do not follow each other")
         check_transition(change.old, change.new, change.task.name)
         way.append(change)
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[TaskState, int | None, TaskState, Any], list[int]] = {}
     merged: dict[int, dict[str, Any]] = {}
     for tid, way in ways.items():
         fields = merged[tid] = {k: v for c in way for k, v in c.fields.items()}
@@ -235,9 +239,10 @@ def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Cha
     return applied
 
 
-def _conditional_update(values: dict[str, Any], ids: list[int], where: dict) -> list[int]:
+def _conditional_update(values: dict[str, Any], ids: list[int], where: dict[str, Any]) -> list[int]:
     """Set `values` on those of `ids` still matching `where`; returns the ids changed."""
-    return rawsql.update_ids(Task, values, ids, where, returning="id")
+    changed: list[int] = rawsql.update_ids(Task, values, ids, where, returning="id")
+    return changed
 
 
 def _hashable(value: Any) -> Any:
@@ -248,6 +253,9 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-def _chunks(items: list, size: int):
+_T = TypeVar("_T")
+
+
+def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

@@ -46,7 +46,7 @@ def scrubbed_env(declared: dict[str, str], workspace: Path) -> dict[str, str]:
     return {**base, **declared}
 
 
-def kill_group(proc: subprocess.Popen, grace: float) -> None:
+def kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     try:
         pgid = os.getpgid(proc.pid)
     except ProcessLookupError:
@@ -97,7 +97,7 @@ def run_shell(
 
 
 def _follow(
-    proc: subprocess.Popen,
+    proc: subprocess.Popen[bytes],
     started: float,
     timeout: float,
     on_output: Callable[[str], None],

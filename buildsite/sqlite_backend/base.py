@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.sqlite3 import base
@@ -25,18 +26,18 @@ LONGEST_WAIT = 0.001
 MIN_SQLITE = (3, 35)
 
 
-class DatabaseWrapper(base.DatabaseWrapper):
-    def get_new_connection(self, conn_params):
+class DatabaseWrapper(base.DatabaseWrapper):  # type: ignore[misc]  # Django is untyped (Any base)
+    def get_new_connection(self, conn_params: dict[str, Any]) -> sqlite3.Connection:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise ImproperlyConfigured(
                 f"Buildsite needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; "
                 f"this Python has {sqlite3.sqlite_version}"
             )
-        conn = super().get_new_connection(conn_params)
+        conn: sqlite3.Connection = super().get_new_connection(conn_params)
         self.busy_timeout_ms = int(float(conn_params.get("timeout", 5)) * 1000)
         return conn
 
-    def _start_transaction_under_autocommit(self):
+    def _start_transaction_under_autocommit(self) -> None:
         if self.transaction_mode != "IMMEDIATE":
             super()._start_transaction_under_autocommit()
             return

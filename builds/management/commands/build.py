@@ -1,8 +1,9 @@
 import sys
 import time
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from builds import selectors, services
 from builds.models import Build
@@ -21,10 +22,10 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
-class Command(BaseCommand):
+class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped (Any base)
     help = "Trigger a build of PIPELINE in PROJECT; --follow shows live progress until it ends."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("project")
         parser.add_argument("pipeline")
         parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
@@ -34,15 +35,15 @@ class Command(BaseCommand):
 
     def handle(
         self,
-        *args,
-        project,
-        pipeline,
-        param,
-        pipeline_version=None,
-        follow=False,
-        user="admin",
-        **opts,
-    ):
+        *args: Any,
+        project: str,
+        pipeline: str,
+        param: list[str],
+        pipeline_version: int | None = None,
+        follow: bool = False,
+        user: str = "admin",
+        **opts: Any,
+    ) -> None:
         actor = get_user_model().objects.filter(username=user).first()
         if actor is None:
             raise CommandError(f"No user '{user}'.")
@@ -88,5 +89,6 @@ class Command(BaseCommand):
                 for task in selectors.build_tasks(build=build):
                     if task.error:
                         self.stdout.write(f"  {task.name}: {task.state}: {task.error}")
-                return build.state
+                state: str = build.state
+                return state
             time.sleep(0.3)

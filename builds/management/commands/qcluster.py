@@ -12,6 +12,8 @@ import os
 import signal
 import time
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from django_q.cluster import Cluster
 from django_q.management.commands.qcluster import Command as DjangoQCommand
@@ -21,17 +23,17 @@ from builds.cluster import prepare_stopping, set_stopping
 STOP_SECONDS = 8.0
 
 
-class Command(DjangoQCommand):
+class Command(DjangoQCommand):  # type: ignore[misc]  # django-q2 is untyped (Any base)
     help = "Start a worker cluster (django-q2); SIGTERM or SIGINT stops it within seconds."
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         if options.get("cluster_name"):
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
         prepare_stopping()
         cluster = Cluster()
         signalled: list[float] = []
 
-        def on_signal(signum, frame):
+        def on_signal(signum: int, frame: FrameType | None) -> None:
             if not signalled:
                 signalled.append(time.monotonic())
                 set_stopping()

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -9,11 +11,11 @@ from buildsite.models import Membership, Project
 from buildsite.roles import Role
 
 
-class Command(BaseCommand):
+class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped (Any base)
     help = "Create (or update) the demo project with its sample pipeline; safe to run again."
 
-    @transaction.atomic
-    def handle(self, *args, **options):
+    @transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+    def handle(self, *args: Any, **options: Any) -> None:
         admin = get_user_model().objects.filter(username="admin").first()
         project, created = Project.objects.get_or_create(
             slug="demo", defaults={"name": "Demo project"}

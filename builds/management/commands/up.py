@@ -4,21 +4,22 @@ import os
 import signal
 import subprocess
 import time
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from buildsite.processes import process_commands
 
 
-class Command(BaseCommand):
+class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped (Any base)
     help = "Start web (daphne) and workers (qcluster); Ctrl-C stops them all."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
 
-    def handle(self, *args, port, host, **options):
+    def handle(self, *args: Any, port: int, host: str, **options: Any) -> None:
         commands = process_commands(host=host, port=port)
         procs = {
             name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()
@@ -29,7 +30,7 @@ class Command(BaseCommand):
         self.stdout.flush()
         stopping = False
 
-        def stop(*_):
+        def stop(*_: object) -> None:
             nonlocal stopping
             stopping = True
 

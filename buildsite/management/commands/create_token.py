@@ -1,3 +1,6 @@
+from argparse import ArgumentParser
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
@@ -6,15 +9,17 @@ from buildsite.models import Project
 from buildsite.services import create_token
 
 
-class Command(BaseCommand):
+class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped (Any base)
     help = "Create an API token for USERNAME; the token is printed once, on the last line."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--project", help="limit the token to this project slug")
         parser.add_argument("--name", default="", help="a label to recognise the token by")
 
-    def handle(self, *args, username, project=None, name="", **options):
+    def handle(
+        self, *args: Any, username: str, project: str | None = None, name: str = "", **options: Any
+    ) -> None:
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"No user '{username}'.")

@@ -1,17 +1,18 @@
 import os
 import secrets
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 
-class Command(BaseCommand):
+class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped (Any base)
     help = (
         "Create the superuser 'admin' if missing: password from DJANGO_SUPERUSER_PASSWORD, "
         "else generated and printed once."
     )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
         if User.objects.filter(username="admin").exists():
             return
