@@ -1,20 +1,30 @@
-"""Scheduler benchmark on the embedded default (SQLite WAL + django-q2 ORM queue).
+"""Scheduler benchmark, on the embedded default or the scaled-out set-up.
 
-1. Throughput: a 1,000-task no-op DAG, end to end through real worker processes,
-   beside raw django-q2 no-op jobs measured in this run, twice: on the default set-up
-   (Buildsite's SQL broker, which makes raw jobs faster too) and on django-q2's own ORM
-   broker. Target: Buildsite >= 0.6x raw django-q2. Each figure is the median of 3.
-2. Cached rebuild: a 10,000-task DAG whose every task is cached, triggered again,
-   beside `ninja` doing a no-op build of the same graph. Target: <= 20x ninja's time.
+Every figure is printed beside a baseline measured in the same run (median of 3):
 
-Run: .venv/bin/python bench/scheduler.py [--tasks 1000] [--cached-tasks 10000]
-It uses a throwaway data dir; nothing of yours is touched.
+1. No-op throughput: a 1,000-task no-op DAG, end to end through real worker processes,
+   vs raw django-q2 no-op jobs on the same set-up (Buildsite's SQL broker, which makes
+   raw jobs faster too) and on django-q2's own ORM broker. Target >= 0.6x raw.
+2. Pools: the same DAG in a project whose `cpu` pool has capacity = workers (every task
+   claims cpu: 1) vs without pools. Target >= 0.85x.
+3. Real steps: a 400-task DAG (8 layers x 50) of `true` shell steps vs `ninja -j<workers>`
+   running `true` for the same graph (target <= 3x ninja's time), and the per-step
+   overhead (the same DAG with and without steps).
+4. Cached rebuild: a 10,000-task DAG whose every task is cached, triggered again, vs
+   `ninja` doing a no-op build of the same graph. Target <= 10x (embedded), <= 20x (scaled).
+
+Run: .venv/bin/python bench/scheduler.py [--setup embedded|scaled] [--tasks 1000]
+        [--cached-tasks 10000] [--step-tasks 400]
+`--setup scaled` uses PostgreSQL (a throwaway database on 127.0.0.1:5432) and Redis
+(127.0.0.1:6379, channel layer only). It uses a throwaway data dir; nothing of yours is
+touched.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -25,11 +35,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(tempfile.mkdtemp(prefix="buildsite-bench-"))
+PG_DB = f"buildsite_bench_{os.getpid()}"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--setup", choices=["embedded", "scaled"], default="embedded")
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--cached-tasks", type=int, default=10_000)
+    parser.add_argument("--step-tasks", type=int, default=400)
+    return parser.parse_args()
+
+
+ARGS = parse_args()
 os.environ["BUILDSITE_DATA_DIR"] = str(DATA)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "buildsite.settings")
 os.environ["BUILDSITE_Q_NAME"] = f"bench-{os.getpid()}"
 os.environ["BUILDSITE_LOG_LEVEL"] = "WARNING"
 os.environ.setdefault("DJANGO_DEBUG", "0")
+if ARGS.setup == "scaled":
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", PG_DB], check=True)
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{PG_DB}"
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{os.getpid() % 14 + 1}"
+    os.environ["BUILDSITE_CHANNEL_PREFIX"] = f"bench{os.getpid()}"
+    os.environ["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(40)
+else:
+    os.environ["DATABASE_URL"] = ""
+    os.environ["REDIS_URL"] = ""
 sys.path.insert(0, str(ROOT))
 
 import django  # noqa: E402
@@ -42,7 +74,7 @@ from django_q.brokers.orm import ORM  # noqa: E402
 from django_q.models import OrmQ  # noqa: E402
 from django_q.tasks import async_task  # noqa: E402
 
-from builds.models import Build  # noqa: E402
+from builds.models import Build, ResourcePool  # noqa: E402
 from builds.services import save_pipeline, trigger_build  # noqa: E402
 from buildsite.models import Project  # noqa: E402
 from tasks import rawsql  # noqa: E402
@@ -61,10 +93,12 @@ def layered_dag(n: int, width: int) -> dict[str, list[str]]:
     return needs
 
 
-def pipeline_yaml(needs: dict[str, list[str]], *, cache: bool) -> str:
+def pipeline_yaml(needs: dict[str, list[str]], *, cache: bool = False, step: str = "") -> str:
     lines = ["tasks:"]
     for name, deps in needs.items():
         extra = ", cache: true" if cache else ""
+        if step:
+            extra += f", steps: [{{run: '{step}'}}]"
         lines.append(f"  {name}: {{needs: [{', '.join(deps)}]{extra}}}")
     return "\n".join(lines) + "\n"
 
@@ -122,23 +156,43 @@ def raw_django_q2(n: int, broker=None) -> float:
     return n / (time.perf_counter() - started)
 
 
-def buildsite_dag(project: Project, n: int) -> float:
-    """Tasks per second for a no-op DAG of `n` tasks, trigger to build finished."""
-    save_pipeline(
-        user=None,
-        project=project,
-        name="noop",
-        definition=pipeline_yaml(layered_dag(n, width=100), cache=False),
-    )
+def run_seconds(project: Project, name: str, definition: str) -> float:
+    """Seconds from trigger to build finished (the build must succeed)."""
+    save_pipeline(user=None, project=project, name=name, definition=definition)
     started = time.perf_counter()
-    build = trigger_build(user=None, project=project, pipeline="noop")
+    build = trigger_build(user=None, project=project, pipeline=name)
     while not build_finished(build.id):
-        time.sleep(0.01)
+        time.sleep(0.005)
     elapsed = time.perf_counter() - started
     state = Build.objects.get(id=build.id).state
     if state != "succeeded":
-        raise SystemExit(f"no-op build ended {state}")
-    return n / elapsed
+        raise SystemExit(f"{name} build ended {state}")
+    return elapsed
+
+
+def buildsite_dag(project: Project, n: int) -> float:
+    """Tasks per second for a no-op DAG of `n` tasks, trigger to build finished."""
+    return n / run_seconds(project, "noop", pipeline_yaml(layered_dag(n, width=100)))
+
+
+def ninja_run_seconds(needs: dict[str, list[str]], jobs: int, repeats: int = 3) -> float:
+    """`ninja -j<jobs>` running `true` for every node of the graph, from scratch."""
+    ninja = shutil.which("ninja")
+    if ninja is None:
+        raise SystemExit("ninja is not installed (apt-get install ninja-build)")
+    times = []
+    for i in range(repeats):
+        work = DATA / f"ninja-steps-{i}"
+        work.mkdir()
+        rules = ["rule true", "  command = true && touch $out", ""]
+        for name, deps in needs.items():
+            implicit = f" | {' '.join(deps)}" if deps else ""
+            rules.append(f"build {name}: true{implicit}")
+        (work / "build.ninja").write_text("\n".join(rules) + "\n")
+        started = time.perf_counter()
+        subprocess.run([ninja, "-C", str(work), f"-j{jobs}"], check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def ninja_noop_seconds(needs: dict[str, list[str]], repeats: int = 7) -> float:
@@ -146,7 +200,7 @@ def ninja_noop_seconds(needs: dict[str, list[str]], repeats: int = 7) -> float:
     if ninja is None:
         raise SystemExit("ninja is not installed (apt-get install ninja-build)")
     work = DATA / "ninja"
-    work.mkdir()
+    work.mkdir(exist_ok=True)
     rules = ["rule touch", "  command = touch $out", ""]
     for name, deps in needs.items():
         implicit = f" | {' '.join(deps)}" if deps else ""
@@ -186,14 +240,14 @@ def cached_rebuild_seconds(project: Project, needs: dict[str, list[str]]) -> tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tasks", type=int, default=1000)
-    parser.add_argument("--cached-tasks", type=int, default=10_000)
-    args = parser.parse_args()
+    args = ARGS
     call_command("migrate", verbosity=0)
     project = Project.objects.create(slug="bench", name="Bench")
+    pooled = Project.objects.create(slug="pooled", name="Pooled")
     workers = settings.Q_CLUSTER["workers"]
-    print(f"data dir {DATA}; SQLite WAL; django-q2 ORM queue; {workers} workers; median of 3")
+    ResourcePool.objects.create(project=pooled, name="cpu", capacity=workers)
+    where = "PostgreSQL + Redis (channels)" if args.setup == "scaled" else "SQLite WAL"
+    print(f"setup {args.setup}: {where}; jobs in the database; {workers} workers; median of 3")
 
     stock = Cluster(BUILDSITE_Q_BROKER="orm")
     try:
@@ -214,20 +268,57 @@ def main() -> None:
         print(f"  ratio vs raw on the default set-up:       {ours / raw:8.2f}x   (target >= 0.6x)")
         print(f"  ratio vs raw on django-q2's own broker:   {ours / stock_raw:8.2f}x")
 
+        with_pool = statistics.median(buildsite_dag(pooled, args.tasks) for _ in range(3))
+        print(
+            f"the same DAG through a pool (cpu: {workers}):   {with_pool:8.1f} tasks/s "
+            f"vs {ours:.1f} without pools"
+        )
+        print(f"  ratio pool / no pools:                    {with_pool / ours:8.2f}x   "
+              "(target >= 0.85x)")  # fmt: skip
+
+        step_needs = layered_dag(args.step_tasks, width=max(1, args.step_tasks // 8))
+        with_steps = statistics.median(
+            run_seconds(project, "steps", pipeline_yaml(step_needs, step="true")) for _ in range(3)
+        )
+        no_steps = statistics.median(
+            run_seconds(project, "nosteps", pipeline_yaml(step_needs)) for _ in range(3)
+        )
+
         needs = layered_dag(args.cached_tasks, width=100)
         first, rebuild = cached_rebuild_seconds(project, needs)
     finally:
         cluster.stop()
+    ninja_steps = ninja_run_seconds(step_needs, jobs=workers)
+    per_step_ms = (with_steps - no_steps) / args.step_tasks * 1000
+    print(
+        f"{args.step_tasks} tasks of `true` shell steps (8 layers): {with_steps:8.2f} s; "
+        f"without steps {no_steps:.2f} s"
+    )
+    print(f"  per-step overhead:                        {per_step_ms:8.2f} ms per task")
+    print(f"ninja -j{workers} running `true`, same graph:   {ninja_steps:8.2f} s")
+    print(f"  ratio Buildsite / ninja:                  {with_steps / ninja_steps:8.1f}x   "
+          "(target <= 3x)")  # fmt: skip
     ninja = ninja_noop_seconds(needs)
+    target = 10 if args.setup == "embedded" else 20
     print(
         f"first build of {args.cached_tasks} cacheable no-op tasks: {first:8.2f} s "
         f"({args.cached_tasks / first:.0f} tasks/s)"
     )
     print(f"fully cached rebuild:          {rebuild:8.3f} s (median of 3, no job dispatched)")
     print(f"ninja no-op build, same graph: {ninja:8.3f} s (median of 7)")
-    print(f"  ratio Buildsite / ninja:     {rebuild / ninja:8.1f}x   (target <= 20x)")
-    shutil.rmtree(DATA, ignore_errors=True)
+    print(f"  ratio Buildsite / ninja:     {rebuild / ninja:8.1f}x   (target <= {target}x)")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        shutil.rmtree(DATA, ignore_errors=True)
+        if ARGS.setup == "scaled":
+            from django.db import connections
+
+            connections.close_all()
+            subprocess.run(
+                ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", PG_DB],
+                check=False,
+            )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Sum
@@ -16,15 +17,17 @@ from .models import CacheEntry
 CHUNK = 2000
 
 
-def _ttl_cutoff():
-    return timezone.now() - timedelta(seconds=settings.BUILDSITE["CACHE_TTL_SECONDS"])
+def _ttl_cutoff() -> datetime:
+    ttl: int = settings.BUILDSITE["CACHE_TTL_SECONDS"]
+    now: datetime = timezone.now()
+    return now - timedelta(seconds=ttl)
 
 
-def lookup_many(*, project_id: int, keys: list[str]) -> dict[str, dict]:
+def lookup_many(*, project_id: int, keys: list[str]) -> dict[str, dict[str, Any]]:
     """Outputs per key for the keys that hit; hits are counted and touched for LRU.
     Plain SQL: a cached build of thousands of tasks asks once per wave of its DAG."""
     keys = list(dict.fromkeys(keys))
-    found: dict[str, dict] = {}
+    found: dict[str, dict[str, Any]] = {}
     ids: list[int] = []
     table, key_col = rawsql.table(CacheEntry), rawsql.col(CacheEntry, "key")
     cutoff = rawsql.to_db(CacheEntry, "created_at", _ttl_cutoff())
@@ -40,16 +43,16 @@ def lookup_many(*, project_id: int, keys: list[str]) -> dict[str, dict]:
             found[key] = outputs
     now = rawsql.to_db(CacheEntry, "last_used_at", timezone.now())
     for i in range(0, len(ids), CHUNK):
-        chunk = ids[i : i + CHUNK]
+        id_chunk = ids[i : i + CHUNK]
         rawsql.execute(
             f"UPDATE {table} SET hits = hits + 1, last_used_at = %s "
-            f"WHERE id IN ({rawsql.marks(len(chunk))})",
-            [now, *chunk],
+            f"WHERE id IN ({rawsql.marks(len(id_chunk))})",
+            [now, *id_chunk],
         )
     return found
 
 
-def store(*, project_id: int, key: str, task_name: str, outputs: dict) -> None:
+def store(*, project_id: int, key: str, task_name: str, outputs: dict[str, Any]) -> None:
     """Insert or replace the entry for `key` (one upsert: this runs as each cacheable
     task finishes, inside its finish transaction)."""
     now = rawsql.to_db(CacheEntry, "created_at", timezone.now())
@@ -79,15 +82,15 @@ def purge(*, project_id: int, task_name: str | None = None, key: str | None = No
         qs = qs.filter(task_name=task_name)
     if key:
         qs = qs.filter(key=key)
-    deleted, _ = qs.delete()
+    deleted: int = qs.delete()[0]
     return deleted
 
 
 def evict() -> int:
     """Drop expired entries, then least-recently-used ones while over the size limit."""
-    removed, _ = CacheEntry.objects.filter(created_at__lt=_ttl_cutoff()).delete()
-    limit = settings.BUILDSITE["CACHE_MAX_BYTES"]
-    total = CacheEntry.objects.aggregate(total=Sum("size_bytes"))["total"] or 0
+    removed: int = CacheEntry.objects.filter(created_at__lt=_ttl_cutoff()).delete()[0]
+    limit: int = settings.BUILDSITE["CACHE_MAX_BYTES"]
+    total: int = CacheEntry.objects.aggregate(total=Sum("size_bytes"))["total"] or 0
     if total <= limit:
         return removed
     doomed: list[int] = []

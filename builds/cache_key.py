@@ -30,16 +30,31 @@ def task_cache_key(
     """`steps` are the task's steps with templates already rendered; `inputs` maps each
     declared input file to its content hash; `dependencies` maps each dependency to its
     own cache key, or to a digest of its outputs when it was not cached."""
-    return digest(
-        {
-            "v": KEY_VERSION,
-            "steps": steps,
-            "env": dict(env),
-            "params": dict(params),
-            "inputs": dict(inputs),
-            "deps": dict(dependencies),
-        }
+    return key_from_parts(
+        steps=canonical(steps),
+        env=canonical(dict(env)),
+        params=canonical(dict(params)),
+        inputs=canonical(dict(inputs)),
+        deps=canonical(dict(dependencies)),
     )
+
+
+_VERSION_PART = canonical(KEY_VERSION)
+
+
+def key_from_parts(*, steps: bytes, env: bytes, params: bytes, inputs: bytes, deps: bytes) -> str:
+    """`task_cache_key` from parts already in canonical form, which callers can keep:
+    a task's steps and env are the same in every build of a version, the params the
+    same for every task of a build. Canonical JSON of an object with sorted keys is its
+    members' canonical forms joined in key order, so the key is exactly the digest of
+    the whole object."""
+    h = hashlib.sha256()
+    for part in (
+        b'{"deps":', deps, b',"env":', env, b',"inputs":', inputs,
+        b',"params":', params, b',"steps":', steps, b',"v":', _VERSION_PART, b"}",
+    ):  # fmt: skip
+        h.update(part)
+    return h.hexdigest()
 
 
 def hash_inputs(root: Path, patterns: Iterable[str]) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
@@ -120,7 +121,7 @@ CANDIDATE_COLUMNS = (
 )
 
 
-def _waiting(project_id: int, now) -> list[dict[str, Any]]:
+def _waiting(project_id: int, now: datetime) -> list[dict[str, Any]]:
     """READY and due RETRYING tasks of the project, best first, as plain dicts."""
     task, build = rawsql.table(Task), rawsql.table(Build)
     sql = (
@@ -151,7 +152,7 @@ def pool_in_use(project_id: int, capacity: dict[str, int]) -> Counter[str]:
     return in_use
 
 
-def _dispatch_project(project_id: int, now, capacity: dict[str, int] | None) -> int:
+def _dispatch_project(project_id: int, now: datetime, capacity: dict[str, int] | None) -> int:
     with transaction.atomic(savepoint=False):
         if connection.features.has_select_for_update:
             # Serialises dispatchers of one project, so pools are never over-committed.
@@ -213,7 +214,7 @@ def pool_capacity(project_id: int) -> dict[str, int]:
     )
 
 
-def with_queueing(changes: list[Change], now) -> list[Change]:
+def with_queueing(changes: list[Change], now: datetime) -> list[Change]:
     """For a project without pools nothing can hold a READY task back, so the tasks
     these steps leave READY go on to QUEUED in the same UPDATE (and `queue_jobs` gives
     them their jobs) instead of being read back by a dispatch scan."""

@@ -17,7 +17,7 @@ from buildsite.errors import DomainError
 from buildsite.templating import render_value
 from tasks import rawsql
 from tasks.models import Event, Task
-from tasks.services import apply_transitions, record_event
+from tasks.services import EventRow, apply_transitions, write_events
 from tasks.states import BuildState, TaskState
 
 from .attempts import Heartbeat, TaskEnd, claim_change, failure_outcome, queued_for, worker_id
@@ -74,11 +74,22 @@ class TaskLog:
                 return
             text, self.pending, self.pending_len = "".join(self.pending), [], 0
             self.last_flush = time.monotonic()
-        record_event(
-            project_id=self.project_id,
-            type=Event.Type.LOG,
-            task=self.task,
-            data={"text": text, "attempt": self.task.attempts},
+        # A plain INSERT (as transitions write theirs): a model save costs more than the
+        # statement, and a short step writes one of these.
+        write_events(
+            [
+                EventRow(
+                    self.project_id,
+                    self.task.build_id,
+                    self.task.id,
+                    self.task.name,
+                    Event.Type.LOG,
+                    "",
+                    "",
+                    {"text": text, "attempt": self.task.attempts},
+                    timezone.now(),
+                )
+            ]
         )
 
     def flush_if_due(self) -> None:
@@ -115,7 +126,7 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
         # Nothing to run: the task stays QUEUED here and settling starts and ends it
         # in one step (the events still show queued -> running -> succeeded).
         return TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
-    task = load_tasks([task_id])[task_id]
+    task = load_tasks([task_id], with_projects=True)[task_id]
     build = task.build
     with transaction.atomic(savepoint=False):
         claim = claim_change(task, attempt, timezone.now(), worker_id())
@@ -144,7 +155,10 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     return TaskEnd(task.id, attempt, outcome, outputs, error, worker=worker_id())
 
 
-def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat):
+StepsResult = tuple[TaskState, dict[str, Any], str]  # outcome, outputs, error
+
+
+def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat) -> StepsResult:
     spec = task_spec(build, task.name)
     workspace = workspace_of(build.id)
     workspace.mkdir(parents=True, exist_ok=True)
@@ -200,6 +214,6 @@ def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat
     return S.SUCCEEDED, outputs, ""
 
 
-def _fail(task_log: TaskLog, outputs: dict, message: str):
+def _fail(task_log: TaskLog, outputs: dict[str, Any], message: str) -> StepsResult:
     task_log.write(f"error: {message}\n")
     return S.FAILED, outputs, message

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.utils import timezone
@@ -21,11 +22,11 @@ from buildsite.templating import TemplateError, has_markup, render_value
 from tasks import rawsql
 from tasks.dag import dependents, topological_order
 from tasks.models import Task
-from tasks.services import Change
+from tasks.services import Change, TaskRow
 from tasks.states import DONE_BAD, DONE_OK, TERMINAL, TaskState
 
 from . import cache
-from .cache_key import digest, hash_inputs, task_cache_key
+from .cache_key import canonical, digest, hash_inputs, key_from_parts
 from .models import Build
 
 S = TaskState
@@ -37,15 +38,17 @@ def version_spec(version_id: int) -> dict[str, Any]:
     and tasks need not copy their definition into every row."""
     from .models import PipelineVersion
 
-    return PipelineVersion.objects.values_list("spec", flat=True).get(id=version_id)
+    spec: dict[str, Any] = PipelineVersion.objects.values_list("spec", flat=True).get(id=version_id)
+    return spec
 
 
 def task_spec(build: Build, name: str) -> dict[str, Any]:
-    return version_spec(build.pipeline_version_id)["tasks"][name]
+    spec: dict[str, Any] = version_spec(build.pipeline_version_id)["tasks"][name]
+    return spec
 
 
 @lru_cache(maxsize=256)
-def graph_of(version_id: int) -> tuple[dict, dict, list]:
+def graph_of(version_id: int) -> tuple[dict[str, list[str]], dict[str, list[str]], list[str]]:
     """needs, dependents and topological order of a pipeline version."""
     spec = version_spec(version_id)
     needs = {name: t["needs"] for name, t in spec["tasks"].items()}
@@ -58,6 +61,14 @@ def has_templates(version_id: int, name: str) -> bool:
     template context for each of 10,000 tasks is the expensive part of a cached build."""
     spec = version_spec(version_id)["tasks"][name]
     return has_markup(json.dumps([spec["steps"], spec.get("env", {})]))
+
+
+class GraphTask(TaskRow, Protocol):
+    """What resolution reads and moves of a task: a `Task` or a `TaskNode`."""
+
+    needs: list[str]
+    outputs: dict[str, Any]
+    cache_key: str
 
 
 @dataclass
@@ -73,7 +84,7 @@ class TaskNode:
     outputs: dict[str, Any] = field(default_factory=dict)
     cache_key: str = ""
     attempts: int = 0
-    id: int | None = None
+    id: int = 0  # 0 until its row is inserted
 
 
 def workspace_of(build_id: int) -> Path:
@@ -84,7 +95,9 @@ def log_path(build_id: int, task_name: str) -> Path:
     return Path(settings.BUILDSITE["LOG_DIR"]) / str(build_id) / f"{task_name}.log"
 
 
-def template_context(build: Build, task: Task, tasks: dict[str, Task]) -> dict[str, Any]:
+def template_context(
+    build: Build, task: GraphTask, tasks: Mapping[str, GraphTask]
+) -> dict[str, Any]:
     """What `{{ ... }}` can see in a task's steps: params, the build, and the outputs
     of the tasks this task needs."""
     return {
@@ -100,26 +113,48 @@ def template_context(build: Build, task: Task, tasks: dict[str, Task]) -> dict[s
     }
 
 
-def cache_key_for(build: Build, task: Task, tasks: dict[str, Task]) -> str | None:
+def cache_key_for(build: Build, task: GraphTask, tasks: Mapping[str, GraphTask]) -> str | None:
     """None when the key cannot be computed (a template error): the task then runs
     and fails with that error in its log."""
     spec = task_spec(build, task.name)
-    steps, env = spec["steps"], spec.get("env", {})
     if has_templates(build.pipeline_version_id, task.name):
         context = template_context(build, task, tasks)
         try:
-            steps, env = render_value(steps, context), render_value(env, context)
+            steps = canonical(render_value(spec["steps"], context))
+            env = canonical(render_value(spec.get("env", {}), context))
         except TemplateError:
             return None
+    else:
+        steps, env = _static_parts(build.pipeline_version_id, task.name)
     deps = {name: tasks[name].cache_key or digest(tasks[name].outputs) for name in task.needs}
     patterns = spec.get("inputs", [])
     inputs = hash_inputs(workspace_of(build.id), patterns) if patterns else {}
-    return task_cache_key(
-        steps=steps, env=env, params=build.params, inputs=inputs, dependencies=deps
+    return key_from_parts(
+        steps=steps,
+        env=env,
+        params=_canonical_params(build),
+        inputs=canonical(inputs) if inputs else b"{}",
+        deps=canonical(deps),
     )
 
 
-def advance(build: Build, tasks: dict[str, Task], start: list[str]) -> list[Change]:
+@lru_cache(maxsize=65536)
+def _static_parts(version_id: int, name: str) -> tuple[bytes, bytes]:
+    """Canonical steps and env of a task without templates: the same in every build."""
+    spec = version_spec(version_id)["tasks"][name]
+    return canonical(spec["steps"]), canonical(spec.get("env", {}))
+
+
+def _canonical_params(build: Build) -> bytes:
+    """A build's params in canonical form, encoded once per build (not per task)."""
+    cached: tuple[dict[str, Any], bytes] | None = getattr(build, "_canonical_params", None)
+    if cached is None or cached[0] is not build.params:
+        cached = (build.params, canonical(build.params))
+        build._canonical_params = cached
+    return cached[1]
+
+
+def advance(build: Build, tasks: Mapping[str, GraphTask], start: list[str]) -> list[Change]:
     """Walk from `start` (tasks that may have become unblocked) towards the leaves,
     deciding READY / CACHED / UPSTREAM_FAILED in memory. Tasks are mutated; the
     returned changes say what moved, in order. Cache lookups go one query per wave."""
@@ -128,7 +163,7 @@ def advance(build: Build, tasks: dict[str, Task], start: list[str]) -> list[Chan
     changes: list[Change] = []
     wave = list(dict.fromkeys(start))
     while wave:
-        ready: list[Task] = []
+        ready: list[GraphTask] = []
         next_wave: list[str] = []
         for name in wave:
             task = tasks[name]
@@ -167,15 +202,17 @@ def advance(build: Build, tasks: dict[str, Task], start: list[str]) -> list[Chan
     return changes
 
 
-def _merge_into_last(changes: list[Change], task: Task, fields: dict[str, Any]) -> None:
+def _merge_into_last(changes: list[Change], task: GraphTask, fields: dict[str, Any]) -> None:
     for change in reversed(changes):
         if change.task is task:
             change.fields.update(fields)
             return
 
 
-def _pending_downstream(name: str, tasks: dict[str, Task], children: dict) -> list[Task]:
-    out: list[Task] = []
+def _pending_downstream(
+    name: str, tasks: Mapping[str, GraphTask], children: dict[str, list[str]]
+) -> list[GraphTask]:
+    out: list[GraphTask] = []
     queue = deque([name])
     seen = {name}
     while queue:
@@ -190,7 +227,7 @@ def _pending_downstream(name: str, tasks: dict[str, Task], children: dict) -> li
     return out
 
 
-def roots_and_unblocked(tasks: dict[str, Task]) -> list[str]:
+def roots_and_unblocked(tasks: Mapping[str, GraphTask]) -> list[str]:
     """Every PENDING task whose dependencies are all finished (for new or retried builds)."""
     return [
         name
@@ -202,11 +239,13 @@ def roots_and_unblocked(tasks: dict[str, Task]) -> list[str]:
 LOAD_COLUMNS = ("id", "name", "state", "needs", "outputs", "cache_key", "attempts")
 
 
-class BuildTasks(dict):
+class BuildTasks(dict[str, GraphTask]):
     """The tasks of one build by name, loaded on first use: finishing one task of a
     large build reads its neighbourhood, not the whole build."""
 
-    def __init__(self, build_id: int, preload: list[str] | None = None, everything: bool = False):
+    def __init__(
+        self, build_id: int, preload: list[str] | None = None, everything: bool = False
+    ) -> None:
         super().__init__()
         self.build_id = build_id
         if everything:
@@ -238,7 +277,7 @@ class BuildTasks(dict):
                 id=task_id,
             )
 
-    def __missing__(self, name: str) -> Task:
+    def __missing__(self, name: str) -> GraphTask:
         self._load([name])
         if not dict.__contains__(self, name):
             raise KeyError(name)

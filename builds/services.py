@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -35,8 +36,8 @@ NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,99}$"
 
 
 # --- pipelines --------------------------------------------------------------------------
-@transaction.atomic
-def save_pipeline(*, user, project: Project, name: str, definition: str) -> PipelineVersion:
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def save_pipeline(*, user: Any, project: Project, name: str, definition: str) -> PipelineVersion:
     """Validate and store a new immutable version; the same text as the latest version
     returns that version instead of a duplicate."""
     if user is not None:
@@ -45,13 +46,13 @@ def save_pipeline(*, user, project: Project, name: str, definition: str) -> Pipe
         raise InvalidInput([Problem("use lower-case letters, digits, _ and -", where="name")])
     spec = parse_definition(definition)
     pipeline, _ = Pipeline.objects.get_or_create(project=project, name=name)
-    latest = pipeline.versions.order_by("-number").first()
+    latest: PipelineVersion | None = pipeline.versions.order_by("-number").first()
     if latest is not None and latest.definition == definition:
         return latest
     number = (pipeline.versions.aggregate(n=Max("number"))["n"] or 0) + 1
     try:
         with transaction.atomic():
-            return PipelineVersion.objects.create(
+            version: PipelineVersion = PipelineVersion.objects.create(
                 pipeline=pipeline,
                 number=number,
                 definition=definition,
@@ -60,11 +61,12 @@ def save_pipeline(*, user, project: Project, name: str, definition: str) -> Pipe
             )
     except IntegrityError as exc:
         raise Conflict("another version was saved at the same time; save again") from exc
+    return version
 
 
 # --- builds -----------------------------------------------------------------------------
 @contextmanager
-def gc_paused():
+def gc_paused() -> Iterator[None]:
     """Resolving a large build allocates hundreds of thousands of short-lived objects and
     none of them form cycles; pausing the cyclic collector meanwhile saves ~20% of a
     10,000-task build (measured with bench/scheduler.py)."""
@@ -77,10 +79,10 @@ def gc_paused():
             gc.enable()
 
 
-@transaction.atomic
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
 def trigger_build(
     *,
-    user,
+    user: Any,
     project: Project,
     pipeline: str,
     params: dict[str, Any] | None = None,
@@ -96,7 +98,7 @@ def trigger_build(
     merged = merge_params(spec, params)
     _check_claims(project, spec)
     now = timezone.now()
-    build = Build.objects.create(
+    build: Build = Build.objects.create(
         project=project,
         pipeline_version=pv,
         params=merged,
@@ -141,7 +143,9 @@ TASK_COLUMNS = (
 )
 
 
-def _insert_tasks(build: Build, spec: dict, tasks: BuildTasks, changes: list[Change], now) -> None:
+def _insert_tasks(
+    build: Build, spec: dict[str, Any], tasks: BuildTasks, changes: list[Change], now: datetime
+) -> None:
     """One multi-row INSERT of every task in its resolved state, then their ids."""
     resolved: dict[str, dict[str, Any]] = {}
     for change in changes:
@@ -198,7 +202,7 @@ def _open_tasks_claiming_more(
     ]
 
 
-def _check_claims(project: Project, spec: dict) -> None:
+def _check_claims(project: Project, spec: dict[str, Any]) -> None:
     _lock_project(project)
     capacity = dict(ResourcePool.objects.filter(project=project).values_list("name", "capacity"))
     problems = [
@@ -287,8 +291,8 @@ def mark_build_running(*, build: Build) -> None:
         build.state, build.started_at = BuildState.RUNNING, now
 
 
-@transaction.atomic
-def cancel_build(*, user, build: Build) -> Build:
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def cancel_build(*, user: Any, build: Build) -> Build:
     if user is not None:
         require_role(user=user, project=build.project, role=Role.EDITOR)
     if build.state in (BuildState.SUCCEEDED, BuildState.FAILED, BuildState.CANCELLED):
@@ -307,8 +311,8 @@ def cancel_build(*, user, build: Build) -> Build:
     return refresh_build_state(build=build)
 
 
-@transaction.atomic
-def retry_build(*, user, build: Build) -> Build:
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def retry_build(*, user: Any, build: Build) -> Build:
     """Re-run the failed, cancelled and upstream-failed tasks; successes stay."""
     if user is not None:
         require_role(user=user, project=build.project, role=Role.EDITOR)
@@ -359,14 +363,14 @@ def retry_build(*, user, build: Build) -> Build:
 
 
 # --- pools and cache --------------------------------------------------------------------
-@transaction.atomic
-def set_pool(*, user, project: Project, name: str, capacity: int) -> ResourcePool:
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def set_pool(*, user: Any, project: Project, name: str, capacity: int) -> ResourcePool:
     if user is not None:
         require_role(user=user, project=project, role=Role.MAINTAINER)
     check_pool(project=project, name=name, capacity=capacity)
-    pool, _ = ResourcePool.objects.update_or_create(
+    pool: ResourcePool = ResourcePool.objects.update_or_create(
         project=project, name=name, defaults={"capacity": capacity}
-    )
+    )[0]
     dispatch_on_commit(project.id)
     return pool
 
@@ -390,8 +394,8 @@ def check_pool(*, project: Project, name: str, capacity: int) -> None:
         )
 
 
-@transaction.atomic
-def purge_cache(*, user, project: Project, task_name: str | None = None) -> int:
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def purge_cache(*, user: Any, project: Project, task_name: str | None = None) -> int:
     if user is not None:
         require_role(user=user, project=project, role=Role.MAINTAINER)
     return cache.purge(project_id=project.id, task_name=task_name)

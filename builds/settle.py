@@ -10,12 +10,14 @@ the same `finish_task`."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
+from buildsite.models import Project
 from tasks import rawsql
 from tasks.models import Task
 from tasks.services import Change, apply_transitions
@@ -66,7 +68,7 @@ def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int
 
 
 def finish_task(
-    *, task: Task, build: Build, outcome: TaskState, outputs: dict, error: str = ""
+    *, task: Task, build: Build, outcome: TaskState, outputs: dict[str, Any], error: str = ""
 ) -> bool:
     """Record one end now, from the state `task` was read in (reaper, deadlines)."""
     with transaction.atomic(savepoint=False):
@@ -111,7 +113,7 @@ def finish_tasks(*, build: Build, endings: list[Ending]) -> int:
     return len(ended)
 
 
-def _account_usage(task: Task, project_id: int, now, capacity: dict[str, int]) -> bool:
+def _account_usage(task: Task, project_id: int, now: datetime, capacity: dict[str, int]) -> bool:
     """Add the attempt's busy time to its pools; True when it held any pool's capacity."""
     if not task.started_at or not task.claims or not capacity:
         return False
@@ -167,31 +169,41 @@ SETTLE_COLUMNS = (
 )
 
 
-@lru_cache(maxsize=4)
-def _select(model, columns: tuple[str, ...]) -> str:
-    names = ", ".join(rawsql.col(model, c) for c in columns)
-    return f"SELECT {names} FROM {rawsql.table(model)} WHERE id IN "
+@lru_cache(maxsize=16)
+def _select(model: type[models.Model], columns: tuple[str, ...]) -> str:
+    # mypy does not count a model class as Hashable (python/mypy#17730), hence the ignores.
+    names = ", ".join(rawsql.col(model, c) for c in columns)  # type: ignore[arg-type]
+    return f"SELECT {names} FROM {rawsql.table(model)} WHERE id IN "  # type: ignore[arg-type]
 
 
-def _load(model, ids: list, columns: tuple[str, ...]) -> list:
+def _load(model: type[models.Model], ids: list[int], columns: tuple[str, ...]) -> list[Any]:
     # Model.from_db takes a subset of columns in the model's own field order.
-    columns = tuple(c for c in _all_columns(model) if c in columns)
-    rows = rawsql.fetch(f"{_select(model, columns)}({rawsql.marks(len(ids))})", ids)
+    columns = tuple(c for c in _all_columns(model) if c in columns)  # type: ignore[arg-type]
+    select = _select(model, columns)  # type: ignore[arg-type]
+    rows = rawsql.fetch(f"{select}({rawsql.marks(len(ids))})", ids)
     return [model.from_db("default", columns, v) for v in rawsql.from_db(model, columns, rows)]
 
 
-@lru_cache(maxsize=4)
-def _all_columns(model) -> tuple[str, ...]:
+@lru_cache(maxsize=16)
+def _all_columns(model: type[models.Model]) -> tuple[str, ...]:
     return tuple(f.attname for f in model._meta.concrete_fields)
 
 
-def load_tasks(task_ids: list[int], columns: tuple[str, ...] | None = None) -> dict[int, Task]:
-    """Tasks by id (all columns, or `columns`), each with its build, in two plain
-    queries; a build shared by several tasks is one instance."""
+def load_tasks(
+    task_ids: list[int], columns: tuple[str, ...] | None = None, *, with_projects: bool = False
+) -> dict[int, Task]:
+    """Tasks by id (all columns, or `columns`), each with its build (and the build's
+    project, when asked), one plain query per model; a build or project shared by
+    several tasks is one instance."""
     ids = list(dict.fromkeys(task_ids))
     tasks = _load(Task, ids, columns or _all_columns(Task)) if ids else []
     build_ids = list(dict.fromkeys(t.build_id for t in tasks))
     builds = {b.id: b for b in _load(Build, build_ids, _all_columns(Build))} if tasks else {}
+    if with_projects and builds:
+        project_ids = list(dict.fromkeys(b.project_id for b in builds.values()))
+        projects = {p.id: p for p in _load(Project, project_ids, _all_columns(Project))}
+        for build in builds.values():
+            build.project = projects[build.project_id]
     for task in tasks:
         task.build = builds[task.build_id]
     return {task.id: task for task in tasks}

@@ -19,8 +19,10 @@ queueing behind them.
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import timedelta
 from time import sleep
+from typing import Any
 
 from django import db
 from django.conf import settings
@@ -38,6 +40,23 @@ def _names() -> tuple[str, str, str]:
     return rawsql.table(OrmQ), rawsql.col(OrmQ, "key"), rawsql.col(OrmQ, "lock")
 
 
+# Set by a cluster's main process before it forks (`prepare_wakeup`): the monitor, which
+# queues the dependents' jobs as it settles, wakes its own cluster's pusher at once
+# instead of leaving the jobs until the pusher's next poll. (A pool as wide as the
+# workers keeps only that many jobs in flight, so every poll interval showed.)
+_wake: Any = None
+
+
+def prepare_wakeup() -> None:
+    global _wake
+    _wake = multiprocessing.get_context("fork").Event()
+
+
+def _wake_on_commit() -> None:
+    if _wake is not None:
+        transaction.on_commit(_wake.set)
+
+
 class SQLBroker(ORM):  # type: ignore[misc]  # django-q2 is untyped (Any base)
     def _fresh(self) -> None:
         # As the stock broker: outside a transaction, drop connections that went stale.
@@ -53,6 +72,7 @@ class SQLBroker(ORM):  # type: ignore[misc]  # django-q2 is untyped (Any base)
                 f"INSERT INTO {table} ({key}, payload, {lock}) VALUES (%s, %s, %s) RETURNING id",
                 [self.list_key or Conf.CLUSTER_NAME, task, now],
             )
+            _wake_on_commit()
         job_id: int = rows[0][0]
         return job_id
 
@@ -67,6 +87,7 @@ class SQLBroker(ORM):  # type: ignore[misc]  # django-q2 is untyped (Any base)
                 f"INSERT INTO {table} ({key}, payload, {lock}) VALUES (%s, %s, %s)",
                 [(queue, task, now) for task in tasks],
             )
+            _wake_on_commit()
 
     def dequeue(self) -> list[tuple[int, str]] | None:
         self._fresh()
@@ -89,7 +110,12 @@ class SQLBroker(ORM):  # type: ignore[misc]  # django-q2 is untyped (Any base)
             )
         if claimed:
             return sorted(claimed)
-        sleep(Conf.POLL)  # empty queue: spare the CPU
+        # Empty queue: spare the CPU until the next poll, or until this cluster's
+        # monitor has queued jobs.
+        if _wake is None:
+            sleep(Conf.POLL)
+        elif _wake.wait(Conf.POLL):
+            _wake.clear()
         return None
 
     def delete(self, task_id: int) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -17,6 +17,17 @@ from .bulk import insert_rows
 from .events import publish_on_commit
 from .models import Event, Task
 from .states import InvalidTransition, TaskState, check_transition
+
+
+class TaskRow(Protocol):
+    """What moving a task needs of it: a `Task` instance, or a plain node the hot path
+    loads instead (`builds.resolution.TaskNode`) alike."""
+
+    id: int
+    build_id: int
+    name: str
+    state: str
+    attempts: int
 
 
 class EventRow(NamedTuple):
@@ -35,7 +46,7 @@ class EventRow(NamedTuple):
 
 
 def _event(
-    task: Task, project_id: int, old: str, new: str, data: dict[str, Any] | None, now: datetime
+    task: TaskRow, project_id: int, old: str, new: str, data: dict[str, Any] | None, now: datetime
 ) -> EventRow:
     return EventRow(
         project_id,
@@ -146,7 +157,7 @@ class Change:
     """One step of a task's way through the table; a task may take several steps in
     one batch (pending -> ready -> cached)."""
 
-    task: Task
+    task: TaskRow
     old: TaskState
     new: TaskState
     fields: dict[str, Any] = field(default_factory=dict)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
+import selectors
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -16,10 +17,11 @@ from typing import Any
 
 from django.conf import settings
 
-from ..cluster import STEP_MARK, die_with_parent, forget_step_group, record_step_group
+from ..cluster import STEP_MARK, forget_step_group, leader_prefix, record_step_group
 from . import StepCancelled, StepContext, StepFailed
 
 TAIL_CHARS = 4000
+LINGER_SECONDS = 5.0  # output held open by a child after the leader ended
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
@@ -80,20 +82,44 @@ def run_shell(
     started = time.monotonic()
     mark = uuid.uuid4().hex
     proc = subprocess.Popen(
-        ["/bin/sh", "-c", command],
+        [*leader_prefix(), "/bin/sh", "-c", command],  # the leader dies with its worker
         cwd=cwd,
         env={**env, STEP_MARK: mark},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own group: cancel kills all of it
-        preexec_fn=die_with_parent,  # and it dies with its worker
     )
-    record = record_step_group(proc.pid, mark)
+    record_step_group(proc.pid, mark)
     try:
         return _follow(proc, started, timeout, on_output, should_stop, grace)
     finally:
-        forget_step_group(record)
+        forget_step_group()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+class _Output:
+    """The step's output as it comes: to the log at once, the last TAIL_CHARS kept."""
+
+    def __init__(self, on_output: Callable[[str], None]) -> None:
+        self.on_output = on_output
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.tail: list[str] = []
+        self.tail_len = 0
+
+    def feed(self, block: bytes) -> None:
+        text = self.decoder.decode(block, final=not block)
+        if not text:
+            return
+        self.on_output(text)
+        self.tail.append(text)
+        self.tail_len += len(text)
+        while self.tail_len - len(self.tail[0]) > TAIL_CHARS and len(self.tail) > 1:
+            self.tail_len -= len(self.tail.pop(0))
+
+    def text(self) -> str:
+        return "".join(self.tail)[-TAIL_CHARS:]
 
 
 def _follow(
@@ -104,50 +130,58 @@ def _follow(
     should_stop: Callable[[], bool],
     grace: float,
 ) -> ShellResult:
-    tail: list[str] = []
-    tail_len = 0
-
-    def pump() -> None:
-        nonlocal tail_len
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        while True:
-            block = os.read(fd, 65536)
-            text = decoder.decode(block, final=not block)
-            if text:
-                on_output(text)
-                tail.append(text)
-                tail_len += len(text)
-                while tail_len - len(tail[0]) > TAIL_CHARS and len(tail) > 1:
-                    tail_len -= len(tail.pop(0))
-            if not block:
-                return
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    """Read the output and watch the clock and the stop flag in this thread (a reader
+    thread per step cost more than a short step): every 0.1 s at least."""
+    assert proc.stdout is not None
+    output = _Output(on_output)
+    fd = proc.stdout.fileno()
+    readable = selectors.DefaultSelector()
+    readable.register(fd, selectors.EVENT_READ)
+    output_open, exited_at = True, 0.0
     timed_out = cancelled = False
     while True:
-        try:
-            proc.wait(timeout=0.1)
-            break
-        except subprocess.TimeoutExpired:
-            pass
+        if output_open:
+            for _ in readable.select(timeout=0.1):
+                block = os.read(fd, 65536)
+                output.feed(block)
+                output_open = bool(block)
+        elif proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.1)
+        if proc.poll() is not None:
+            # The leader ended; a background child may still hold the output open.
+            exited_at = exited_at or time.monotonic()
+            if not output_open or time.monotonic() - exited_at > LINGER_SECONDS:
+                break
+            continue
         if should_stop():
             cancelled = True
         elif time.monotonic() - started > timeout:
             timed_out = True
         if cancelled or timed_out:
             kill_group(proc, grace)
+            _drain(readable, fd, output)
             break
-    reader.join(timeout=5)
+    readable.close()
     return ShellResult(
         exit_code=proc.returncode,
-        output_tail="".join(tail)[-TAIL_CHARS:],
+        output_tail=output.text(),
         timed_out=timed_out,
         cancelled=cancelled,
         seconds=time.monotonic() - started,
     )
+
+
+def _drain(readable: selectors.BaseSelector, fd: int, output: _Output) -> None:
+    """What the killed group wrote before it died (at most a second's wait)."""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        if not readable.select(timeout=max(0.0, deadline - time.monotonic())):
+            return
+        block = os.read(fd, 65536)
+        output.feed(block)
+        if not block:
+            return
 
 
 def run_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from builds.cache_key import hash_inputs, task_cache_key
+from builds.cache_key import KEY_VERSION, digest, hash_inputs, task_cache_key
 
 BASE = dict(
     steps=[{"run": "make"}],
@@ -43,3 +43,28 @@ def test_input_files_are_hashed_by_content(tmp_path):
     assert first["missing.txt"] == "missing"
     (tmp_path / "src" / "a.py").write_text("x = 2\n")
     assert hash_inputs(tmp_path, ["src/*.py", "missing.txt"]) != first
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+str_maps = st.dictionaries(st.text(max_size=6), st.text(max_size=6), max_size=4)
+
+
+param_maps = st.dictionaries(st.text(max_size=5), json_values, max_size=4)
+
+
+@given(st.lists(json_values, max_size=3), str_maps, param_maps, str_maps, str_maps)
+def test_the_key_from_parts_is_the_digest_of_the_whole(steps, env, params, inputs, deps):
+    """The hot path joins pre-encoded parts; the key must be the same digest of the whole
+    canonical object (so keys stay stable whichever way they are computed)."""
+    whole = digest(
+        {"v": KEY_VERSION, "steps": steps, "env": env, "params": params, "inputs": inputs,
+         "deps": deps}
+    )  # fmt: skip
+    assert (
+        task_cache_key(steps=steps, env=env, params=params, inputs=inputs, dependencies=deps)
+        == whole
+    )

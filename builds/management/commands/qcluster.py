@@ -19,6 +19,7 @@ from django_q.cluster import Cluster
 from django_q.management.commands.qcluster import Command as DjangoQCommand
 
 from builds.cluster import prepare_stopping, set_stopping
+from buildsite.broker import prepare_wakeup
 
 STOP_SECONDS = 8.0
 
@@ -30,6 +31,7 @@ class Command(DjangoQCommand):  # type: ignore[misc]  # django-q2 is untyped (An
         if options.get("cluster_name"):
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
         prepare_stopping()
+        prepare_wakeup()
         cluster = Cluster()
         signalled: list[float] = []
 
