@@ -23,33 +23,45 @@ def _ttl_cutoff() -> datetime:
     return now - timedelta(seconds=ttl)
 
 
-def lookup_many(*, project_id: int, keys: list[str]) -> dict[str, dict[str, Any]]:
-    """Outputs per key for the keys that hit; hits are counted and touched for LRU.
-    Plain SQL: a cached build of thousands of tasks asks once per wave of its DAG."""
+def lookup_many(*, project_id: int, keys: list[str]) -> dict[str, tuple[int, dict[str, Any]]]:
+    """(entry id, outputs) per key for the keys that hit. Plain SQL: a cached build of
+    thousands of tasks asks once per wave of its DAG. The caller `touch`es the entries
+    it used, once for the whole walk."""
     keys = list(dict.fromkeys(keys))
-    found: dict[str, dict[str, Any]] = {}
-    ids: list[int] = []
+    found: dict[str, tuple[int, dict[str, Any]]] = {}
     table, key_col = rawsql.table(CacheEntry), rawsql.col(CacheEntry, "key")
     cutoff = rawsql.to_db(CacheEntry, "created_at", _ttl_cutoff())
     for i in range(0, len(keys), CHUNK):
-        chunk = keys[i : i + CHUNK]
+        among, chunk = rawsql.one_of(key_col, keys[i : i + CHUNK])
         rows = rawsql.fetch(
             f"SELECT id, {key_col}, outputs FROM {table} WHERE project_id = %s "
-            f"AND created_at >= %s AND {key_col} IN ({rawsql.marks(len(chunk))})",
+            f"AND created_at >= %s AND {among}",
             [project_id, cutoff, *chunk],
         )
         for entry_id, key, outputs in rawsql.from_db(CacheEntry, ("id", "key", "outputs"), rows):
-            ids.append(entry_id)
-            found[key] = outputs
-    now = rawsql.to_db(CacheEntry, "last_used_at", timezone.now())
-    for i in range(0, len(ids), CHUNK):
-        id_chunk = ids[i : i + CHUNK]
-        rawsql.execute(
-            f"UPDATE {table} SET hits = hits + 1, last_used_at = %s "
-            f"WHERE id IN ({rawsql.marks(len(id_chunk))})",
-            [now, *id_chunk],
-        )
+            found[key] = (entry_id, outputs)
     return found
+
+
+def lookup(*, project_id: int, key: str) -> dict[str, Any] | None:
+    """The outputs stored under one key (touched as used), or None."""
+    hit = lookup_many(project_id=project_id, keys=[key]).get(key)
+    if hit is None:
+        return None
+    touch([hit[0]])
+    return hit[1]
+
+
+def touch(entry_ids: list[int]) -> None:
+    """Count a hit on each entry and mark it used now (for LRU eviction)."""
+    now = rawsql.to_db(CacheEntry, "last_used_at", timezone.now())
+    table = rawsql.table(CacheEntry)
+    for i in range(0, len(entry_ids), CHUNK):
+        among, chunk = rawsql.one_of("id", entry_ids[i : i + CHUNK])
+        rawsql.execute(
+            f"UPDATE {table} SET hits = hits + 1, last_used_at = %s WHERE {among}",
+            [now, *chunk],
+        )
 
 
 def store(*, project_id: int, key: str, task_name: str, outputs: dict[str, Any]) -> None:

@@ -113,9 +113,15 @@ def template_context(
     }
 
 
-def cache_key_for(build: Build, task: GraphTask, tasks: Mapping[str, GraphTask]) -> str | None:
+def cache_key_for(
+    build: Build,
+    task: GraphTask,
+    tasks: Mapping[str, GraphTask],
+    dep_keys: Mapping[str, str] | None = None,
+) -> str | None:
     """None when the key cannot be computed (a template error): the task then runs
-    and fails with that error in its log."""
+    and fails with that error in its log. `dep_keys` gives the keys of dependencies
+    that are not done yet (a look-ahead that assumes they will be cache hits)."""
     spec = task_spec(build, task.name)
     if has_templates(build.pipeline_version_id, task.name):
         context = template_context(build, task, tasks)
@@ -126,7 +132,11 @@ def cache_key_for(build: Build, task: GraphTask, tasks: Mapping[str, GraphTask])
             return None
     else:
         steps, env = _static_parts(build.pipeline_version_id, task.name)
-    deps = {name: tasks[name].cache_key or digest(tasks[name].outputs) for name in task.needs}
+    ahead = dep_keys or {}
+    deps = {
+        name: ahead.get(name) or tasks[name].cache_key or digest(tasks[name].outputs)
+        for name in task.needs
+    }
     patterns = spec.get("inputs", [])
     inputs = hash_inputs(workspace_of(build.id), patterns) if patterns else {}
     return key_from_parts(
@@ -154,13 +164,22 @@ def _canonical_params(build: Build) -> bytes:
     return cached[1]
 
 
-def advance(build: Build, tasks: Mapping[str, GraphTask], start: list[str]) -> list[Change]:
+def advance(
+    build: Build, tasks: Mapping[str, GraphTask], start: list[str], *, look_ahead: bool = False
+) -> list[Change]:
     """Walk from `start` (tasks that may have become unblocked) towards the leaves,
     deciding READY / CACHED / UPSTREAM_FAILED in memory. Tasks are mutated; the
-    returned changes say what moved, in order. Cache lookups go one query per wave."""
+    returned changes say what moved, in order. Cache lookups go one query per wave;
+    with `look_ahead` (every task is in `tasks`), the keys of the cacheable tasks the
+    walk can reach are computed first and looked up together (`keys_ahead`)."""
     _, children, _ = graph_of(build.pipeline_version_id)
+    ahead = keys_ahead(build, tasks, start) if look_ahead else {}
+    known = (
+        cache.lookup_many(project_id=build.project_id, keys=list(ahead.values())) if ahead else {}
+    )
     now = timezone.now()
     changes: list[Change] = []
+    used: list[int] = []  # cache entries hit, touched once at the end
     wave = list(dict.fromkeys(start))
     while wave:
         ready: list[GraphTask] = []
@@ -181,8 +200,11 @@ def advance(build: Build, tasks: Mapping[str, GraphTask], start: list[str]) -> l
                 task.state = S.READY
                 ready.append(task)
         cacheable = [t for t in ready if task_spec(build, t.name).get("cache")]
-        keys = {t.name: cache_key_for(build, t, tasks) for t in cacheable}
-        hits = cache.lookup_many(project_id=build.project_id, keys=[k for k in keys.values() if k])
+        # A key computed ahead is the key: its dependencies are done now, as hits
+        # with exactly the keys it assumed.
+        keys = {t.name: ahead.get(t.name) or cache_key_for(build, t, tasks) for t in cacheable}
+        unknown = [k for name, k in keys.items() if k and name not in ahead]
+        hits = {**known, **cache.lookup_many(project_id=build.project_id, keys=unknown)}
         for task in cacheable:
             key = keys[task.name]
             if not key:
@@ -190,16 +212,47 @@ def advance(build: Build, tasks: Mapping[str, GraphTask], start: list[str]) -> l
             task.cache_key = key
             fields: dict[str, Any] = {"cache_key": key}
             if key in hits:
-                fields.update(outputs=hits[key], finished_at=now)
+                entry_id, outputs = hits[key]
+                used.append(entry_id)
+                fields.update(outputs=outputs, finished_at=now)
                 changes.append(Change(task, S.READY, S.CACHED, fields))
                 task.state = S.CACHED
-                task.outputs = hits[key]
+                task.outputs = outputs
                 next_wave.extend(children[task.name])
             else:
                 # The key travels with the READY step so the worker can store the result.
                 _merge_into_last(changes, task, fields)
         wave = list(dict.fromkeys(next_wave))
+    cache.touch(used)
     return changes
+
+
+def keys_ahead(build: Build, tasks: Mapping[str, GraphTask], start: list[str]) -> dict[str, str]:
+    """Cache keys of the cacheable tasks (without templates, which may read their
+    dependencies' outputs) reachable from `start`, assuming every cacheable task on the
+    way is a hit: a fully cached 10,000-task build then needs a handful of lookups, not
+    one per wave. A task's key depends on its dependencies' keys, not on hit or miss."""
+    _, children, order = graph_of(build.pipeline_version_id)
+    reachable: set[str] = set()
+    todo = list(start)
+    while todo:
+        name = todo.pop()
+        if name not in reachable and tasks[name].state == S.PENDING:
+            reachable.add(name)
+            todo.extend(children[name])
+    version = build.pipeline_version_id
+    keys: dict[str, str] = {}
+    for name in order:
+        if name not in reachable:
+            continue
+        task = tasks[name]
+        if not task_spec(build, name).get("cache") or has_templates(version, name):
+            continue
+        if not all(d in keys or tasks[d].state in DONE_OK for d in task.needs):
+            continue
+        if key := cache_key_for(build, task, tasks, dep_keys=keys):
+            keys[name] = key
+    return keys
 
 
 def _merge_into_last(changes: list[Change], task: GraphTask, fields: dict[str, Any]) -> None:

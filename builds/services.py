@@ -115,7 +115,7 @@ def trigger_build(
         tasks = BuildTasks(build.id)
         for name, t in spec["tasks"].items():
             tasks[name] = TaskNode(name=name, needs=t["needs"], build_id=build.id)
-        changes = advance(build, tasks, roots_and_unblocked(tasks))
+        changes = advance(build, tasks, roots_and_unblocked(tasks), look_ahead=True)
         _insert_tasks(build, spec, tasks, changes, now)
         record_new_tasks(project_id=project.id, build_id=build.id, changes=changes)
     refresh_build_state(build=build)

@@ -83,7 +83,7 @@ class SQLBroker(ORM):  # type: ignore[misc]  # django-q2 is untyped (Any base)
         table, key, lock = _names()
         queue = self.list_key or Conf.CLUSTER_NAME
         with transaction.atomic(savepoint=False):
-            rawsql.executemany(
+            rawsql.insert_many(
                 f"INSERT INTO {table} ({key}, payload, {lock}) VALUES (%s, %s, %s)",
                 [(queue, task, now) for task in tasks],
             )

@@ -414,7 +414,7 @@ def run_prompt(
         task=task,
         created_by=_actor(user) or _actor(actor),
     )
-    hit = cache.lookup_many(project_id=project.id, keys=[key]).get(key) if use_cache else None
+    hit = cache.lookup(project_id=project.id, key=key) if use_cache else None
     if hit is not None:
         _finish_from_cache(run, hit)
         return run

@@ -81,4 +81,4 @@ def insert_rows(
         return out
 
     for start in range(0, len(rows), batch_size):
-        rawsql.executemany(sql, [prepare(row) for row in rows[start : start + batch_size]])
+        rawsql.insert_many(sql, [prepare(row) for row in rows[start : start + batch_size]])

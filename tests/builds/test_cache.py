@@ -78,7 +78,7 @@ def test_size_limit_evicts_least_recently_used(project, db, settings):
     for i in range(5):
         cache.store(project_id=project.id, key=f"k{i}", task_name="t", outputs={"x": "y" * 100})
         CacheEntry.objects.filter(key=f"k{i}").update(last_used_at=now - timedelta(minutes=10 - i))
-    cache.lookup_many(project_id=project.id, keys=["k0"])  # k0 becomes the most recent
+    cache.lookup(project_id=project.id, key="k0")  # k0 becomes the most recent
     size = CacheEntry.objects.first().size_bytes
     settings.BUILDSITE = {**settings.BUILDSITE, "CACHE_MAX_BYTES": size * 3}
     assert cache.evict() == 2
@@ -98,3 +98,40 @@ def test_declared_input_files_are_part_of_the_key(project, inline_workers, fast_
     build = run_build(project)
     assert task_states(build) == {"t": "succeeded"}
     assert build.tasks.get(name="t").outputs["stdout_tail"] == "two"
+
+
+WIDE_CHAIN = (
+    "tasks:\n"
+    + "".join(
+        f"  t{i}: {{cache: true, needs: [{f't{i - 1}' if i else ''}], "
+        f"steps: [{{run: 'echo {i}'}}]}}\n"
+        for i in range(6)
+    )
+    + "  plain: {needs: [t5], steps: [{run: 'echo not cached'}]}\n"
+    + "  after: {cache: true, needs: [plain], steps: [{run: 'echo after'}]}\n"
+)
+
+
+def test_a_cached_chain_is_looked_up_in_one_query_not_one_per_wave(
+    project, inline_workers, fast_engine
+):
+    """Keys of the cacheable tasks ahead are computed before looking any up: the six
+    cached waves cost one lookup; `after` (behind a task that always runs) is keyed
+    from that task's outputs once it has run, and hits too."""
+    from django.db import connection
+
+    make_pipeline(project, WIDE_CHAIN)
+    run_build(project)
+    lookups = []
+
+    def count(execute, sql, params, many, context):
+        if "builds_cacheentry" in sql and sql.lstrip().startswith("SELECT"):
+            lookups.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        second = run_build(project)
+    states = task_states(second)
+    assert {states[f"t{i}"] for i in range(6)} == {"cached"}
+    assert states["plain"] == "succeeded" and states["after"] == "cached"
+    assert len(lookups) == 2  # the chain at trigger, `after` once `plain` ended
