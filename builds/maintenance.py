@@ -20,7 +20,7 @@ from . import cache
 from .attempts import failure_outcome
 from .dispatch import dispatch_ready_tasks, enqueue
 from .models import Build
-from .resolution import log_path, task_spec, workspace_of
+from .resolution import task_spec, workspace_of
 from .services import lock_build
 from .settle import finish_task
 
@@ -101,7 +101,7 @@ def clean_old_files() -> int:
     cleaned = 0
     for build_id in old.values_list("id", flat=True):
         shutil.rmtree(workspace_of(build_id), ignore_errors=True)
-        shutil.rmtree(log_path(build_id, "x").parent, ignore_errors=True)
+        Event.objects.filter(build_id=build_id, type=Event.Type.LOG).delete()  # the logs
         Build.objects.filter(id=build_id).update(files_purged=True)
         cleaned += 1
     return cleaned

@@ -91,10 +91,6 @@ def workspace_of(build_id: int) -> Path:
     return Path(settings.BUILDSITE["WORKSPACE_DIR"]) / str(build_id)
 
 
-def log_path(build_id: int, task_name: str) -> Path:
-    return Path(settings.BUILDSITE["LOG_DIR"]) / str(build_id) / f"{task_name}.log"
-
-
 def template_context(
     build: Build, task: GraphTask, tasks: Mapping[str, GraphTask]
 ) -> dict[str, Any]:

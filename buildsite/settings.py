@@ -202,7 +202,6 @@ BUILDSITE = {
     "CACHE_MAX_BYTES": env_int("BUILDSITE_CACHE_MAX_BYTES", 256 * 1024 * 1024),
     "RETENTION_DAYS": env_int("BUILDSITE_RETENTION_DAYS", 30),
     "WORKSPACE_DIR": DATA_DIR / "workspaces",
-    "LOG_DIR": DATA_DIR / "logs",
     "STEP_TIMEOUT_SECONDS": env_int("BUILDSITE_STEP_TIMEOUT_SECONDS", 3600),
     "KILL_GRACE_SECONDS": float(os.environ.get("BUILDSITE_KILL_GRACE_SECONDS", "2.0")),
     # The web process relays Event rows to the channel layer when workers cannot reach it.

@@ -91,6 +91,11 @@ def test_build_lifecycle_over_the_api(client, project, inline_workers, fast_engi
     assert task["started_at"] and task["finished_at"]
     log = client.get(f"/api/builds/{build['id']}/tasks/hello/log")
     assert log["Content-Type"].startswith("text/plain") and "hello you" in log.content.decode()
+    whole = log.content.decode()
+    tail = client.get(f"/api/builds/{build['id']}/tasks/hello/log?offset=3").content.decode()
+    assert tail == whole[3:]
+    beyond = client.get(f"/api/builds/{build['id']}/tasks/hello/log?offset=9223372036854775807")
+    assert beyond.status_code == 200 and beyond.content == b""
     events = client.get(f"/api/builds/{build['id']}/events?after=0").json()["events"]
     ids = [e["id"] for e in events]
     assert ids == sorted(ids) and events[-1]["type"] == "build.state"

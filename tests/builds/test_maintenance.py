@@ -6,7 +6,8 @@ from django.utils import timezone
 
 from builds.maintenance import check_deadlines, clean_old_files
 from builds.models import Build, ResourcePool
-from builds.resolution import log_path, workspace_of
+from builds.resolution import workspace_of
+from builds.selectors import task_log
 from builds.services import trigger_build
 from tasks.models import Task
 from tests.factories import make_pipeline, run_build, task_states
@@ -55,9 +56,10 @@ def test_retention_removes_workspaces_and_logs_of_old_builds(project, inline_wor
     old, recent = run_build(project), run_build(project)
     for build in (old, recent):
         assert (workspace_of(build.id) / "out.txt").exists()
-        assert log_path(build.id, "t").exists()
+        assert "logged" in task_log(build=build, name="t")
     Build.objects.filter(id=old.id).update(finished_at=timezone.now() - timedelta(days=365))
     assert clean_old_files() == 1
-    assert not workspace_of(old.id).exists() and not log_path(old.id, "t").exists()
+    assert not workspace_of(old.id).exists() and task_log(build=old, name="t") == ""
     assert (workspace_of(recent.id) / "out.txt").exists()
+    assert "logged" in task_log(build=recent, name="t")
     assert Build.objects.get(id=old.id).files_purged

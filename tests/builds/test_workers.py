@@ -259,3 +259,21 @@ tasks:
         worker_pid = int(Task.objects.get(build=build, name="long").worker.rsplit(":", 1)[1])
         os.kill(worker_pid, 9)  # the worker alone, as the OOM killer would
         wait_for(lambda: _gone(step_pid), timeout=5, message="the step's processes to die")
+
+
+def test_a_log_written_on_another_host_reads_back_here(project, tmp_path):
+    """A worker host with a data dir of its own: the log is in the shared database."""
+    from builds.selectors import task_log
+
+    make_pipeline(project, "tasks:\n  hello: {steps: [{run: 'echo from the other host'}]}\n")
+    from django.conf import settings
+
+    other = {
+        "BUILDSITE_DATA_DIR": str(tmp_path / "other-host"),
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+    }
+    with Cluster(extra_env=other):
+        build = trigger_build(user=None, project=project, pipeline="main")
+        build = wait_for(lambda: finished(build.id), timeout=60, message="build to finish")
+    assert build.state == "succeeded"
+    assert "from the other host" in task_log(build=build, name="hello")

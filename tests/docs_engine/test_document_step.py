@@ -1,6 +1,6 @@
 """The `document` build step, end to end through a pipeline on inline workers."""
 
-from builds.resolution import log_path
+from builds.selectors import task_log
 from docs_engine.models import Document
 from tests.factories import make_pipeline, run_build, task_states
 
@@ -71,7 +71,7 @@ def test_validation_errors_fail_the_task_with_messages_in_the_log(
     assert task_states(build) == {"publish": "failed"}
     task = build.tasks.get(name="publish")
     assert "failed validation" in task.error
-    log = log_path(build.id, "publish").read_text()
+    log = task_log(build=build, name="publish")
     assert "line 3: empty heading" in log
     assert "line 5: broken link 'nowhere'" in log
     assert not Document.objects.filter(path="guides/broken").exists()

@@ -8,7 +8,7 @@ import pytest
 
 from builds.demo import DEMO_PIPELINE
 from builds.models import Build
-from builds.resolution import log_path
+from builds.selectors import task_log
 from tests.cluster import Cluster, wait_for
 from tests.e2e.conftest import log_in
 from tests.factories import make_pipeline
@@ -81,8 +81,8 @@ def test_demo_pipeline_runs_live_in_the_browser(
             "() => document.querySelector('[data-log]').textContent.includes('4 passed')"
         )
         shown = page.inner_text("[data-log]")
-        on_disk = log_path(build.id, "test").read_text()
-        assert shown.strip() == on_disk.strip(), "every log chunk exactly once, in order"
+        stored = task_log(build=build, name="test")
+        assert shown.strip() == stored.strip(), "every log chunk exactly once, in order"
         assert page.js_errors == []
 
         page.goto(f"{live_server_url}/builds/{build.id}/?task=package")

@@ -1,6 +1,6 @@
 """A pipeline whose prompt step (offline provider) feeds a shell step, end to end."""
 
-from builds.resolution import log_path
+from builds.selectors import task_log
 from prompts import services
 from prompts.models import PromptRun
 from tests.factories import make_pipeline, run_build, task_states
@@ -68,7 +68,7 @@ def test_prompt_output_feeds_a_shell_step(project, user, inline_workers, fast_en
     assert notes.outputs["notes"] == run.parsed
     publish = build.tasks.get(name="publish")
     assert publish.outputs["line"] == f"headline={run.parsed['headline']} items=2"
-    log = log_path(build.id, "notes").read_text()
+    log = task_log(build=build, name="notes")
     assert "prompt release-notes@production" in log and f"run {run.id}:" in log
 
 
@@ -93,7 +93,7 @@ def test_an_answer_that_never_validates_fails_the_task_with_the_reason(
     assert "after 3 attempt(s)" in notes.error
     run = PromptRun.objects.get(id=notes.outputs["prompt_run"])
     assert run.status == "failed" and len(run.attempts) == 3
-    assert "does not match the schema" in log_path(build.id, "notes").read_text()
+    assert "does not match the schema" in task_log(build=build, name="notes")
 
 
 def test_a_missing_variable_fails_the_task_naming_it(project, user, inline_workers, fast_engine):
