@@ -65,6 +65,9 @@ class TaskEnd:
     # claims and ends it at once.
     claimed: bool = True
     worker: str = ""
+    # The output since the task log's last flush: written as a `log` event by settling,
+    # in its transaction, before the end's own events (one write fewer per task).
+    log: str = ""
 
     def __str__(self) -> str:
         return f"task {self.task_id} attempt {self.attempt}: {self.outcome}"

@@ -91,8 +91,11 @@ class TaskLog:
         if time.monotonic() - self.last_flush >= self.FLUSH_SECONDS:
             self.flush()
 
-    def close(self) -> None:
-        self.flush()
+    def take(self) -> str:
+        """What was written since the last flush, for the caller to store."""
+        with self.lock:
+            text, self.pending, self.pending_len = "".join(self.pending), [], 0
+        return text
 
 
 def what_to_run(task_id: int) -> tuple[str, int, str, int] | None:
@@ -135,18 +138,23 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     heartbeat.start()
     try:
         outcome, outputs, error = _run_steps(task, build, task_log, heartbeat)
+    except BaseException:
+        task_log.flush()
+        raise
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=10)
-        task_log.close()
     if outcome == S.CANCELLED and stopping() and not heartbeat.lost.is_set():
         # Killed because its cluster is stopping: the attempt goes back for retry.
-        return TaskEnd(task.id, attempt, S.RETRYING, outputs, WORKER_STOPPED, worker=worker_id())
-    if outcome == S.CANCELLED:
+        outcome, error = S.RETRYING, WORKER_STOPPED
+    elif outcome == S.CANCELLED:
+        task_log.flush()  # the task was cancelled: nothing to settle
         return "cancelled"
-    if outcome == S.FAILED:
+    elif outcome == S.FAILED:
         outcome = failure_outcome(task)
-    return TaskEnd(task.id, attempt, outcome, outputs, error, worker=worker_id())
+    return TaskEnd(
+        task.id, attempt, outcome, outputs, error, worker=worker_id(), log=task_log.take()
+    )
 
 
 StepsResult = tuple[TaskState, dict[str, Any], str]  # outcome, outputs, error

@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from buildsite.models import Project
 from tasks import rawsql
-from tasks.models import Task
-from tasks.services import Change, apply_transitions
+from tasks.models import Event, Task
+from tasks.services import Change, EventRow, apply_transitions, write_events
 from tasks.states import DONE_OK, BuildState, TaskState
 
 from . import cache
@@ -42,6 +42,7 @@ def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int
         builds: dict[int, Build] = {}
         seen: set[int] = set()
         tasks = load_tasks([e.task_id for e in ends], SETTLE_COLUMNS) if ends else {}
+        _write_logs(ends, tasks)
         for end in ends:
             task = tasks.get(end.task_id)
             if task is None or end.task_id in seen or not end_is_current(end, task):
@@ -65,6 +66,21 @@ def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int
         if then is not None:
             then()
     return settled
+
+
+def _write_logs(ends: list[TaskEnd], tasks: dict[int, Task]) -> None:
+    """The last output of each attempt, as its `log` event (once, even for an end that
+    came twice or whose task moved on: the output was written either way)."""
+    now = timezone.now()
+    rows: dict[tuple[int, int], EventRow] = {}
+    for end in ends:
+        task = tasks.get(end.task_id)
+        if end.log and task is not None:
+            rows[(end.task_id, end.attempt)] = EventRow(
+                task.build.project_id, task.build_id, task.id, task.name, Event.Type.LOG,
+                "", "", {"text": end.log, "attempt": end.attempt}, now,
+            )  # fmt: skip
+    write_events(list(rows.values()))
 
 
 def finish_task(
