@@ -91,9 +91,11 @@ class EventConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # Channe
         )
         return [serialize(e) for e in rows]
 
-    async def event_message(self, message: dict[str, Any]) -> None:
-        """A live event from the group (sent by the relay or, with Redis, by workers)."""
-        await self.deliver(message["event"])
+    async def event_batch(self, message: dict[str, Any]) -> None:
+        """Live events from the group, in id order (sent by the relay or, with Redis, by
+        the process that wrote them)."""
+        for event in message["events"]:
+            await self.deliver(event)
 
     async def deliver(self, event: dict[str, Any]) -> None:
         event_id = event["id"]

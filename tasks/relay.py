@@ -24,11 +24,11 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Max
 
-from .events import build_group, project_group, serialize
+from .events import send_batches
 from .models import Event
 
 if TYPE_CHECKING:
-    from channels.layers import BaseChannelLayer
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,9 @@ class EventRelay:
             while not self._idle_too_long():
                 try:
                     rows = await loop.run_in_executor(self.executor, _rows_after, self.last_id)
-                    for event in self._releasable(rows):
-                        await _send(layer, event)
-                        self.last_id = event.id
+                    if released := self._releasable(rows):
+                        await send_batches(layer, released)
+                        self.last_id = released[-1].id
                 except Exception:  # keep relaying; browsers catch up from the table anyway
                     log.warning("event relay poll failed", exc_info=True)
                     await loop.run_in_executor(self.executor, _drop_connection)
@@ -120,13 +120,6 @@ class EventRelay:
             out.append(event)
             expected = event.id + 1
         return out
-
-
-async def _send(layer: BaseChannelLayer, event: Event) -> None:
-    message = {"type": "event.message", "event": serialize(event)}
-    if event.build_id:
-        await layer.group_send(build_group(event.build_id), message)
-    await layer.group_send(project_group(event.project_id), message)
 
 
 def _max_event_id() -> int:

@@ -169,7 +169,7 @@ async def test_live_events_come_through_the_group_once_even_if_also_replayed(no_
     await receive_all(comm, len(history))
     # An event published twice (the replay/live boundary, a relay restart) arrives once.
     await get_channel_layer().group_send(
-        f"build.{build.id}", {"type": "event.message", "event": _serialized(history[-1])}
+        f"build.{build.id}", {"type": "event.batch", "events": [_serialized(history[-1])]}
     )
     assert await comm.receive_nothing(timeout=0.2)
     fresh = await database_sync_to_async(log_event)(project, build, "hello\n")
@@ -238,3 +238,32 @@ def _serialized(event):
     from tasks.events import serialize
 
     return serialize(event)
+
+
+async def test_events_go_out_in_batches_per_group_in_id_order():
+    """A 10,000-task build must not cost two channel-layer messages per event."""
+    from types import SimpleNamespace
+
+    from django.utils import timezone
+
+    from tasks.events import BATCH, send_batches
+
+    sent = []
+
+    class Layer:
+        async def group_send(self, group, message):
+            sent.append((group, [e["id"] for e in message["events"]]))
+
+    now = timezone.now()
+    events = [
+        SimpleNamespace(
+            id=i, type="task.state", project_id=7, build_id=3, task_name=f"t{i}",
+            new_state="cached", old_state="pending", data={}, created_at=now,
+        )
+        for i in range(1, 2 * BATCH + 51)
+    ]  # fmt: skip
+    await send_batches(Layer(), events)
+    assert [group for group, _ in sent] == ["build.3"] * 3 + ["project.7"] * 3
+    for group in ("build.3", "project.7"):
+        ids = [i for g, batch in sent if g == group for i in batch]
+        assert ids == list(range(1, 2 * BATCH + 51))
