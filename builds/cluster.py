@@ -8,19 +8,18 @@ killed and its attempt returned for retry (`execution.py`). So the cluster is do
 few seconds, not when its longest step ends.
 
 Orphans: a step runs in a process group of its own (so cancel can kill all of it), so
-it would survive a worker killed with SIGKILL. Its leader gets SIGKILL when the worker
-dies (PR_SET_PDEATHSIG, through `setpriv`), and each worker records the group of the
-step it runs; the upkeep thread of every cluster on the host kills the recorded groups
-of workers that are gone (`kill_orphans`), children of the leader included.
+it would survive a worker killed with SIGKILL. Each worker records the group of the
+step it runs, and the upkeep thread of every cluster on the host kills, every tick, the
+recorded groups of workers that are gone (`kill_orphans`): the whole group, not only
+its leader. (PR_SET_PDEATHSIG would kill only the leader, and setting it costs an
+extra exec or a full fork of the worker per step: a third of a short step's cost.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import multiprocessing
 import os
-import shutil
 import signal
 from pathlib import Path
 
@@ -47,20 +46,6 @@ def stopping() -> bool:
 
 
 # --- orphans -----------------------------------------------------------------------------
-def leader_prefix() -> list[str]:
-    """What a step's command line starts with so that its leader gets SIGKILL when its
-    worker dies: util-linux's `setpriv --pdeathsig` (one exec). Setting it from Python
-    between fork and exec (`preexec_fn`) would force a full fork of the worker, 5 ms a
-    step instead of 1."""
-    return _setpriv_prefix()
-
-
-@functools.cache
-def _setpriv_prefix() -> list[str]:
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
-
-
 def _groups_dir() -> Path:
     return Path(settings.DATA_DIR) / "run" / "steps"
 

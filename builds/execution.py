@@ -25,6 +25,7 @@ from .cluster import RELEASED, stopping
 from .models import Build
 from .resolution import (
     BuildTasks,
+    has_templates,
     task_spec,
     template_context,
     version_spec,
@@ -167,7 +168,9 @@ def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat
     deadline = time.monotonic() + float(
         spec.get("timeout") or settings.BUILDSITE["STEP_TIMEOUT_SECONDS"]
     )
-    tasks = BuildTasks(build.id, preload=list(task.needs))
+    # Only templates read the outputs of the task's needs: without any, skip the query.
+    templated = has_templates(build.pipeline_version_id, task.name)
+    tasks = BuildTasks(build.id, preload=list(task.needs)) if templated else {}
     context = template_context(build, task, tasks)
     outputs: dict[str, Any] = {}
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
-from ..cluster import STEP_MARK, forget_step_group, leader_prefix, record_step_group
+from ..cluster import STEP_MARK, forget_step_group, record_step_group
 from . import StepCancelled, StepContext, StepFailed
 
 TAIL_CHARS = 4000
@@ -82,7 +82,7 @@ def run_shell(
     started = time.monotonic()
     mark = uuid.uuid4().hex
     proc = subprocess.Popen(
-        [*leader_prefix(), "/bin/sh", "-c", command],  # the leader dies with its worker
+        ["/bin/sh", "-c", command],
         cwd=cwd,
         env={**env, STEP_MARK: mark},
         stdin=subprocess.DEVNULL,
