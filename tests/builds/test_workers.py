@@ -132,19 +132,12 @@ tasks:
         started = time.monotonic()
         cancel_build(user=None, build=build)
 
-        def all_gone():
-            for pid in pids:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    continue
-                # A zombie is dead for our purposes.
-                with open(f"/proc/{pid}/stat") as fh:
-                    if fh.read().split()[2] != "Z":
-                        return False
-            return True
-
-        wait_for(all_gone, timeout=5, interval=0.05, message="step processes to die")
+        wait_for(
+            lambda: all(_gone(pid) for pid in pids),
+            timeout=5,
+            interval=0.05,
+            message="step processes to die",
+        )
         elapsed = time.monotonic() - started
     build.refresh_from_db()
     assert build.state == "cancelled"
