@@ -55,3 +55,21 @@ tasks:
     flaky = Task.objects.get(build=build, name="flaky")
     assert flaky.attempts == 2
     assert not UpkeepLease.objects.exists()  # a cluster that stops hands the lease back
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ticker_once_does_a_round_and_hands_the_lease_back(project):
+    """`manage.py ticker --once` (upkeep without workers) takes the same lease, and
+    gives it back so the clusters need not wait for it to expire."""
+    from django.core.management import call_command
+
+    make_pipeline(project, "tasks:\n  a: {retries: 1, steps: [{run: 'true'}]}\n")
+    build = trigger_build(user=None, project=project, pipeline="main")
+    task = Task.objects.get(build=build, name="a")
+    Task.objects.filter(id=task.id).update(
+        state="running", attempts=1, lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    call_command("ticker", "--once")
+    task.refresh_from_db()
+    assert task.state == "retrying" and task.error == "worker lost"  # the reaper ran
+    assert not UpkeepLease.objects.exists()

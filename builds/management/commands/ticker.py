@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from builds.upkeep import UpkeepThread
+from builds.upkeep import UpkeepThread, release_upkeep_lease
 
 
 class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped (Any base)
@@ -20,6 +20,7 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped (Any base
         upkeep = UpkeepThread()
         if once:
             upkeep.round()
+            release_upkeep_lease(holder=upkeep.holder)  # a cluster need not wait for it
             return
         signal.signal(signal.SIGTERM, lambda *a: upkeep.stopped.set())
         signal.signal(signal.SIGINT, lambda *a: upkeep.stopped.set())
