@@ -68,6 +68,8 @@ class TaskEnd:
     # The output since the task log's last flush: written as a `log` event by settling,
     # in its transaction, before the end's own events (one write fewer per task).
     log: str = ""
+    # Stopped with its cluster (RETRYING): not the task's failure, so not one of its tries.
+    interrupted: bool = False
 
     def __str__(self) -> str:
         return f"task {self.task_id} attempt {self.attempt}: {self.outcome}"
@@ -144,6 +146,7 @@ class Ending:
     error: str = ""
     claim: int | None = None  # claim (QUEUED -> RUNNING, this attempt) and end at once
     worker: str = ""
+    interrupted: bool = False  # see TaskEnd.interrupted
 
 
 def end_changes(ending: Ending, now: datetime) -> list[Change]:
@@ -157,6 +160,8 @@ def end_changes(ending: Ending, now: datetime) -> list[Change]:
     if outcome == S.RETRYING:
         attempt = ending.claim if ending.claim is not None else task.attempts
         fields["not_before"] = now + timedelta(seconds=backoff_seconds(attempt))
+        if ending.interrupted:  # the retry rule counts attempts: give this one back
+            fields["max_retries"] = task.max_retries + 1
     else:
         fields["finished_at"] = now
     data = {"error": ending.error} if ending.error else None
@@ -188,26 +193,38 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         last_renew = time.monotonic()
-        where = {"id": self.task_id, "state": S.RUNNING, "attempts": self.attempt}
         try:
             while not self.stopped.wait(self.interval):
-                self.on_beat()
-                if time.monotonic() - last_renew >= self.lease / 3:
-                    until = timezone.now() + timedelta(seconds=self.lease)
-                    current = bool(rawsql.update(Task, {"lease_expires_at": until}, where))
-                    last_renew = time.monotonic()
+                try:
+                    current = self.beat(renew=time.monotonic() - last_renew >= self.lease / 3)
+                except Exception:  # a passing database error: try again next beat
+                    log.warning("heartbeat of task %s failed", self.task_id, exc_info=True)
+                    connection.close()
+                    current = time.monotonic() - last_renew < self.lease * 2 / 3
+                    if not current:
+                        log.error("task %s: lease not renewed in time, stopping", self.task_id)
                 else:
-                    current = bool(
-                        rawsql.fetch(
-                            f"SELECT 1 FROM {rawsql.table(Task)} WHERE id = %s AND state = %s "
-                            "AND attempts = %s",
-                            [self.task_id, S.RUNNING, self.attempt],
-                        )
-                    )
+                    if current is True and time.monotonic() - last_renew >= self.lease / 3:
+                        last_renew = time.monotonic()
                 if not current:
+                    # Not ours any more (cancelled, reaped), or the lease may lapse before
+                    # we can renew it: stop the step rather than run beside a retry.
                     self.lost.set()
                     return
-        except Exception:
-            log.warning("heartbeat of task %s failed", self.task_id, exc_info=True)
         finally:
             connection.close()
+
+    def beat(self, *, renew: bool) -> bool:
+        """Flush the log, then renew the lease (or check the attempt is current)."""
+        self.on_beat()
+        if renew:
+            until = timezone.now() + timedelta(seconds=self.lease)
+            where = {"id": self.task_id, "state": S.RUNNING, "attempts": self.attempt}
+            return bool(rawsql.update(Task, {"lease_expires_at": until}, where))
+        return bool(
+            rawsql.fetch(
+                f"SELECT 1 FROM {rawsql.table(Task)} WHERE id = %s AND state = %s "
+                "AND attempts = %s",
+                [self.task_id, S.RUNNING, self.attempt],
+            )
+        )

@@ -21,6 +21,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import socket
 from pathlib import Path
 
 from django.conf import settings
@@ -53,14 +54,20 @@ def _groups_dir() -> Path:
 _record_fd: tuple[int, int] | None = None  # (pid it belongs to, fd)
 
 
+def _record_prefix() -> str:
+    # Host name too: containers sharing a data dir may reuse each other's pids.
+    return f"{socket.gethostname()}-"
+
+
 def _record() -> int:
-    """This worker's record file: `<worker pid>`, holding "<pgid> <mark>" while a step
-    runs and nothing otherwise; opened once per worker process."""
+    """This worker's record file: `<host>-<worker pid>`, holding "<pgid> <mark>" while a
+    step runs and nothing otherwise; opened once per worker process."""
     global _record_fd
     if _record_fd is None or _record_fd[0] != os.getpid():
         directory = _groups_dir()
         directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / str(os.getpid()), os.O_RDWR | os.O_CREAT, 0o600)
+        path = directory / f"{_record_prefix()}{os.getpid()}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         _record_fd = (os.getpid(), fd)
     return _record_fd[1]
 
@@ -111,9 +118,11 @@ def kill_orphans() -> int:
     if not directory.is_dir():
         return 0
     killed = 0
+    prefix = _record_prefix()
     for record in directory.iterdir():
-        if not record.name.isdigit() or _alive(int(record.name)):
-            continue
+        worker = record.name.removeprefix(prefix)
+        if worker == record.name or not worker.isdigit() or _alive(int(worker)):
+            continue  # another host's record, or a live worker's
         with contextlib.suppress(OSError, ValueError):
             pgid, _, mark = record.read_text().partition(" ")
             if pgid:
@@ -121,5 +130,5 @@ def kill_orphans() -> int:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                         killed += 1
-        record.unlink(missing_ok=True)
+            record.unlink(missing_ok=True)
     return killed

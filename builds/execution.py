@@ -54,7 +54,10 @@ class TaskLog:
         self.pending: list[str] = []
         self.pending_len = 0
         self.last_flush = time.monotonic()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards `pending`
+        # One flush at a time, from taking the text to its INSERT: the heartbeat's timed
+        # flush and the step's size flush must not store chunks out of order.
+        self.flushing = threading.Lock()
 
     def write(self, text: str) -> None:
         with self.lock:
@@ -65,28 +68,34 @@ class TaskLog:
             self.flush()
 
     def flush(self) -> None:
-        with self.lock:
-            if not self.pending:
-                return
-            text, self.pending, self.pending_len = "".join(self.pending), [], 0
+        with self.flushing:
+            text = self.take()
             self.last_flush = time.monotonic()
-        # A plain INSERT (as transitions write theirs): a model save costs more than the
-        # statement, and a short step writes one of these.
-        write_events(
-            [
-                EventRow(
-                    self.project_id,
-                    self.task.build_id,
-                    self.task.id,
-                    self.task.name,
-                    Event.Type.LOG,
-                    "",
-                    "",
-                    {"text": text, "attempt": self.task.attempts},
-                    timezone.now(),
+            if not text:
+                return
+            try:
+                # A plain INSERT (as transitions write theirs): a model save costs more
+                # than the statement, and a short step writes one of these.
+                write_events(
+                    [
+                        EventRow(
+                            self.project_id,
+                            self.task.build_id,
+                            self.task.id,
+                            self.task.name,
+                            Event.Type.LOG,
+                            "",
+                            "",
+                            {"text": text, "attempt": self.task.attempts},
+                            timezone.now(),
+                        )
+                    ]
                 )
-            ]
-        )
+            except Exception:
+                with self.lock:  # not stored: it goes out with the next flush or the end
+                    self.pending.insert(0, text)
+                    self.pending_len += len(text)
+                raise
 
     def flush_if_due(self) -> None:
         if time.monotonic() - self.last_flush >= self.FLUSH_SECONDS:
@@ -97,6 +106,11 @@ class TaskLog:
         with self.lock:
             text, self.pending, self.pending_len = "".join(self.pending), [], 0
         return text
+
+    def take_rest(self) -> str:
+        """The rest, once no flush can run any more (the heartbeat has stopped)."""
+        with self.flushing:
+            return self.take()
 
 
 def what_to_run(task_id: int) -> tuple[str, int, str, int] | None:
@@ -145,7 +159,8 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=10)
-    if outcome == S.CANCELLED and stopping() and not heartbeat.lost.is_set():
+    interrupted = outcome == S.CANCELLED and stopping() and not heartbeat.lost.is_set()
+    if interrupted:
         # Killed because its cluster is stopping: the attempt goes back for retry.
         outcome, error = S.RETRYING, WORKER_STOPPED
     elif outcome == S.CANCELLED:
@@ -154,7 +169,14 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     elif outcome == S.FAILED:
         outcome = failure_outcome(task)
     return TaskEnd(
-        task.id, attempt, outcome, outputs, error, worker=worker_id(), log=task_log.take()
+        task.id,
+        attempt,
+        outcome,
+        outputs,
+        error,
+        worker=worker_id(),
+        log=task_log.take_rest(),
+        interrupted=interrupted,
     )
 
 
@@ -184,6 +206,8 @@ def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return _fail(task_log, outputs, f"task timed out before {where}")
+        if index and stopping():  # the cluster is stopping: start no further step
+            return S.CANCELLED, outputs, "cancelled"
         ctx = StepContext(
             project=build.project,
             build=build,
@@ -214,7 +238,7 @@ def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat
                 task_log, outputs, f"{where} ({kind}): internal error {type(exc).__name__}"
             )
         context["task"]["outputs"] = outputs
-        if heartbeat.lost.is_set() or stopping():
+        if heartbeat.lost.is_set():
             return S.CANCELLED, outputs, "cancelled"
     return S.SUCCEEDED, outputs, ""
 

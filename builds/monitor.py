@@ -21,6 +21,7 @@ import queue
 from multiprocessing import current_process
 from typing import Any, Protocol
 
+from django.db import transaction
 from django_q.brokers import Broker, get_broker
 from django_q.conf import setproctitle
 from django_q.monitor import save_cached, save_task
@@ -29,7 +30,7 @@ from django_q.utils import get_func_repr
 
 from .attempts import TaskEnd
 from .cluster import RELEASED
-from .settle import settle
+from .settle import SETTLE_COLUMNS, load_tasks, settle, write_logs
 
 log = logging.getLogger("django-q")
 BATCH = 200
@@ -136,6 +137,7 @@ def record(ends: list[TaskEnd], acks: list[Any], broker: Broker) -> None:
                 settle([end])
             except Exception:
                 log.exception("settling %s failed", end)
+                keep_log(end)
     if acknowledged:
         return
     if acknowledge is not None:
@@ -143,6 +145,18 @@ def record(ends: list[TaskEnd], acks: list[Any], broker: Broker) -> None:
     else:
         for ack_id in acks:
             broker.acknowledge(ack_id)
+
+
+def keep_log(end: TaskEnd) -> None:
+    """An end that could not be settled still has its last output stored (the reaper
+    or the requeue check recovers the task itself)."""
+    if not end.log:
+        return
+    try:
+        with transaction.atomic():
+            write_logs([end], load_tasks([end.task_id], SETTLE_COLUMNS))
+    except Exception:
+        log.exception("storing the log of %s failed", end)
 
 
 def install() -> None:

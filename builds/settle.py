@@ -42,7 +42,7 @@ def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int
         builds: dict[int, Build] = {}
         seen: set[int] = set()
         tasks = load_tasks([e.task_id for e in ends], SETTLE_COLUMNS) if ends else {}
-        _write_logs(ends, tasks)
+        write_logs(ends, tasks)
         for end in ends:
             task = tasks.get(end.task_id)
             if task is None or end.task_id in seen or not end_is_current(end, task):
@@ -57,6 +57,7 @@ def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int
                     error=end.error,
                     claim=None if end.claimed else end.attempt,
                     worker=end.worker,
+                    interrupted=end.interrupted,
                 )
             )
         settled = 0
@@ -68,7 +69,7 @@ def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int
     return settled
 
 
-def _write_logs(ends: list[TaskEnd], tasks: dict[int, Task]) -> None:
+def write_logs(ends: list[TaskEnd], tasks: dict[int, Task]) -> None:
     """The last output of each attempt, as its `log` event (once, even for an end that
     came twice or whose task moved on: the output was written either way)."""
     now = timezone.now()

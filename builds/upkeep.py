@@ -91,6 +91,9 @@ class UpkeepThread(threading.Thread):
         close_old_connections()
         try:
             kill_orphans()  # this host's own: every cluster, lease or not
+        except Exception:
+            log.warning("killing orphaned steps failed", exc_info=True)
+        try:
             if hold_upkeep_lease(holder=self.holder):
                 tick()
         except Exception:  # a passing database error must not end upkeep

@@ -149,12 +149,13 @@ Q_CLUSTER = {
     "save_limit": 500,
     "catch_up": False,
     "poll": float(os.environ.get("BUILDSITE_Q_POLL", "0.01")),
-    # The pusher claims up to this many jobs per write (one lock for ten jobs).
-    "bulk": env_int("BUILDSITE_Q_BULK", 10),
     # Jobs a cluster has pulled but not started wait in its queue: keep that to one per
     # worker (django-q2's default is workers squared), so few jobs wait behind a busy
     # cluster; a pulled job not acknowledged within the job lease is offered again.
     "queue_limit": env_int("BUILDSITE_Q_QUEUE_LIMIT", Q_WORKERS),
+    # The pusher claims up to this many jobs per write; no more than the queue takes,
+    # or the pusher would sit on leased jobs that another cluster could run.
+    "bulk": min(env_int("BUILDSITE_Q_BULK", 10), env_int("BUILDSITE_Q_QUEUE_LIMIT", Q_WORKERS)),
     # Steps run in their own subprocesses, so a worker grows little; restarting one
     # every 500 jobs (django-q2's default) left a slot empty for up to a guard cycle.
     "recycle": env_int("BUILDSITE_Q_RECYCLE", 5000),
@@ -197,7 +198,9 @@ BUILDSITE = {
     "RETRY_BACKOFF_SECONDS": float(os.environ.get("BUILDSITE_RETRY_BACKOFF_SECONDS", "2.0")),
     "RETRY_BACKOFF_MAX_SECONDS": float(os.environ.get("BUILDSITE_RETRY_BACKOFF_MAX", "300")),
     "AGING_PER_MINUTE": float(os.environ.get("BUILDSITE_AGING_PER_MINUTE", "1.0")),
-    "REQUEUE_SECONDS": env_int("BUILDSITE_REQUEUE_SECONDS", 300),
+    # Last resort only: a pulled job comes back after the job lease; this re-enqueues a
+    # task QUEUED this long (in a deep queue it duplicates jobs, which are harmless).
+    "REQUEUE_SECONDS": env_int("BUILDSITE_REQUEUE_SECONDS", 3600),
     "CACHE_TTL_SECONDS": env_int("BUILDSITE_CACHE_TTL_SECONDS", 7 * 24 * 3600),
     "CACHE_MAX_BYTES": env_int("BUILDSITE_CACHE_MAX_BYTES", 256 * 1024 * 1024),
     "RETENTION_DAYS": env_int("BUILDSITE_RETENTION_DAYS", 30),

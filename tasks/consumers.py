@@ -91,6 +91,11 @@ class EventConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # Channe
         )
         return [serialize(e) for e in rows]
 
+    async def event_message(self, message: dict[str, Any]) -> None:
+        """One event, as processes of the previous release send them (a rolling deploy
+        runs both for a while)."""
+        await self.deliver(message["event"])
+
     async def event_batch(self, message: dict[str, Any]) -> None:
         """Live events from the group, in id order (sent by the relay or, with Redis, by
         the process that wrote them)."""

@@ -94,6 +94,8 @@ def run_shell(
     try:
         return _follow(proc, started, timeout, on_output, should_stop, grace)
     finally:
+        if proc.poll() is None:  # _follow raised: the step must not outlive its attempt
+            kill_group(proc, 0)
         forget_step_group()
         assert proc.stdout is not None
         proc.stdout.close()

@@ -225,6 +225,7 @@ tasks:
     long = Task.objects.get(build=build, name="long")
     assert long.state == "retrying"
     assert long.error == "worker stopped"
+    assert long.max_retries == 1  # the interrupted attempt is given back
     first.kill()
     with Cluster(extra_env={"BUILDSITE_RETRY_BACKOFF_SECONDS": "0.2"}):
         build = wait_for(lambda: finished(build.id), timeout=60, message="build to finish")
