@@ -402,17 +402,26 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
     }, 250);
   }
 
+  let buildEventId = 0;
+
   function onEvent(event) {
     if (event.type === "log" && event.task) {
       appendLog(event.task, event.data?.text || "");
       return;
     }
+    // With channels_redis, events written by different processes (a worker's claim, the
+    // monitor's settling) can arrive out of id order: a state older than the one shown
+    // is ignored, so a task never goes back from running to queued on the page.
     if (event.type === "build.state" && event.state) {
+      if (event.id < buildEventId) return;
+      buildEventId = event.id;
       setBuildState(event.state);
       return;
     }
     if (event.type !== "task.state" || !tasks.has(event.task)) return;
     const task = tasks.get(event.task);
+    if (event.id < (task.eventId || 0)) return;
+    task.eventId = event.id;
     task.state = event.state;
     if (event.state === "running") {
       task.started_at = event.time;
