@@ -195,8 +195,9 @@ class Heartbeat(threading.Thread):
         last_renew = time.monotonic()
         try:
             while not self.stopped.wait(self.interval):
+                renew = time.monotonic() - last_renew >= self.lease / 3
                 try:
-                    current = self.beat(renew=time.monotonic() - last_renew >= self.lease / 3)
+                    current = self.beat(renew=renew)
                 except Exception:  # a passing database error: try again next beat
                     log.warning("heartbeat of task %s failed", self.task_id, exc_info=True)
                     connection.close()
@@ -204,7 +205,7 @@ class Heartbeat(threading.Thread):
                     if not current:
                         log.error("task %s: lease not renewed in time, stopping", self.task_id)
                 else:
-                    if current is True and time.monotonic() - last_renew >= self.lease / 3:
+                    if current and renew:
                         last_renew = time.monotonic()
                 if not current:
                     # Not ours any more (cancelled, reaped), or the lease may lapse before

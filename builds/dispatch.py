@@ -75,8 +75,8 @@ def job_package(task_id: int, attempt: int) -> dict[str, Any]:
 
 
 def jobs_are_transactional() -> bool:
-    """True for django-q2's ORM broker (not Redis, and not when jobs run inline, where a
-    job would start inside the transaction that queued it)."""
+    """True when jobs are rows in our database (every deployment), except when they run
+    inline, where a job would start inside the transaction that queued it."""
     return bool(Conf.ORM) and not Conf.SYNC
 
 

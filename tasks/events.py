@@ -51,16 +51,12 @@ def send_to_groups(events: list[Event]) -> None:
     if layer is None or not events:
         return
     try:
-        async_to_sync(_send_all)(layer, events)
+        async_to_sync(send_batches)(layer, events)
     except Exception:  # the browser catches up from the Event table on reconnect
         log.warning("could not publish %d events", len(events), exc_info=True)
 
 
 BATCH = 200  # events per channel-layer message
-
-
-async def _send_all(layer: BaseChannelLayer, events: list[Event]) -> None:
-    await send_batches(layer, events)
 
 
 async def send_batches(layer: BaseChannelLayer, events: list[Event]) -> None:
