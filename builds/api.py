@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
 
 from buildsite.roles import Role
@@ -14,6 +15,7 @@ from tasks.events import serialize
 from tasks.selectors import events_after
 
 from . import selectors, services
+from .artifacts import open_blob
 from .models import Build
 
 project_builds_router = Router(tags=["builds"])
@@ -43,6 +45,16 @@ class BuildIn(Schema):
     version: int | None = None
 
 
+class ArtifactOut(Schema):
+    path: str
+    size: int
+    sha256: str
+
+
+class BuildArtifactOut(ArtifactOut):
+    task: str
+
+
 class TaskOut(Schema):
     name: str
     state: str
@@ -53,6 +65,7 @@ class TaskOut(Schema):
     outputs: dict[str, Any]
     error: str
     cache_key: str
+    artifacts: list[ArtifactOut]
 
 
 class BuildOut(Schema):
@@ -219,6 +232,28 @@ def task_log(request: HttpRequest, build_id: int, name: str, offset: int = 0) ->
     build = selectors.get_build(user=request.user, build_id=build_id)
     text = selectors.task_log(build=build, name=name, offset=offset)
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+@builds_router.get("/{int:build_id}/artifacts", response=list[BuildArtifactOut])
+def list_artifacts(request: HttpRequest, build_id: int) -> list[dict[str, Any]]:
+    build = selectors.get_build(user=request.user, build_id=build_id)
+    return selectors.build_artifacts(build=build)
+
+
+@builds_router.get("/{int:build_id}/artifacts/{task}/{path:path}")
+def download_artifact(request: HttpRequest, build_id: int, task: str, path: str) -> FileResponse:
+    """The file's bytes, streamed from the artifact store."""
+    build = selectors.get_build(user=request.user, build_id=build_id)
+    record = selectors.artifact_of(build=build, task_name=task, path=path)
+    response = FileResponse(
+        open_blob(record["sha256"]),
+        as_attachment=True,
+        filename=PurePosixPath(path).name,
+        content_type="application/octet-stream",
+    )
+    response["Content-Length"] = str(record["size"])
+    response["X-Content-SHA256"] = record["sha256"]
+    return response
 
 
 @builds_router.get("/{int:build_id}/events")

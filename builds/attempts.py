@@ -26,7 +26,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -70,6 +70,8 @@ class TaskEnd:
     log: str = ""
     # Stopped with its cluster (RETRYING): not the task's failure, so not one of its tries.
     interrupted: bool = False
+    # The files it hands on, already in the artifact store (`builds/artifacts.py`).
+    artifacts: tuple[dict[str, Any], ...] = ()
 
     def __str__(self) -> str:
         return f"task {self.task_id} attempt {self.attempt}: {self.outcome}"
@@ -147,6 +149,7 @@ class Ending:
     claim: int | None = None  # claim (QUEUED -> RUNNING, this attempt) and end at once
     worker: str = ""
     interrupted: bool = False  # see TaskEnd.interrupted
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def end_changes(ending: Ending, now: datetime) -> list[Change]:
@@ -164,6 +167,8 @@ def end_changes(ending: Ending, now: datetime) -> list[Change]:
             fields["max_retries"] = task.max_retries + 1
     else:
         fields["finished_at"] = now
+    if ending.artifacts and outcome == S.SUCCEEDED:
+        fields["artifacts"] = ending.artifacts
     data = {"error": ending.error} if ending.error else None
     if ending.claim is not None:
         if not can_transition(S.RUNNING, outcome):

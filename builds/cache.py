@@ -23,23 +23,27 @@ def _ttl_cutoff() -> datetime:
     return now - timedelta(seconds=ttl)
 
 
-def lookup_many(*, project_id: int, keys: list[str]) -> dict[str, tuple[int, dict[str, Any]]]:
-    """(entry id, outputs) per key for the keys that hit. Plain SQL: a cached build of
+Hit = tuple[int, dict[str, Any], list[dict[str, Any]]]  # entry id, outputs, artifacts
+
+
+def lookup_many(*, project_id: int, keys: list[str]) -> dict[str, Hit]:
+    """(entry id, outputs, artifacts) per key for the keys that hit. Plain SQL: a cached build of
     thousands of tasks asks once per wave of its DAG. The caller `touch`es the entries
     it used, once for the whole walk."""
     keys = list(dict.fromkeys(keys))
-    found: dict[str, tuple[int, dict[str, Any]]] = {}
+    found: dict[str, Hit] = {}
     table, key_col = rawsql.table(CacheEntry), rawsql.col(CacheEntry, "key")
     cutoff = rawsql.to_db(CacheEntry, "created_at", _ttl_cutoff())
     for i in range(0, len(keys), CHUNK):
         among, chunk = rawsql.one_of(key_col, keys[i : i + CHUNK])
         rows = rawsql.fetch(
-            f"SELECT id, {key_col}, outputs FROM {table} WHERE project_id = %s "
+            f"SELECT id, {key_col}, outputs, artifacts FROM {table} WHERE project_id = %s "
             f"AND created_at >= %s AND {among}",
             [project_id, cutoff, *chunk],
         )
-        for entry_id, key, outputs in rawsql.from_db(CacheEntry, ("id", "key", "outputs"), rows):
-            found[key] = (entry_id, outputs)
+        columns = ("id", "key", "outputs", "artifacts")
+        for entry_id, key, outputs, artifacts in rawsql.from_db(CacheEntry, columns, rows):
+            found[key] = (entry_id, outputs, artifacts)
     return found
 
 
@@ -64,24 +68,36 @@ def touch(entry_ids: list[int]) -> None:
         )
 
 
-def store(*, project_id: int, key: str, task_name: str, outputs: dict[str, Any]) -> None:
+def store(
+    *,
+    project_id: int,
+    key: str,
+    task_name: str,
+    outputs: dict[str, Any],
+    artifacts: list[dict[str, Any]] | None = None,
+) -> None:
     """Insert or replace the entry for `key` (one upsert: this runs as each cacheable
-    task finishes, inside its finish transaction)."""
+    task finishes, inside its finish transaction). Its size counts its artifacts'
+    bytes, so eviction weighs what a hit would restore."""
+    artifacts = artifacts or []
+    size = len(json.dumps(outputs, default=str)) + sum(a["size"] for a in artifacts)
     now = rawsql.to_db(CacheEntry, "created_at", timezone.now())
     key_col = rawsql.col(CacheEntry, "key")
     rawsql.execute(
         f"INSERT INTO {rawsql.table(CacheEntry)} "
-        f"(project_id, {key_col}, task_name, outputs, size_bytes, hits, created_at, last_used_at) "
-        "VALUES (%s, %s, %s, %s, %s, 0, %s, %s) "
+        f"(project_id, {key_col}, task_name, outputs, artifacts, size_bytes, hits, created_at, "
+        "last_used_at) VALUES (%s, %s, %s, %s, %s, %s, 0, %s, %s) "
         f"ON CONFLICT (project_id, {key_col}) DO UPDATE SET task_name = excluded.task_name, "
-        "outputs = excluded.outputs, size_bytes = excluded.size_bytes, "
+        "outputs = excluded.outputs, artifacts = excluded.artifacts, "
+        "size_bytes = excluded.size_bytes, "
         "created_at = excluded.created_at, last_used_at = excluded.last_used_at",
         [
             project_id,
             key,
             task_name,
             rawsql.to_db(CacheEntry, "outputs", outputs),
-            len(json.dumps(outputs, default=str)),
+            rawsql.to_db(CacheEntry, "artifacts", artifacts),
+            size,
             now,
             now,
         ],

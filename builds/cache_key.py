@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 KEY_VERSION = "buildsite-cache-v1"
@@ -28,8 +27,9 @@ def task_cache_key(
     dependencies: Mapping[str, str],
 ) -> str:
     """`steps` are the task's steps with templates already rendered; `inputs` maps each
-    declared input file to its content hash; `dependencies` maps each dependency to its
-    own cache key, or to a digest of its outputs when it was not cached."""
+    file picked by the task's `inputs:` (among the files it is given) to its content
+    hash; `dependencies` maps each dependency to its own cache key, or to a digest of
+    its outputs and artifacts when it has none (`resolution.result_digest`)."""
     return key_from_parts(
         steps=canonical(steps),
         env=canonical(dict(env)),
@@ -55,24 +55,3 @@ def key_from_parts(*, steps: bytes, env: bytes, params: bytes, inputs: bytes, de
     ):  # fmt: skip
         h.update(part)
     return h.hexdigest()
-
-
-def hash_inputs(root: Path, patterns: Iterable[str]) -> dict[str, str]:
-    """Content hash of every file matched by the glob `patterns` (relative to `root`,
-    or absolute). A pattern that matches nothing is recorded as such, so creating the
-    file later changes the key."""
-    hashes: dict[str, str] = {}
-    for pattern in patterns:
-        base, glob = (
-            (Path("/"), pattern.lstrip("/")) if pattern.startswith("/") else (root, pattern)
-        )
-        matches = sorted(p for p in base.glob(glob) if p.is_file())
-        if not matches:
-            hashes[pattern] = "missing"
-        for path in matches:
-            h = hashlib.sha256()
-            with path.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 16), b""):
-                    h.update(block)
-            hashes[str(path if pattern.startswith("/") else path.relative_to(root))] = h.hexdigest()
-    return hashes

@@ -7,6 +7,10 @@ job available again at once instead of acknowledging it), and a running shell st
 killed and its attempt returned for retry (`execution.py`). So the cluster is down in a
 few seconds, not when its longest step ends.
 
+Workspaces: each worker process runs its steps in a directory of its own,
+`$WORKSPACE_DIR/<host>-<pid>`, emptied before and after every attempt; the same sweep
+removes the directories of workers that are gone.
+
 Orphans: a step runs in a process group of its own (so cancel can kill all of it), so
 it would survive a worker killed with SIGKILL. Each worker records the group of the
 step it runs, and the upkeep thread of every cluster on the host kills, every tick, the
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 from pathlib import Path
@@ -132,3 +137,37 @@ def kill_orphans() -> int:
                         killed += 1
             record.unlink(missing_ok=True)
     return killed
+
+
+# --- workspaces ----------------------------------------------------------------------------
+def _workspaces() -> Path:
+    return Path(settings.BUILDSITE["WORKSPACE_DIR"])
+
+
+def fresh_workspace() -> Path:
+    """This worker's workspace, empty: an attempt starts with nothing it was not given."""
+    path = _workspaces() / f"{_record_prefix()}{os.getpid()}"
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def remove_workspace(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def sweep_workspaces() -> int:
+    """Remove the workspaces of this host's workers that are gone (killed mid-attempt)."""
+    directory = _workspaces()
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    prefix = _record_prefix()
+    for path in directory.iterdir():
+        worker = path.name.removeprefix(prefix)
+        if worker == path.name or not worker.isdigit() or _alive(int(worker)):
+            continue  # another host's, a live worker's, or not ours at all
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed

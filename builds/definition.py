@@ -15,6 +15,7 @@ from buildsite.errors import InvalidInput, Problem
 from buildsite.templating import TemplateError, check_syntax
 from tasks.dag import graph_problems
 
+from .globs import pattern_problem
 from .steps import step_kinds
 
 Spec = dict[str, Any]
@@ -49,6 +50,24 @@ _task = {
         "retries": {"type": "integer", "minimum": 0, "maximum": 20},
         "cache": {"type": "boolean"},
         "inputs": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "artifacts": {
+            "type": "array",
+            "maxItems": 100,
+            "items": {
+                "oneOf": [
+                    {"type": "string", "minLength": 1},
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["path"],
+                        "properties": {
+                            "path": {"type": "string", "minLength": 1},
+                            "optional": {"type": "boolean"},
+                        },
+                    },
+                ]
+            },
+        },
         "deadline": _seconds,
         "on_deadline": {"enum": ["record", "cancel"]},
         "env": _env,
@@ -140,6 +159,7 @@ def parse_definition(text: str) -> Spec:
     spec = _normalise(data)
     for name, task in spec["tasks"].items():
         problems.extend(_step_problems(name, task["steps"], lines))
+        problems.extend(_path_problems(name, task, lines))
     task_lines = {name: lines.at(("tasks", name)) or 0 for name in spec["tasks"]}
     problems.extend(graph_problems({n: t["needs"] for n, t in spec["tasks"].items()}, task_lines))
     if problems:
@@ -177,6 +197,10 @@ def _normalise(data: dict[str, Any]) -> Spec:
             "retries": task.get("retries", 0),
             "cache": task.get("cache", False),
             "inputs": list(task.get("inputs", [])),
+            "artifacts": [
+                {"path": a, "optional": False} if isinstance(a, str) else {"optional": False, **a}
+                for a in task.get("artifacts", [])
+            ],
             "deadline": task.get("deadline"),
             "on_deadline": task.get("on_deadline", "record"),
             "env": {k: str(v) for k, v in {**data.get("env", {}), **task.get("env", {})}.items()},
@@ -224,6 +248,18 @@ def _step_problems(task: str, steps: list[dict[str, Any]], lines: _Lines) -> lis
         for message, key in registered[kind].check(step):
             problems.append(Problem(message, lines.at((*path, key)), where))
         problems.extend(_template_problems(step, path, where, lines))
+    return problems
+
+
+def _path_problems(task: str, spec: dict[str, Any], lines: _Lines) -> list[Problem]:
+    """`artifacts:` and `inputs:` name files inside the task's workspace, nothing else."""
+    problems: list[Problem] = []
+    patterns = [("inputs", i, p) for i, p in enumerate(spec["inputs"])]
+    patterns += [("artifacts", i, a["path"]) for i, a in enumerate(spec["artifacts"])]
+    for key, index, pattern in patterns:
+        if message := pattern_problem(pattern):
+            path = ("tasks", task, key, index)
+            problems.append(Problem(message, lines.at(path), f"tasks.{task}.{key}[{index}]"))
     return problems
 
 

@@ -2,7 +2,9 @@
 
 DEMO_PIPELINE = """\
 name: demo
-description: Runs offline in a few seconds; shows dependencies, logs, outputs and the cache.
+description: >-
+  Runs offline in a few seconds; shows dependencies, logs, outputs, artifacts and the
+  cache. Each task starts in a fresh workspace holding the artifacts of the tasks it needs.
 params:
   version: "1.0.0"
 resources: {cpu: 1}
@@ -13,6 +15,7 @@ tasks:
           echo "preparing workspace for {{ params.version }}"
           mkdir -p src && printf 'print("hello from buildsite")\\n' > src/app.py
           echo "files: $(ls src)"
+    artifacts: [src]
   lint:
     needs: [checkout]
     steps:
@@ -28,18 +31,22 @@ tasks:
           echo "4 passed"
         output: summary
   package:
-    needs: [lint, test]
+    needs: [checkout, lint, test]
     cache: true
     inputs: [src/app.py]
     steps:
       - run: |
-          tar czf app-{{ params.version }}.tgz src
-          sha256sum app-{{ params.version }}.tgz | cut -c1-16
+          mkdir -p dist
+          tar --sort=name --mtime=@0 --owner=0 --group=0 -cf - src \\
+            | gzip -n > dist/app-{{ params.version }}.tgz
+          sha256sum dist/app-{{ params.version }}.tgz | cut -c1-16
         output: digest
+    artifacts: [dist/]
   report:
     needs: [package]
     steps:
       - run: |
           echo "version {{ params.version }}"
           echo "package digest: {{ tasks.package.outputs.digest }}"
+          tar tzf dist/app-{{ params.version }}.tgz
 """

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -20,17 +21,12 @@ from tasks.models import Event, Task
 from tasks.services import EventRow, apply_transitions, write_events
 from tasks.states import BuildState, TaskState
 
+from . import artifacts
+from .artifacts import ArtifactError, FileRecord
 from .attempts import Heartbeat, TaskEnd, claim_change, failure_outcome, queued_for, worker_id
-from .cluster import RELEASED, stopping
+from .cluster import RELEASED, fresh_workspace, remove_workspace, stopping
 from .models import Build
-from .resolution import (
-    BuildTasks,
-    has_templates,
-    task_spec,
-    template_context,
-    version_spec,
-    workspace_of,
-)
+from .resolution import BuildTasks, has_templates, task_spec, template_context, version_spec
 from .services import mark_build_running
 from .settle import load_tasks
 from .steps import StepCancelled, StepContext, StepFailed, executor_for, kind_of
@@ -151,14 +147,16 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
         task_log.write(f"--- attempt {attempt} ---\n")
     heartbeat = Heartbeat(task.id, attempt, task_log.flush_if_due, TaskLog.FLUSH_SECONDS)
     heartbeat.start()
+    workspace = fresh_workspace()
     try:
-        outcome, outputs, error = _run_steps(task, build, task_log, heartbeat)
+        outcome, outputs, error, files = _attempt(task, build, task_log, heartbeat, workspace)
     except BaseException:
         task_log.flush()
         raise
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=10)
+        remove_workspace(workspace)
     interrupted = outcome == S.CANCELLED and stopping() and not heartbeat.lost.is_set()
     if interrupted:
         # Killed because its cluster is stopping: the attempt goes back for retry.
@@ -177,16 +175,64 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
         worker=worker_id(),
         log=task_log.take_rest(),
         interrupted=interrupted,
+        artifacts=tuple(files),
     )
 
 
 StepsResult = tuple[TaskState, dict[str, Any], str]  # outcome, outputs, error
 
 
-def _run_steps(task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat) -> StepsResult:
+def _attempt(
+    task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat, workspace: Path
+) -> tuple[TaskState, dict[str, Any], str, list[FileRecord]]:
+    """Prepare the workspace with what the task is given, run its steps, store what it
+    hands on: the outcome, outputs, error and stored artifacts."""
     spec = task_spec(build, task.name)
-    workspace = workspace_of(build.id)
-    workspace.mkdir(parents=True, exist_ok=True)
+    try:
+        given = _given_files(build, task)
+        if spec.get("inputs"):
+            artifacts.input_hashes(spec["inputs"], given)  # the key was made from these
+        artifacts.restore(workspace, given)
+    except ArtifactError as exc:
+        return (*_fail(task_log, {}, str(exc)), [])
+    outcome, outputs, error = _run_steps(task, build, task_log, heartbeat, workspace)
+    if outcome != S.SUCCEEDED or not spec.get("artifacts"):
+        return outcome, outputs, error, []
+    try:
+        room = settings.BUILDSITE["ARTIFACT_MAX_BUILD_BYTES"] - _stored_by_build(build, task)
+        files = artifacts.upload(artifacts.collect(workspace, spec["artifacts"], room=room))
+    except ArtifactError as exc:
+        return (*_fail(task_log, outputs, str(exc)), [])
+    size = sum(f["size"] for f in files)
+    task_log.write(f"artifacts: stored {len(files)} file(s), {size} bytes\n")
+    return outcome, outputs, error, files
+
+
+def _given_files(build: Build, task: Task) -> dict[str, FileRecord]:
+    """The artifacts of the task's needs (none to look up when no need declares any)."""
+    tasks = version_spec(build.pipeline_version_id)["tasks"]
+    if not any(tasks[name].get("artifacts") for name in task.needs):
+        return {}
+    rows = Task.objects.filter(build_id=build.id, name__in=task.needs).values_list(
+        "name", "artifacts"
+    )
+    return artifacts.received_files(task.needs, dict(rows))
+
+
+def _stored_by_build(build: Build, task: Task) -> int:
+    rows = (
+        Task.objects.filter(build_id=build.id)
+        .exclude(id=task.id)
+        .exclude(artifacts=[])
+        .values_list("artifacts", flat=True)
+    )
+    return sum(f["size"] for files in rows for f in files)
+
+
+def _run_steps(
+    task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat, workspace: Path
+) -> StepsResult:
+    spec = task_spec(build, task.name)
     deadline = time.monotonic() + float(
         spec.get("timeout") or settings.BUILDSITE["STEP_TIMEOUT_SECONDS"]
     )

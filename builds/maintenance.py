@@ -4,7 +4,6 @@ workers, stale jobs, deadlines, due retries, cache, files."""
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from datetime import timedelta
 
@@ -16,11 +15,11 @@ from tasks.models import Event, Task
 from tasks.services import record_event
 from tasks.states import TERMINAL, TaskState
 
-from . import cache
+from . import artifacts, cache
 from .attempts import failure_outcome
 from .dispatch import dispatch_ready_tasks, enqueue
-from .models import Build
-from .resolution import task_spec, workspace_of
+from .models import Blob, Build, CacheEntry
+from .resolution import task_spec
 from .services import lock_build
 from .settle import finish_task
 
@@ -96,20 +95,57 @@ def check_deadlines() -> int:
 
 
 def clean_old_files() -> int:
+    """Builds finished longer ago than RETENTION_DAYS lose their logs and artifacts
+    (the build and its tasks stay, marked `files_purged`); then the stored blobs that
+    nothing names any more are deleted from the artifact store."""
     cutoff = timezone.now() - timedelta(days=settings.BUILDSITE["RETENTION_DAYS"])
     old = Build.objects.filter(finished_at__lt=cutoff, files_purged=False)
     cleaned = 0
     for build_id in old.values_list("id", flat=True):
-        shutil.rmtree(workspace_of(build_id), ignore_errors=True)
-        Event.objects.filter(build_id=build_id, type=Event.Type.LOG).delete()  # the logs
-        Build.objects.filter(id=build_id).update(files_purged=True)
+        with transaction.atomic():
+            Event.objects.filter(build_id=build_id, type=Event.Type.LOG).delete()  # the logs
+            Task.objects.filter(build_id=build_id).exclude(artifacts=[]).update(artifacts=[])
+            Build.objects.filter(id=build_id).update(files_purged=True)
         cleaned += 1
+    delete_unused_blobs()
     return cleaned
 
 
+def delete_unused_blobs() -> int:
+    """Delete blobs no task and no cache entry names that were not touched for
+    BLOB_GRACE_SECONDS. The rows go in the same transaction as their bytes: a worker
+    that touches a blob meanwhile waits for it, finds the row gone and stores the
+    bytes again (`artifacts.upload`)."""
+    named: set[str] = set()
+    for rows in (
+        Task.objects.exclude(artifacts=[]).values_list("artifacts", flat=True),
+        CacheEntry.objects.exclude(artifacts=[]).values_list("artifacts", flat=True),
+    ):
+        for files in rows.iterator(chunk_size=2000):
+            named.update(f["sha256"] for f in files)
+    grace = timedelta(seconds=settings.BUILDSITE["BLOB_GRACE_SECONDS"])
+    stale = Blob.objects.filter(last_used_at__lt=timezone.now() - grace)
+    unused = [d for d in stale.values_list("sha256", flat=True) if d not in named]
+    deleted = 0
+    for i in range(0, len(unused), 200):
+        chunk = unused[i : i + 200]
+        with transaction.atomic():
+            gone = list(
+                Blob.objects.select_for_update()
+                .filter(sha256__in=chunk, last_used_at__lt=timezone.now() - grace)
+                .values_list("sha256", flat=True)
+            )
+            Blob.objects.filter(sha256__in=gone).delete()
+            artifacts.delete_blobs(gone)
+        deleted += len(gone)
+    return deleted
+
+
 def _every(name: str, seconds: float) -> bool:
+    """Due when it never ran in this process, or ran `seconds` ago or more."""
     now = time.monotonic()
-    if now - _last_run.get(name, 0.0) >= seconds:
+    last = _last_run.get(name)
+    if last is None or now - last >= seconds:
         _last_run[name] = now
         return True
     return False

@@ -96,6 +96,7 @@ class CacheEntry(models.Model):  # type: ignore[misc]  # Django is untyped (Any 
     key = models.CharField(max_length=64)
     task_name = models.CharField(max_length=100, blank=True)
     outputs = models.JSONField(default=dict)
+    artifacts = models.JSONField(default=list)  # as Task.artifacts: a hit restores them
     size_bytes = models.PositiveIntegerField(default=0)
     hits = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField()
@@ -111,6 +112,20 @@ class CacheEntry(models.Model):  # type: ignore[misc]  # Django is untyped (Any 
 
     def __str__(self) -> str:
         return f"{self.task_name} {self.key[:12]}"
+
+
+class Blob(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
+    """A file's content in the artifact store, stored once however many artifacts and
+    cache entries name it. `last_used_at` is touched whenever a task stores or reuses
+    it, so retention never deletes a blob a running task is about to name."""
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    size = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]} ({self.size} bytes)"
 
 
 class UpkeepLease(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)

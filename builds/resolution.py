@@ -26,7 +26,8 @@ from tasks.services import Change, TaskRow
 from tasks.states import DONE_BAD, DONE_OK, TERMINAL, TaskState
 
 from . import cache
-from .cache_key import canonical, digest, hash_inputs, key_from_parts
+from .artifacts import ArtifactError, input_hashes, received_files
+from .cache_key import canonical, digest, key_from_parts
 from .models import Build
 
 S = TaskState
@@ -69,6 +70,7 @@ class GraphTask(TaskRow, Protocol):
     needs: list[str]
     outputs: dict[str, Any]
     cache_key: str
+    artifacts: list[dict[str, Any]]
 
 
 @dataclass
@@ -85,6 +87,7 @@ class TaskNode:
     cache_key: str = ""
     attempts: int = 0
     id: int = 0  # 0 until its row is inserted
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def workspace_of(build_id: int) -> Path:
@@ -130,11 +133,17 @@ def cache_key_for(
         steps, env = _static_parts(build.pipeline_version_id, task.name)
     ahead = dep_keys or {}
     deps = {
-        name: ahead.get(name) or tasks[name].cache_key or digest(tasks[name].outputs)
+        name: ahead.get(name) or tasks[name].cache_key or result_digest(tasks[name])
         for name in task.needs
     }
-    patterns = spec.get("inputs", [])
-    inputs = hash_inputs(workspace_of(build.id), patterns) if patterns else {}
+    inputs: dict[str, str] = {}
+    if patterns := spec.get("inputs"):
+        # The files the task will be given are its needs' artifacts: hashed already.
+        given = received_files(task.needs, {n: tasks[n].artifacts for n in task.needs})
+        try:
+            inputs = input_hashes(patterns, given)
+        except ArtifactError:
+            return None  # the worker finds the same and fails the task, saying why
     return key_from_parts(
         steps=steps,
         env=env,
@@ -142,6 +151,16 @@ def cache_key_for(
         inputs=canonical(inputs) if inputs else b"{}",
         deps=canonical(deps),
     )
+
+
+def result_digest(task: GraphTask) -> str:
+    """What a finished task without a cache key hands on, as a key part: its outputs
+    and the content of its artifacts (a dependency that writes new bytes each build
+    must make its cached dependents run again)."""
+    if not task.artifacts:
+        return digest(task.outputs)
+    files = {a["path"]: [a["sha256"], a.get("mode", 0)] for a in task.artifacts}
+    return digest({"outputs": task.outputs, "artifacts": files})
 
 
 @lru_cache(maxsize=65536)
@@ -208,12 +227,15 @@ def advance(
             task.cache_key = key
             fields: dict[str, Any] = {"cache_key": key}
             if key in hits:
-                entry_id, outputs = hits[key]
+                entry_id, outputs, artifacts = hits[key]
                 used.append(entry_id)
                 fields.update(outputs=outputs, finished_at=now)
+                if artifacts:
+                    fields["artifacts"] = artifacts
                 changes.append(Change(task, S.READY, S.CACHED, fields))
                 task.state = S.CACHED
                 task.outputs = outputs
+                task.artifacts = artifacts
                 next_wave.extend(children[task.name])
             else:
                 # The key travels with the READY step so the worker can store the result.
@@ -246,6 +268,10 @@ def keys_ahead(build: Build, tasks: Mapping[str, GraphTask], start: list[str]) -
             continue
         if not all(d in keys or tasks[d].state in DONE_OK for d in task.needs):
             continue
+        if task_spec(build, name).get("inputs") and not all(
+            tasks[d].state in DONE_OK for d in task.needs
+        ):
+            continue  # its inputs are among files a dependency has not handed on yet
         if key := cache_key_for(build, task, tasks, dep_keys=keys):
             keys[name] = key
     return keys
@@ -285,7 +311,7 @@ def roots_and_unblocked(tasks: Mapping[str, GraphTask]) -> list[str]:
     ]
 
 
-LOAD_COLUMNS = ("id", "name", "state", "needs", "outputs", "cache_key", "attempts")
+LOAD_COLUMNS = ("id", "name", "state", "needs", "outputs", "cache_key", "attempts", "artifacts")
 
 
 class BuildTasks(dict[str, GraphTask]):
@@ -314,7 +340,7 @@ class BuildTasks(dict[str, GraphTask]):
             sql += f" AND name IN ({rawsql.marks(len(names))})"
             params += names
         rows = rawsql.from_db(Task, LOAD_COLUMNS, rawsql.fetch(sql, params))
-        for task_id, name, state, needs, outputs, cache_key, attempts in rows:
+        for task_id, name, state, needs, outputs, cache_key, attempts, artifacts in rows:
             self[name] = TaskNode(
                 name=name,
                 needs=needs,
@@ -324,6 +350,7 @@ class BuildTasks(dict[str, GraphTask]):
                 cache_key=cache_key,
                 attempts=attempts,
                 id=task_id,
+                artifacts=artifacts,
             )
 
     def __missing__(self, name: str) -> GraphTask:

@@ -20,6 +20,7 @@ from tasks.models import Event, Task
 from tasks.states import TaskState
 
 from .dispatch import pool_in_use
+from .globs import path_problem
 from .models import Build, Pipeline, PipelineVersion, ResourcePool
 
 
@@ -94,9 +95,15 @@ def task_of(*, build: Build, name: str) -> Task:
 
 
 def task_log(*, build: Build, name: str, offset: int = 0) -> str:
-    """The task's whole log (every attempt), from character `offset` on: its `log`
-    events in order, wherever the task ran."""
-    task_of(build=build, name=name)
+    """The task's whole log (every attempt, each after the first marked), from
+    character `offset` on: its `log` events in order, wherever the task ran. NotFound
+    for a task that has not started (there is no log anywhere yet) and for a build
+    whose logs retention removed: an empty log is only ever a log that is empty."""
+    task = task_of(build=build, name=name)
+    if build.files_purged:
+        raise NotFound(f"The logs of build #{build.id} were removed by retention.")
+    if task.attempts == 0 and task.state in NOT_STARTED:
+        raise NotFound(f"Task '{name}' of build #{build.id} has not started: no log yet.")
     texts = (
         Event.objects.filter(build_id=build.id, task_name=name, type=Event.Type.LOG)
         .order_by("id")
@@ -104,6 +111,37 @@ def task_log(*, build: Build, name: str, offset: int = 0) -> str:
     )
     text = "".join((data or {}).get("text", "") for data in texts.iterator(chunk_size=500))
     return text[max(0, offset) :]
+
+
+NOT_STARTED = frozenset({TaskState.PENDING, TaskState.READY, TaskState.QUEUED})
+
+
+def build_artifacts(*, build: Build) -> list[dict[str, Any]]:
+    """Every file the build's tasks hand on (restored ones of cached tasks included)."""
+    rows = (
+        Task.objects.filter(build=build)
+        .exclude(artifacts=[])
+        .order_by("id")
+        .values_list("name", "artifacts")
+    )
+    return [
+        {"task": name, "path": f["path"], "size": f["size"], "sha256": f["sha256"]}
+        for name, files in rows
+        for f in files
+    ]
+
+
+def artifact_of(*, build: Build, task_name: str, path: str) -> dict[str, Any]:
+    """One stored file of a task, found by its exact relative path."""
+    missing = NotFound(f"Task '{task_name}' of build #{build.id} has no artifact '{path}'.")
+    if path_problem(path):
+        raise missing
+    task = task_of(build=build, name=task_name)
+    for record in task.artifacts:
+        if record["path"] == path:
+            found: dict[str, Any] = record
+            return found
+    raise missing
 
 
 def pool_usage(*, project: Project) -> list[dict[str, Any]]:
@@ -230,6 +268,7 @@ def task_view(task: Task) -> dict[str, Any]:
         "outputs": task.outputs,
         "error": task.error,
         "cached": task.state == TaskState.CACHED,
+        "artifacts": [{"path": f["path"], "size": f["size"]} for f in task.artifacts],
     }
 
 

@@ -136,6 +136,7 @@ TASK_COLUMNS = (
     "attempts",
     "cache_key",
     "outputs",
+    "artifacts",
     "error",
     "ready_at",
     "finished_at",
@@ -169,6 +170,7 @@ def _insert_tasks(
                 0,
                 node.cache_key,
                 node.outputs,
+                node.artifacts,
                 "",
                 extra.get("ready_at"),
                 extra.get("finished_at"),
@@ -333,6 +335,7 @@ def retry_build(*, user: Any, build: Build) -> Build:
                 "finished_at": None,
                 "started_at": None,
                 "outputs": {},
+                "artifacts": [],
                 "deadline_missed": False,
             },
         )

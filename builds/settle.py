@@ -58,6 +58,7 @@ def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int
                     claim=None if end.claimed else end.attempt,
                     worker=end.worker,
                     interrupted=end.interrupted,
+                    artifacts=list(end.artifacts),
                 )
             )
         settled = 0
@@ -119,6 +120,7 @@ def finish_tasks(*, build: Build, endings: list[Ending]) -> int:
                 key=ending.task.cache_key,
                 task_name=ending.task.name,
                 outputs=ending.outputs,
+                artifacts=ending.artifacts,
             )
     finished = [e.task for e in ended if e.outcome != S.RETRYING]
     newly_ready = unlock_dependents(build=build, finished=finished, queue_now=not capacity)
@@ -181,6 +183,7 @@ SETTLE_COLUMNS = (
     "needs",
     "outputs",
     "cache_key",
+    "artifacts",
     "claims",
     "started_at",
 )

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
-from .cluster import kill_orphans
+from .cluster import kill_orphans, sweep_workspaces
 from .maintenance import tick
 from .models import UpkeepLease
 
@@ -91,8 +91,9 @@ class UpkeepThread(threading.Thread):
         close_old_connections()
         try:
             kill_orphans()  # this host's own: every cluster, lease or not
+            sweep_workspaces()
         except Exception:
-            log.warning("killing orphaned steps failed", exc_info=True)
+            log.warning("cleaning up after lost workers failed", exc_info=True)
         try:
             if hold_upkeep_lease(holder=self.holder):
                 tick()

@@ -50,7 +50,25 @@ def _scaled_out() -> bool:
     return bool(os.environ.get("REDIS_URL")) or bool(url and not url.startswith("sqlite"))
 
 
+def _artifacts_url() -> str:
+    if url := os.environ.get("BUILDSITE_ARTIFACTS_URL"):
+        if not url.startswith(("file:///", "s3://")):
+            raise SystemExit(
+                f"Buildsite: BUILDSITE_ARTIFACTS_URL={url!r}: use file:///path or s3://bucket[/prefix]"
+            )
+        return url
+    if _scaled_out():
+        # Tasks hand files on through the store: a default under each host's own data
+        # dir would leave every dependent on another host without its files.
+        raise SystemExit(
+            "Buildsite: BUILDSITE_ARTIFACTS_URL must be set (file:///shared/mount or "
+            "s3://bucket) when DATABASE_URL or REDIS_URL points at a shared server"
+        )
+    return (DATA_DIR / "artifacts").as_uri()
+
+
 SECRET_KEY = _secret_key()
+ARTIFACTS_URL = _artifacts_url()
 DEBUG = env_bool("DJANGO_DEBUG")  # off unless asked for: this is a server, not a dev tool
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 CSRF_TRUSTED_ORIGINS = [
@@ -203,9 +221,15 @@ BUILDSITE = {
     # task QUEUED this long (in a deep queue it duplicates jobs, which are harmless).
     "REQUEUE_SECONDS": env_int("BUILDSITE_REQUEUE_SECONDS", 3600),
     "CACHE_TTL_SECONDS": env_int("BUILDSITE_CACHE_TTL_SECONDS", 7 * 24 * 3600),
-    "CACHE_MAX_BYTES": env_int("BUILDSITE_CACHE_MAX_BYTES", 256 * 1024 * 1024),
+    "CACHE_MAX_BYTES": env_int("BUILDSITE_CACHE_MAX_BYTES", 2 * 1024**3),  # artifacts included
     "RETENTION_DAYS": env_int("BUILDSITE_RETENTION_DAYS", 30),
     "WORKSPACE_DIR": DATA_DIR / "workspaces",
+    "ARTIFACTS_URL": ARTIFACTS_URL,
+    "ARTIFACT_MAX_FILE_BYTES": env_int("BUILDSITE_ARTIFACT_MAX_FILE_BYTES", 512 * 1024 * 1024),
+    "ARTIFACT_MAX_BUILD_BYTES": env_int("BUILDSITE_ARTIFACT_MAX_BUILD_BYTES", 4 * 1024**3),
+    "ARTIFACT_MAX_FILES": env_int("BUILDSITE_ARTIFACT_MAX_FILES", 10_000),
+    # A stored blob no artifact or cache entry names is deleted once untouched this long.
+    "BLOB_GRACE_SECONDS": env_int("BUILDSITE_BLOB_GRACE_SECONDS", 24 * 3600),
     "STEP_TIMEOUT_SECONDS": env_int("BUILDSITE_STEP_TIMEOUT_SECONDS", 3600),
     "KILL_GRACE_SECONDS": float(os.environ.get("BUILDSITE_KILL_GRACE_SECONDS", "2.0")),
     # The web process relays Event rows to the channel layer when workers cannot reach it.

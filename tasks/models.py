@@ -24,6 +24,9 @@ class Task(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     attempts = models.PositiveIntegerField(default=0)
     cache_key = models.CharField(max_length=64, blank=True)
     outputs = models.JSONField(default=dict, blank=True)
+    # The files the task hands on (produced, or restored from the cache): a list of
+    # {"path", "sha256", "size", "mode"}; the bytes are in the artifact store.
+    artifacts = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)

@@ -40,8 +40,9 @@ def fast_engine(settings):
 def _fresh_version_caches():
     """Pipeline versions are cached per id in the process; tests flush the database and
     reuse ids, which a real deployment never does."""
+    from builds.artifacts import artifact_store
     from builds.resolution import graph_of, has_templates, version_spec
 
-    for cached in (version_spec, graph_of, has_templates):
+    for cached in (version_spec, graph_of, has_templates, artifact_store):
         cached.cache_clear()
     yield

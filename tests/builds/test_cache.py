@@ -85,21 +85,6 @@ def test_size_limit_evicts_least_recently_used(project, db, settings):
     assert set(CacheEntry.objects.values_list("key", flat=True)) == {"k0", "k3", "k4"}
 
 
-def test_declared_input_files_are_part_of_the_key(project, inline_workers, fast_engine, tmp_path):
-    source = tmp_path / "input.txt"
-    source.write_text("one")
-    make_pipeline(
-        project,
-        f"tasks:\n  t: {{cache: true, inputs: ['{source}'], steps: [{{run: 'cat {source}'}}]}}\n",
-    )
-    run_build(project)
-    assert task_states(run_build(project)) == {"t": "cached"}
-    source.write_text("two")
-    build = run_build(project)
-    assert task_states(build) == {"t": "succeeded"}
-    assert build.tasks.get(name="t").outputs["stdout_tail"] == "two"
-
-
 WIDE_CHAIN = (
     "tasks:\n"
     + "".join(

@@ -4,9 +4,10 @@ import pytest
 
 from builds import execution
 from builds.execution import TaskLog
+from builds.selectors import task_log
 from builds.services import trigger_build
 from tasks.models import Event, Task
-from tests.factories import make_pipeline
+from tests.factories import api_client, make_pipeline, run_build
 
 pytestmark = pytest.mark.django_db
 
@@ -35,3 +36,22 @@ def test_a_failed_flush_keeps_its_text_for_the_next_one(project, monkeypatch):
     )
     assert [t["text"] for t in texts] == ["one\ntwo\n"]
     assert log.take_rest() == ""
+
+
+def test_every_attempt_is_in_the_log_and_marked(project, inline_workers, fast_engine):
+    make_pipeline(project, "tasks:\n  flaky: {retries: 1, steps: [{run: 'echo trying; exit 1'}]}\n")
+    build = run_build(project)
+    log = task_log(build=build, name="flaky")
+    first, marker, second = log.partition("--- attempt 2 ---\n")
+    assert marker and "trying" in first and "trying" in second
+
+
+def test_a_task_that_has_not_started_has_no_log_and_says_so(project, user, monkeypatch):
+    import builds.services
+
+    monkeypatch.setattr(builds.services, "dispatch_on_commit", lambda project_id: None)
+    make_pipeline(project, "tasks:\n  t: {steps: [{run: 'true'}]}\n")
+    build = trigger_build(user=None, project=project, pipeline="main")
+    response = api_client(user, project).get(f"/api/builds/{build.id}/tasks/t/log")
+    assert response.status_code == 404
+    assert "has not started" in response.json()["detail"]
