@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+
+from buildsite.processes import process_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,6 +99,52 @@ class Cluster:
         self.stop()
 
 
+class WebServer:
+    """daphne serving buildsite.asgi on 127.0.0.1:<free port> for the test database."""
+
+    def __init__(self, *, extra_env: dict[str, str] | None = None) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(settings.DATA_DIR) / f"daphne-{self.port}.log"
+        env = {
+            **os.environ,
+            **database_env(),
+            "BUILDSITE_DATA_DIR": str(settings.DATA_DIR),
+            "BUILDSITE_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                process_commands(host="127.0.0.1", port=self.port)["web"],
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited: {self.log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("daphne did not start listening within 30 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
 def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.1, message: str = ""):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -104,3 +153,9 @@ def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.1, message
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -62,3 +62,33 @@ def test_a_scaled_out_process_without_a_shared_secret_key_refuses_to_start(tmp_p
             "Buildsite: DJANGO_SECRET_KEY must be set (the same on every host) when "
             "DATABASE_URL or REDIS_URL points at a shared server"
         ]
+
+
+def test_a_scaled_out_process_without_an_artifact_store_refuses_to_start(tmp_path):
+    """A store under each host's own data dir would leave dependents without their files."""
+    env = {
+        "DJANGO_SECRET_KEY": "shared",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:1/none",
+        "BUILDSITE_ARTIFACTS_URL": "",
+    }
+    result = run_manage("check", tmp_path=tmp_path, env_extra=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Buildsite: BUILDSITE_ARTIFACTS_URL must be set (file:///shared/mount or "
+        "s3://bucket) when DATABASE_URL or REDIS_URL points at a shared server"
+    ]
+    bad = run_manage(
+        "check", tmp_path=tmp_path, env_extra={**env, "BUILDSITE_ARTIFACTS_URL": "ftp://x/y"}
+    )
+    assert bad.returncode == 1 and "use file:///path or s3://bucket" in bad.stderr
+
+
+def test_the_embedded_default_keeps_artifacts_in_the_data_dir(tmp_path):
+    result = run_manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.BUILDSITE['ARTIFACTS_URL'])",
+        tmp_path=tmp_path,
+        env_extra={"DATABASE_URL": "", "REDIS_URL": "", "BUILDSITE_ARTIFACTS_URL": ""},
+    )
+    assert result.stdout.strip().splitlines()[-1] == (tmp_path / "artifacts").resolve().as_uri()

@@ -6,18 +6,14 @@ BUILDSITE_REQUIRE_BROWSER=1 (CI), where a missing browser is a failure."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import connections
 
-from buildsite.processes import process_commands
-from tests.cluster import ROOT, database_env
+from tests.cluster import WebServer
 
 
 @pytest.fixture(autouse=True)
@@ -39,12 +35,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def chromium_path() -> Path:
     if CHROMIUM.exists():
@@ -56,54 +46,9 @@ def chromium_path() -> Path:
     pytest.skip(reason)
 
 
-class LiveServer:
-    """daphne serving buildsite.asgi on 127.0.0.1:<free port> for the test database."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = Path(settings.DATA_DIR) / f"daphne-{self.port}.log"
-        env = {
-            **os.environ,
-            **database_env(),
-            "BUILDSITE_DATA_DIR": str(settings.DATA_DIR),
-            "BUILDSITE_LOG_LEVEL": "WARNING",
-        }
-        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                process_commands(host="127.0.0.1", port=self.port)["web"],
-                cwd=ROOT,
-                env=env,
-                start_new_session=True,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daphne exited: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("daphne did not start listening within 30 s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-
 @pytest.fixture
 def live_server_url(transactional_db):
-    server = LiveServer()
+    server = WebServer()
     try:
         yield server.url
     finally:
