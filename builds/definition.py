@@ -254,6 +254,14 @@ def _step_problems(task: str, steps: list[dict[str, Any]], lines: _Lines) -> lis
 def _path_problems(task: str, spec: dict[str, Any], lines: _Lines) -> list[Problem]:
     """`artifacts:` and `inputs:` name files inside the task's workspace, nothing else."""
     problems: list[Problem] = []
+    if spec["artifacts"] and not spec["steps"]:
+        problems.append(
+            Problem(
+                "a task without steps has no files to hand on: remove 'artifacts'",
+                lines.at(("tasks", task, "artifacts")),
+                f"tasks.{task}.artifacts",
+            )
+        )
     patterns = [("inputs", i, p) for i, p in enumerate(spec["inputs"])]
     patterns += [("artifacts", i, a["path"]) for i, a in enumerate(spec["artifacts"])]
     for key, index, pattern in patterns:

@@ -125,7 +125,7 @@ def cache_key_for(
     if has_templates(build.pipeline_version_id, task.name):
         context = template_context(build, task, tasks)
         try:
-            steps = canonical(render_value(spec["steps"], context))
+            steps = _work(render_value(spec["steps"], context), spec)
             env = canonical(render_value(spec.get("env", {}), context))
         except TemplateError:
             return None
@@ -167,7 +167,15 @@ def result_digest(task: GraphTask) -> str:
 def _static_parts(version_id: int, name: str) -> tuple[bytes, bytes]:
     """Canonical steps and env of a task without templates: the same in every build."""
     spec = version_spec(version_id)["tasks"][name]
-    return canonical(spec["steps"]), canonical(spec.get("env", {}))
+    return _work(spec["steps"], spec), canonical(spec.get("env", {}))
+
+
+def _work(steps: Any, spec: dict[str, Any]) -> bytes:
+    """The key part for what a task does: its steps, and the files it hands on when it
+    declares any (a hit must restore what its dependents now expect)."""
+    if not spec.get("artifacts"):
+        return canonical(steps)
+    return canonical({"artifacts": spec["artifacts"], "steps": steps})
 
 
 def _canonical_params(build: Build) -> bytes:

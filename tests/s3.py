@@ -65,7 +65,7 @@ class S3Server:
             region_name="us-east-1",
         )
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         listed = self.client().list_objects_v2(Bucket=self.bucket)
         return sorted(o["Key"] for o in listed.get("Contents", []))
 

@@ -266,3 +266,22 @@ def test_the_workspace_is_gone_after_the_attempt(project, settings):
     run_build(project)
     leftovers = [p for p in Path(settings.BUILDSITE["WORKSPACE_DIR"]).glob("*/*")]
     assert leftovers == []
+
+
+def test_declaring_artifacts_on_a_cached_task_changes_its_key(project):
+    """A hit stored before the task declared its files would restore none of them."""
+    before = "tasks:\n  t: {cache: true, steps: [{run: 'echo x > f'}]}\n"
+    make_pipeline(project, before)
+    run_build(project)
+    assert task_states(run_build(project)) == {"t": "cached"}
+    make_pipeline(project, before.replace("]}", "], artifacts: [f]}"))
+    build = run_build(project)
+    assert task_states(build) == {"t": "succeeded"}
+    assert [f["path"] for f in Task.objects.get(build=build).artifacts] == ["f"]
+
+
+def test_artifacts_on_a_task_without_steps_are_refused(project):
+    from buildsite.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="without steps has no files"):
+        make_pipeline(project, "tasks:\n  join: {artifacts: [x]}\n")

@@ -103,7 +103,7 @@ def test_the_demo_is_green_every_time_on_two_hosts(hosts, project, user):
         # whose restored tarball the report task still receives.
         assert states["package"] == ("succeeded" if round_ == 0 else "cached")
     assert ran_on == {"b", "c"}, "both worker hosts took tasks"
-    assert any(key.startswith("buildsite/sha256/") for key in s3.keys())
+    assert any(key.startswith("buildsite/sha256/") for key in s3.object_keys())
 
 
 def test_a_changed_input_reruns_its_cached_consumer_across_hosts(hosts, project):

@@ -48,7 +48,7 @@ def test_artifacts_go_through_the_s3_store(project, user, inline_workers, fast_e
     assert task_states(build) == {"make": "succeeded", "use": "succeeded"}
     assert "payload-1" in task_log(build=build, name="use")
     digest = hashlib.sha256(b"payload-1\n").hexdigest()
-    assert s3_store.keys() == [f"buildsite/{blob_name(digest)}"]
+    assert s3_store.object_keys() == [f"buildsite/{blob_name(digest)}"]
     response = api_client(user, project).get(f"/api/builds/{build.id}/artifacts/make/out/data.txt")
     assert b"".join(response.streaming_content) == b"payload-1\n"
 
@@ -63,4 +63,4 @@ def test_retention_deletes_unnamed_objects_from_the_bucket(
     Blob.objects.update(last_used_at=timezone.now() - timedelta(hours=1))
     clean_old_files()
     new = hashlib.sha256(b"payload-new\n").hexdigest()
-    assert s3_store.keys() == [f"buildsite/{blob_name(new)}"]
+    assert s3_store.object_keys() == [f"buildsite/{blob_name(new)}"]
