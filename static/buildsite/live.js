@@ -149,6 +149,15 @@ function fmtSeconds(s) {
 
 const fmtTime = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "—");
 
+// Like Django's filesizeformat, so the server-rendered artifact list and this one agree.
+function fmtBytes(n) {
+  if (n < 1024) return `${n}\u00a0byte${n === 1 ? "" : "s"}`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let value = n / 1024, i = 0;
+  while (value >= 1024 && i < units.length - 1) { value /= 1024; i += 1; }
+  return `${value.toFixed(1)}\u00a0${units[i]}`;
+}
+
 // --- the build page ----------------------------------------------------------------------
 export function watchBuild({ data, logUrl, rawLogUrl }) {
   const tasks = new Map(data.tasks.map((t) => [t.name, { ...t, log: null, pending: [] }]));
@@ -163,6 +172,10 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
   const panel = document.querySelector("[data-panel]");
   const logEl = panel.querySelector("[data-log]");
   const followBox = panel.querySelector("[data-follow]");
+  const artifactUrl = (task, path) => `/api/builds/${data.build}/artifacts/`
+    + `${encodeURIComponent(task)}/${path.split("/").map(encodeURIComponent).join("/")}`;
+  const artifactLink = (task, file) =>
+    el("a", { href: artifactUrl(task.name, file.path) }, file.path);
 
   // Selecting a task: graph nodes (click, Enter, Space) and table buttons.
   dag.querySelectorAll("[data-task]").forEach((node) => {
@@ -279,6 +292,15 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
     q("[data-outputs-head]").hidden = !outputs;
     q("[data-outputs]").hidden = !outputs;
     q("[data-outputs]").textContent = outputs ? JSON.stringify(outputs, null, 2) : "";
+    const files = task.artifacts || [];
+    q("[data-artifacts-head]").hidden = !files.length;
+    q("[data-artifacts-restored]").hidden = task.state !== "cached";
+    q("[data-task-artifacts]").hidden = !files.length;
+    q("[data-task-artifacts]").replaceChildren(...files.map((f) => {
+      const li = el("li");
+      li.append(artifactLink(task, f), " ", el("span", { class: "muted" }, fmtBytes(f.size)));
+      return li;
+    }));
     q("[data-raw-log]").href = rawLogUrl.replace("TASK", encodeURIComponent(task.name));
     if (task.log !== null && logEl.dataset.shows !== task.name) renderLog(true);
     if (task.log === null) logEl.textContent = "loading…";
@@ -318,6 +340,22 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
     const list = document.querySelector("[data-counts]");
     list.replaceChildren(...STATE_ORDER.filter((s) => counts[s]).flatMap((s) =>
       [stateBadge(s), ` ${counts[s]} `]));
+  }
+
+  // The page-level card: every task's files (the template draws the same on load).
+  function renderArtifacts() {
+    const rows = [...tasks.values()].flatMap((t) => (t.artifacts || []).map((f) => {
+      const name = el("td", {}, t.name);
+      if (t.state === "cached") name.append(" ", el("small", { class: "muted" }, "restored from the cache"));
+      const file = el("td");
+      file.append(artifactLink(t, f));
+      const tr = el("tr");
+      tr.append(name, file, el("td", {}, fmtBytes(f.size)));
+      return tr;
+    }));
+    const none = el("tr", { "data-artifacts-none": "" });
+    none.append(el("td", { colspan: 3, class: "muted" }, "No task has handed on files yet."));
+    document.querySelector("[data-artifacts]").replaceChildren(...(rows.length ? rows : [none]));
   }
 
   let ganttQueued = false;
@@ -383,7 +421,8 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
 
   let refreshTimer = null;
   function refreshDetails() {
-    // Events carry states and log text; outputs and exact timings come from the API.
+    // Events carry states and log text; outputs, artifacts and exact timings come from
+    // the API.
     clearTimeout(refreshTimer);
     refreshTimer = setTimeout(async () => {
       const response = await fetch(`/api/builds/${page.build}`, { credentials: "same-origin" });
@@ -395,9 +434,11 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
         Object.assign(task, {
           outputs: fresh.outputs, attempts: fresh.attempts, error: fresh.error,
           started_at: fresh.started_at, finished_at: fresh.finished_at,
+          artifacts: fresh.artifacts || [],
         });
         renderTask(fresh.name);
       }
+      renderArtifacts();
       renderGantt();
     }, 250);
   }
@@ -428,7 +469,10 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
       task.finished_at = null;
       task.attempts += 1;
     } else if (event.state === "pending") {
-      Object.assign(task, { started_at: null, finished_at: null, attempts: 0, error: "", outputs: {} });
+      Object.assign(task, {
+        started_at: null, finished_at: null, attempts: 0, error: "", outputs: {}, artifacts: [],
+      });
+      renderArtifacts();
     } else if (TERMINAL.has(event.state)) {
       task.finished_at = task.finished_at || event.time;
       if (event.data?.error) task.error = event.data.error;

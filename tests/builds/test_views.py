@@ -13,7 +13,7 @@ from builds.services import trigger_build
 from buildsite.roles import Role
 from tasks.models import Event
 from tasks.services import record_event
-from tests.factories import add_member, make_pipeline, make_user
+from tests.factories import add_member, make_pipeline, make_user, run_build
 
 pytestmark = pytest.mark.django_db
 
@@ -112,6 +112,30 @@ def test_build_page_draws_the_dag_and_embeds_where_the_socket_resumes(project, b
     assert ">ready</text>" in page
     last = Event.objects.filter(build_id=build.id).order_by("-id").first().id
     assert f'"after": {last}' in page
+
+
+ARTIFACTS = """
+tasks:
+  make:
+    cache: true
+    steps: [{run: "mkdir -p 'my dir' && echo hi > 'my dir/a&b.txt'"}]
+    artifacts: [my dir/]
+"""
+
+
+def test_build_page_lists_artifacts_with_size_and_download_link(
+    project, user, inline_workers, fast_engine
+):
+    make_pipeline(project, ARTIFACTS)
+    client = client_for(user)
+    for build, restored in ((run_build(project), False), (run_build(project), True)):
+        assert build.state == "succeeded", build.state
+        page = client.get(f"/builds/{build.id}/").content.decode()
+        href = f"/api/builds/{build.id}/artifacts/make/my%20dir/a%26b.txt"
+        assert f'<a href="{href}">my dir/a&amp;b.txt</a></td><td>3\xa0bytes</td>' in page
+        assert ("restored from the cache</small></td>" in page) is restored
+        download = client.get(href)
+        assert download.status_code == 200 and b"".join(download.streaming_content) == b"hi\n"
 
 
 def test_run_form_triggers_a_build_with_params(project, user):

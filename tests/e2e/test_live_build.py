@@ -132,7 +132,10 @@ def test_pipeline_editor_shows_problems_at_their_line(
     make_pipeline(project, DEMO_PIPELINE, name="demo")
     log_in(page, live_server_url, user.username)
     page.goto(f"{live_server_url}/p/{project.slug}/pipelines/demo/")
-    broken = DEMO_PIPELINE.replace("needs: [lint, test]", "needs: [lint, tests]")
+    broken = DEMO_PIPELINE.replace(
+        "needs: [checkout, lint, test]", "needs: [checkout, lint, tests]"
+    )
+    assert broken != DEMO_PIPELINE
     page.fill("#definition", broken)
     page.click("[data-check]")
     page.wait_for_selector("[data-problems] li")
