@@ -44,6 +44,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--cached-tasks", type=int, default=10_000)
     parser.add_argument("--step-tasks", type=int, default=400)
+    if __name__ != "__main__":  # imported by another bench script, which checks its own flags
+        return parser.parse_known_args()[0]
     return parser.parse_args()
 
 
@@ -59,9 +61,12 @@ if ARGS.setup == "scaled":
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{os.getpid() % 14 + 1}"
     os.environ["BUILDSITE_CHANNEL_PREFIX"] = f"bench{os.getpid()}"
     os.environ["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(40)
+    # Required once the database is shared; a directory of the throwaway data dir here.
+    os.environ["BUILDSITE_ARTIFACTS_URL"] = (DATA / "artifact-store").as_uri()
 else:
     os.environ["DATABASE_URL"] = ""
     os.environ["REDIS_URL"] = ""
+    os.environ.pop("BUILDSITE_ARTIFACTS_URL", None)  # the default: under the data dir
 sys.path.insert(0, str(ROOT))
 
 import django  # noqa: E402
@@ -309,16 +314,21 @@ def main() -> None:
     print(f"  ratio Buildsite / ninja:     {rebuild / ninja:8.1f}x   (target <= {target}x)")
 
 
+def cleanup() -> None:
+    """Remove the throwaway data dir (and database, on the scaled set-up)."""
+    shutil.rmtree(DATA, ignore_errors=True)
+    if ARGS.setup == "scaled":
+        from django.db import connections
+
+        connections.close_all()
+        subprocess.run(
+            ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", PG_DB],
+            check=False,
+        )
+
+
 if __name__ == "__main__":
     try:
         main()
     finally:
-        shutil.rmtree(DATA, ignore_errors=True)
-        if ARGS.setup == "scaled":
-            from django.db import connections
-
-            connections.close_all()
-            subprocess.run(
-                ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", PG_DB],
-                check=False,
-            )
+        cleanup()

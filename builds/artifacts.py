@@ -28,8 +28,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage
-from django.db import transaction
 from django.utils import timezone
+
+from tasks import rawsql
 
 from . import globs
 from .models import Blob
@@ -214,10 +215,7 @@ def upload(picked: list[Picked]) -> list[FileRecord]:
     if not picked:
         return []
     now = timezone.now()
-    digests = list(dict.fromkeys(p.record["sha256"] for p in picked))
-    with transaction.atomic():
-        Blob.objects.filter(sha256__in=digests).update(last_used_at=now)
-        stored = set(Blob.objects.filter(sha256__in=digests).values_list("sha256", flat=True))
+    stored = _touch(list(dict.fromkeys(p.record["sha256"] for p in picked)), now)
     store = artifact_store()
     sent: dict[str, int] = {}
     for item in picked:
@@ -234,6 +232,23 @@ def upload(picked: list[Picked]) -> list[FileRecord]:
         ignore_conflicts=True,
     )
     return [p.record for p in picked]
+
+
+def _touch(digests: list[str], now: Any) -> set[str]:
+    """Mark the blobs among `digests` used now; returns those that are stored. One
+    statement per 500 (UPDATE ... RETURNING): this runs for every task with artifacts."""
+    table, sha = rawsql.table(Blob), rawsql.col(Blob, "sha256")
+    when = rawsql.to_db(Blob, "last_used_at", now)
+    stored: set[str] = set()
+    for i in range(0, len(digests), 500):
+        chunk = digests[i : i + 500]
+        rows = rawsql.fetch(
+            f"UPDATE {table} SET last_used_at = %s WHERE {sha} IN ({rawsql.marks(len(chunk))}) "
+            f"RETURNING {sha}",
+            [when, *chunk],
+        )
+        stored.update(r[0] for r in rows)
+    return stored
 
 
 def _put(store: Storage, name: str, local: Path) -> None:

@@ -64,6 +64,8 @@ class Build(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     files_purged = models.BooleanField(default=False)
+    # Bytes of artifacts its tasks stored (restored ones not counted): the per-build limit.
+    artifact_bytes = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-id"]

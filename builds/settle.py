@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.db import models, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from buildsite.models import Project
@@ -110,6 +111,9 @@ def finish_tasks(*, build: Build, endings: list[Ending]) -> int:
         return 0
     if build.state == BuildState.QUEUED and any(e.claim is not None for e in ended):
         mark_build_running(build=build)
+    stored = sum(f["size"] for e in ended if e.outcome == S.SUCCEEDED for f in e.artifacts)
+    if stored:
+        Build.objects.filter(id=build.id).update(artifact_bytes=F("artifact_bytes") + stored)
     capacity = pool_capacity(build.project_id)
     freed_capacity = False
     for ending in ended:
