@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test setup lint typecheck pytest browser-deps bench clean
+.PHONY: run test setup lint typecheck pytest system-deps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
+	@bash scripts/system-deps.sh --no-browser
 	$(PY) manage.py migrate --no-input -v 0
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py seed_demo
@@ -28,13 +29,13 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-browser-deps:
-	@bash scripts/browser-deps.sh
+system-deps:
+	@bash scripts/system-deps.sh
 
 pytest: setup
 	$(PY) -m pytest
 
-test: setup lint typecheck browser-deps
+test: setup lint typecheck system-deps
 	bash scripts/pytest-strict.sh
 
 bench: setup

@@ -150,6 +150,7 @@ def fresh_workspace() -> Path:
     if path.exists():
         shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
     return path
 
 

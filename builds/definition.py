@@ -69,6 +69,15 @@ _task = {
             },
         },
         "deadline": _seconds,
+        "network": {"type": "boolean"},
+        "limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                key: {"type": "integer", "minimum": 1, "maximum": 1_000_000}
+                for key in ("memory_mb", "processes", "cpu_seconds", "log_mb", "workspace_mb")
+            },
+        },
         "on_deadline": {"enum": ["record", "cancel"]},
         "env": _env,
     },
@@ -202,6 +211,8 @@ def _normalise(data: dict[str, Any]) -> Spec:
                 for a in task.get("artifacts", [])
             ],
             "deadline": task.get("deadline"),
+            "network": task.get("network", False),
+            "limits": dict(task.get("limits", {})),
             "on_deadline": task.get("on_deadline", "record"),
             "env": {k: str(v) for k, v in {**data.get("env", {}), **task.get("env", {})}.items()},
         }

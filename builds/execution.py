@@ -29,7 +29,7 @@ from .models import Build
 from .resolution import BuildTasks, has_templates, task_spec, template_context, version_spec
 from .services import mark_build_running
 from .settle import load_tasks
-from .steps import StepCancelled, StepContext, StepFailed, executor_for, kind_of
+from .steps import StepCancelled, StepContext, StepFailed, executor_for, kind_of, sandbox
 
 log = logging.getLogger(__name__)
 S = TaskState
@@ -193,6 +193,8 @@ def _attempt(
         if spec.get("inputs"):
             artifacts.input_hashes(spec["inputs"], given)  # the key was made from these
         artifacts.restore(workspace, given)
+        if sandbox.mode() == "bwrap":
+            sandbox.prepare_workspace(workspace)  # the step user's, to write in
     except ArtifactError as exc:
         return (*_fail(task_log, {}, str(exc)), [])
     outcome, outputs, error = _run_steps(task, build, task_log, heartbeat, workspace)
@@ -255,6 +257,7 @@ def _run_steps(
             log=task_log.write,
             should_stop=lambda: heartbeat.lost.is_set() or stopping(),
             outputs=outputs,
+            task_spec=spec,
         )
         try:
             step = render_value(raw_step, context, where=where)

@@ -25,6 +25,9 @@ def env_int(name: str, default: int) -> int:
 PRODUCTION = env_bool("BUILDSITE_PRODUCTION")
 DATA_DIR = Path(os.environ.get("BUILDSITE_DATA_DIR", BASE_DIR / "var")).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# What the server writes is its own: the SQLite file, keys, logs (0600 / 0700). Steps
+# run as another user and reach only their workspace (builds/steps/sandbox.py).
+os.umask(0o077)
 
 
 def _secret_key() -> str:
@@ -67,6 +70,9 @@ def _artifacts_url() -> str:
     return (DATA_DIR / "artifacts").as_uri()
 
 
+SANDBOX = os.environ.get("BUILDSITE_SANDBOX", "auto")
+if SANDBOX not in ("auto", "off"):
+    raise SystemExit(f"Buildsite: BUILDSITE_SANDBOX={SANDBOX!r}: use auto or off")
 SECRET_KEY = _secret_key()
 ARTIFACTS_URL = _artifacts_url()
 DEBUG = env_bool("DJANGO_DEBUG")  # off unless asked for: this is a server, not a dev tool
@@ -118,6 +124,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "buildsite.context_processors.projects",
+                "buildsite.context_processors.sandbox",
             ],
         },
     },
@@ -224,6 +231,18 @@ BUILDSITE = {
     "CACHE_MAX_BYTES": env_int("BUILDSITE_CACHE_MAX_BYTES", 2 * 1024**3),  # artifacts included
     "RETENTION_DAYS": env_int("BUILDSITE_RETENTION_DAYS", 30),
     "WORKSPACE_DIR": DATA_DIR / "workspaces",
+    "PRODUCTION": PRODUCTION,
+    # Shell steps run in bubblewrap: "auto" (when it can run here), or "off" (explicitly
+    # unsandboxed; production refuses to run steps without one of the two).
+    "SANDBOX": SANDBOX,
+    "STEP_UID": env_int("BUILDSITE_STEP_UID", 65534),  # steps' user when workers are root
+    "STEP_LIMITS": {  # defaults of a task's `limits:`
+        "memory_mb": env_int("BUILDSITE_STEP_MEMORY_MB", 4096),
+        "processes": env_int("BUILDSITE_STEP_PROCESSES", 512),
+        "cpu_seconds": env_int("BUILDSITE_STEP_CPU_SECONDS", 3600),
+        "log_mb": env_int("BUILDSITE_STEP_LOG_MB", 64),
+        "workspace_mb": env_int("BUILDSITE_STEP_WORKSPACE_MB", 8192),
+    },
     "ARTIFACTS_URL": ARTIFACTS_URL,
     "ARTIFACT_MAX_FILE_BYTES": env_int("BUILDSITE_ARTIFACT_MAX_FILE_BYTES", 512 * 1024 * 1024),
     "ARTIFACT_MAX_BUILD_BYTES": env_int("BUILDSITE_ARTIFACT_MAX_BUILD_BYTES", 4 * 1024**3),

@@ -46,3 +46,16 @@ def _fresh_version_caches():
     for cached in (version_spec, graph_of, has_templates, artifact_store):
         cached.cache_clear()
     yield
+
+
+@pytest.fixture
+def unsandboxed(settings, monkeypatch):
+    """For tests that talk to a step through a file of the host (a pid file, a flag):
+    the sandbox would hide it. Real worker processes inherit the setting."""
+    from builds.steps import sandbox
+
+    settings.BUILDSITE = {**settings.BUILDSITE, "SANDBOX": "off"}
+    monkeypatch.setenv("BUILDSITE_SANDBOX", "off")
+    sandbox.problem.cache_clear()
+    yield
+    sandbox.problem.cache_clear()

@@ -37,6 +37,7 @@ class StepContext:
     log: Callable[[str], None]
     should_stop: Callable[[], bool]
     outputs: dict[str, Any] = field(default_factory=dict)
+    task_spec: dict[str, Any] = field(default_factory=dict)  # limits, network
 
 
 Executor = Callable[[dict[str, Any], StepContext], dict[str, Any]]

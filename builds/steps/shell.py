@@ -1,4 +1,5 @@
-"""Shell steps: one process group per step, output streamed while it runs."""
+"""Shell steps: one process group per step, in the sandbox (`sandbox.py`), output
+streamed while it runs."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from typing import Any
 from django.conf import settings
 
 from ..cluster import STEP_MARK, forget_step_group, record_step_group
-from . import StepCancelled, StepContext, StepFailed
+from . import StepCancelled, StepContext, StepFailed, sandbox
+from .sandbox import Limits
 
 TAIL_CHARS = 4000
 LINGER_SECONDS = 5.0  # output held open by a child after the leader ended
@@ -32,17 +34,18 @@ class ShellResult:
     timed_out: bool
     cancelled: bool
     seconds: float
+    log_exceeded: bool = False
 
 
-def scrubbed_env(declared: dict[str, str], workspace: Path) -> dict[str, str]:
+def scrubbed_env(declared: dict[str, str], home: Path, tmp: Path) -> dict[str, str]:
     """Only what the pipeline declares, on top of a minimal base: the server's own
     environment (database URLs, keys) never reaches a build."""
     base = {
         "PATH": SAFE_PATH,
-        "HOME": str(workspace),
+        "HOME": str(home),
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
-        "TMPDIR": str(workspace),
+        "TMPDIR": str(tmp),
         "PYTHONUNBUFFERED": "1",
     }
     return {**base, **declared}
@@ -78,21 +81,31 @@ def run_shell(
     on_output: Callable[[str], None],
     should_stop: Callable[[], bool],
     grace: float = 2.0,
+    limits: Limits | None = None,
+    sandboxed: bool = False,
+    network: bool = False,
 ) -> ShellResult:
     started = time.monotonic()
     mark = uuid.uuid4().hex
+    if sandboxed:
+        assert limits is not None
+        argv = sandbox.wrap(command, workspace=cwd, network=network)
+        setup = sandbox.preexec(limits)  # its own session, the limits, the step user
+    else:
+        argv, setup = ["/bin/sh", "-c", command], os.setsid
     proc = subprocess.Popen(
-        ["/bin/sh", "-c", command],
+        argv,
         cwd=cwd,
         env={**env, STEP_MARK: mark},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own group: cancel kills all of it
+        preexec_fn=setup,  # its own group: cancel kills all of it
     )
     record_step_group(proc.pid, mark)
+    log_limit = limits.log_mb * 1024 * 1024 if limits else 0
     try:
-        return _follow(proc, started, timeout, on_output, should_stop, grace)
+        return _follow(proc, started, timeout, on_output, should_stop, grace, log_limit)
     finally:
         if proc.poll() is None:  # _follow raised: the step must not outlive its attempt
             kill_group(proc, 0)
@@ -109,8 +122,10 @@ class _Output:
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.tail: list[str] = []
         self.tail_len = 0
+        self.bytes = 0
 
     def feed(self, block: bytes) -> None:
+        self.bytes += len(block)
         text = self.decoder.decode(block, final=not block)
         if not text:
             return
@@ -131,6 +146,7 @@ def _follow(
     on_output: Callable[[str], None],
     should_stop: Callable[[], bool],
     grace: float,
+    log_limit: int = 0,
 ) -> ShellResult:
     """Read the output and watch the clock and the stop flag in this thread (a reader
     thread per step cost more than a short step): every 0.1 s at least."""
@@ -140,7 +156,7 @@ def _follow(
     readable = selectors.DefaultSelector()
     readable.register(fd, selectors.EVENT_READ)
     output_open, exited_at = True, 0.0
-    timed_out = cancelled = False
+    timed_out = cancelled = log_exceeded = False
     while True:
         if output_open:
             for _ in readable.select(timeout=0.1):
@@ -160,7 +176,9 @@ def _follow(
             cancelled = True
         elif time.monotonic() - started > timeout:
             timed_out = True
-        if cancelled or timed_out:
+        elif log_limit and output.bytes > log_limit:
+            log_exceeded = True
+        if cancelled or timed_out or log_exceeded:
             kill_group(proc, grace)
             _drain(readable, fd, output)
             break
@@ -171,6 +189,7 @@ def _follow(
         timed_out=timed_out,
         cancelled=cancelled,
         seconds=time.monotonic() - started,
+        log_exceeded=log_exceeded,
     )
 
 
@@ -187,9 +206,18 @@ def _drain(readable: selectors.BaseSelector, fd: int, output: _Output) -> None:
 
 
 def run_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    env = scrubbed_env(
-        {**ctx.env, **{k: str(v) for k, v in step.get("env", {}).items()}}, ctx.workspace
-    )
+    mode = sandbox.mode()
+    if mode == "missing" and settings.BUILDSITE["PRODUCTION"]:
+        raise StepFailed(
+            "shell steps are not sandboxed here (bubblewrap is missing or cannot run): "
+            "install bubblewrap, or set BUILDSITE_SANDBOX=off to run steps unsandboxed"
+        )
+    sandboxed = mode == "bwrap"
+    spec = ctx.task_spec
+    limits = Limits.of(spec.get("limits"))
+    home = Path(sandbox.WORKDIR) if sandboxed else ctx.workspace
+    declared = {**ctx.env, **{k: str(v) for k, v in step.get("env", {}).items()}}
+    env = scrubbed_env(declared, home, Path("/tmp") if sandboxed else ctx.workspace)
     timeout = min(float(step.get("timeout", ctx.timeout)), ctx.timeout)
     ctx.log(f"$ {step['run']}\n")
     result = run_shell(
@@ -200,6 +228,9 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         on_output=ctx.log,
         should_stop=ctx.should_stop,
         grace=settings.BUILDSITE["KILL_GRACE_SECONDS"],
+        limits=limits,
+        sandboxed=sandboxed,
+        network=bool(spec.get("network")),
     )
     outputs: dict[str, Any] = {"exit_code": result.exit_code, "stdout_tail": result.output_tail}
     if step.get("output"):
@@ -208,6 +239,45 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         raise StepCancelled()
     if result.timed_out:
         raise StepFailed(f"timed out after {timeout:g}s", outputs)
+    if result.log_exceeded:
+        raise StepFailed(f"stopped: its output passed the log limit of {limits.log_mb} MB", outputs)
+    used = _megabytes(ctx.workspace)
+    if used > limits.workspace_mb:
+        raise StepFailed(
+            f"the workspace holds {used} MB, over the limit of {limits.workspace_mb} MB", outputs
+        )
     if result.exit_code != 0:
-        raise StepFailed(f"exited with code {result.exit_code}", outputs)
+        reason = _limit_hit(result, limits)
+        raise StepFailed(f"exited with code {result.exit_code}{reason}", outputs)
     return outputs
+
+
+# Exit statuses of a shell whose command a limit's signal killed (128 + signal).
+_SIGNALLED = {
+    128 + signal.SIGXCPU: "cpu_seconds",
+    128 + signal.SIGXFSZ: "workspace_mb",
+    -signal.SIGXCPU: "cpu_seconds",
+    -signal.SIGXFSZ: "workspace_mb",
+}
+
+
+def _limit_hit(result: ShellResult, limits: Limits) -> str:
+    """Which limit the failure looks like, for the message (empty when none does)."""
+    name = _SIGNALLED.get(result.exit_code or 0)
+    tail = result.output_tail.lower()
+    if name is None and ("memoryerror" in tail or "cannot allocate memory" in tail):
+        name = "memory_mb"
+    if name is None and ("cannot fork" in tail or "resource temporarily unavailable" in tail):
+        name = "processes"
+    if name is None:
+        return ""
+    return f" (it hit the task's limit {name}: {getattr(limits, name)})"
+
+
+def _megabytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total // (1024 * 1024)

@@ -113,6 +113,7 @@ def test_unknown_params_and_pipelines_are_client_errors(client, project):
     assert post(client, "/api/projects/acme/builds", {"pipeline": "nope"}).status_code == 404
 
 
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 def test_retry_reruns_failed_and_downstream(client, project, inline_workers, fast_engine, tmp_path):
     flag = tmp_path / "fixed"
     make_pipeline(

@@ -1,3 +1,5 @@
+import pytest
+
 from tests.factories import make_pipeline, run_build, task_states
 
 PIPELINE = """
@@ -48,6 +50,7 @@ tasks:
     assert "about to fail" in broken.outputs["stdout_tail"]
 
 
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 def test_retries_run_again_after_backoff_until_success(
     project, inline_workers, fast_engine, tmp_path
 ):

@@ -57,6 +57,7 @@ def queued_task(project, tmp_path):
     return task, runs
 
 
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 def test_threads_racing_for_one_task_run_it_exactly_once(project, tmp_path, no_enqueue):
     task, runs = queued_task(project, tmp_path)
     results = race(8, lambda: run_job(task.id))
@@ -65,6 +66,7 @@ def test_threads_racing_for_one_task_run_it_exactly_once(project, tmp_path, no_e
     assert task.events.filter(new_state="running").count() == 1
 
 
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 def test_processes_racing_for_one_task_run_it_exactly_once(project, tmp_path, no_enqueue):
     task, runs = queued_task(project, tmp_path)
     code = (

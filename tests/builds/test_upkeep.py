@@ -26,6 +26,7 @@ def test_one_holder_at_a_time_and_a_lapsed_lease_changes_hands(db):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 def test_a_cluster_alone_retries_reaps_and_settles_with_buildsites_monitor(project, tmp_path):
     """No ticker runs: the due retry is dispatched by the upkeep of the cluster's own
     monitor, which is Buildsite's (django-q2's own would not settle the task ends,

@@ -36,6 +36,7 @@ tasks:
     assert set(task_states(build).values()) == {"succeeded"}
 
 
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 def test_sigkilled_worker_mid_task_ends_in_a_finished_build(project, tmp_path):
     """Kill the whole worker cluster (and the step it runs) while a task runs; a new
     cluster's reaper sees the lease expire and retries the task to success."""
@@ -76,6 +77,7 @@ tasks:
     assert slow.events.filter(new_state="retrying", data__error="worker lost").exists()
 
 
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 def test_sigkilled_worker_without_retries_fails_the_build_as_worker_lost(project, tmp_path):
     marker = tmp_path / "started"
     make_pipeline(
@@ -104,6 +106,7 @@ tasks:
     assert Task.objects.get(build=build, name="slow").error == "worker lost"
 
 
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 def test_cancel_kills_the_whole_process_group_within_five_seconds(project, tmp_path):
     pidfile = tmp_path / "pids"
     make_pipeline(
@@ -145,6 +148,7 @@ tasks:
     assert elapsed < 5
 
 
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 def test_jobs_pulled_by_a_dead_host_run_elsewhere_within_the_lease(project, tmp_path):
     """Host A pulls jobs and dies before starting all of them: host B runs them once
     the job lease (here 3 s) is over, not after the 300 s requeue check."""
@@ -191,6 +195,7 @@ def _gone(pid: int) -> bool:
         return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
 
 
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 def test_sigterm_stops_the_cluster_within_ten_seconds_and_returns_the_attempt(project, tmp_path):
     """A deploy stops the cluster in the middle of a long step: the cluster is gone in
     seconds, the step with it, and the attempt goes back for retry (even with no
@@ -232,6 +237,7 @@ tasks:
     assert build.state == "succeeded" and second.exists()
 
 
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 def test_a_sigkilled_worker_takes_its_steps_processes_with_it(project, tmp_path):
     pidfile = tmp_path / "pid"
     make_pipeline(

@@ -39,7 +39,7 @@ CHROMIUM_ARGS = [
 def chromium_path() -> Path:
     if CHROMIUM.exists():
         return CHROMIUM
-    reason = f"{CHROMIUM} is missing (install Debian's chromium: make browser-deps)"
+    reason = f"{CHROMIUM} is missing (install Debian's chromium: make system-deps)"
     if os.environ.get("BUILDSITE_REQUIRE_BROWSER") == "1":
         pytest.fail(f"browser tests are required here but {reason}")
     print(f"\nSKIPPING browser tests: {reason}", file=sys.stderr)

@@ -21,6 +21,7 @@ tasks:
 """
 
 
+@pytest.mark.usefixtures("unsandboxed")  # the step waits for a file the test creates
 def test_artifacts_appear_live_and_download(project, user, live_server_url, browser_page, tmp_path):
     page = browser_page
     go = tmp_path / "go"

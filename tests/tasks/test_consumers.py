@@ -199,6 +199,7 @@ async def test_project_socket_sees_every_build_of_its_project_only(no_relay):
     await comm.disconnect()
 
 
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 async def test_embedded_relay_forwards_rows_written_by_another_process(with_relay):
     """Workers only write rows; the relay in the web process must push them, in order."""
     owner, project, build = await database_sync_to_async(setup_build)()
@@ -217,6 +218,7 @@ async def test_embedded_relay_forwards_rows_written_by_another_process(with_rela
     await asyncio.sleep(0)
 
 
+@pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 async def test_reconnect_with_after_gets_what_was_missed_while_away(with_relay):
     owner, project, build = await database_sync_to_async(setup_build)()
     comm = await communicator(f"/ws/builds/{build.id}/", owner)

@@ -1,0 +1,155 @@
+"""Shell steps run in bubblewrap: each escape an editor's step might try, run as a real
+step, must fail; the tools a build needs must work. CI requires the sandbox
+(BUILDSITE_REQUIRE_SANDBOX=1); elsewhere these tests skip, saying why, without it."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from builds.selectors import task_log
+from builds.steps import sandbox
+from tasks.models import Task
+from tests.factories import make_pipeline, run_build, task_states
+
+SECRET = "server-secret-4f2a"
+
+
+@pytest.fixture
+def sandboxed(inline_workers, fast_engine, monkeypatch):
+    sandbox.problem.cache_clear()
+    if sandbox.mode() != "bwrap":
+        reason = f"steps are not sandboxed here: {sandbox.problem()}"
+        if os.environ.get("BUILDSITE_REQUIRE_SANDBOX") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    monkeypatch.setenv("BUILDSITE_TEST_SERVER_SECRET", SECRET)  # in the worker's environment
+
+
+@pytest.fixture
+def listening_port():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+def _run(project, definition: str):
+    make_pipeline(project, definition)
+    build = run_build(project)
+    return build, task_states(build)
+
+
+def test_a_step_cannot_reach_the_server_or_other_builds(project, sandboxed):
+    data_dir = settings.DATA_DIR
+    database = connection.settings_dict["NAME"]
+    workspaces = settings.BUILDSITE["WORKSPACE_DIR"]
+    definition = f"""
+tasks:
+  secret_key: {{steps: [{{run: "cat {data_dir}/secret_key"}}]}}
+  database: {{steps: [{{run: "cat {database} | head -c 100"}}]}}
+  workspaces: {{steps: [{{run: "ls {workspaces}"}}]}}
+  environments:
+    steps:
+      - run: cat /proc/1/environ /proc/$PPID/environ /proc/*/environ 2>/dev/null | tr '\\0' '\\n'
+  writes:
+    steps:
+      - run: |
+          for p in /usr/evil /etc/evil /evil {data_dir}/evil /proc/evil; do
+            touch "$p" 2>/dev/null && echo "WROTE $p"
+          done
+          true
+  identity: {{steps: [{{run: "id -u; test $(id -u) -ne 0"}}]}}
+"""
+    build, states = _run(project, definition)
+    assert states["secret_key"] == "failed"
+    assert states["database"] == "failed" or "SQLite" not in task_log(build=build, name="database")
+    assert states["workspaces"] == "failed"
+    environments = task_log(build=build, name="environments")
+    assert SECRET not in environments and "DJANGO" not in environments
+    assert "WROTE /" not in task_log(build=build, name="writes")
+    assert states["identity"] == "succeeded"
+    assert not (data_dir / "evil").exists()
+
+
+def test_the_network_is_off_unless_the_task_asks(project, sandboxed, listening_port):
+    connect = f"socket.create_connection(('127.0.0.1', {listening_port}), timeout=3)"
+    definition = f"""
+tasks:
+  offline:
+    steps:
+      - run: python3 -c "import socket; {connect}"
+  online:
+    network: true
+    steps:
+      - run: python3 -c "import socket; {connect}"
+"""
+    _, states = _run(project, definition)
+    assert states == {"offline": "failed", "online": "succeeded"}
+
+
+def test_the_tools_a_build_needs_work(project, sandboxed):
+    definition = """
+tasks:
+  tools:
+    steps:
+      - run: |
+          python3 -c 'print("py ok")'
+          git init -q repo && cd repo
+          git -c user.email=a@b -c user.name=a commit -q --allow-empty -m x && echo git ok
+          cd ..
+          tar czf a.tgz repo && tar tzf a.tgz >/dev/null && echo tar ok
+          sh -c 'echo sh ok' && echo "home=$HOME tmp=$TMPDIR" && touch /tmp/scratch
+    artifacts: [a.tgz]
+"""
+    build, states = _run(project, definition)
+    log = task_log(build=build, name="tools")
+    assert states == {"tools": "succeeded"}, log
+    for word in ("py ok", "git ok", "tar ok", "sh ok", "home=/workspace tmp=/tmp"):
+        assert word in log
+
+
+@pytest.mark.parametrize(
+    ("limits", "command", "message"),
+    [
+        ("{memory_mb: 64}", "python3 -c 'b = bytearray(256 * 1024 * 1024)'", "memory_mb: 64"),
+        ("{cpu_seconds: 1}", "python3 -c 'while True: pass'", "cpu_seconds: 1"),
+        ("{workspace_mb: 1}", "head -c 3000000 /dev/zero > big", "workspace_mb: 1"),
+        ("{log_mb: 1}", "yes | head -c 3000000", "log limit of 1 MB"),
+        ("{processes: 8}", "for i in $(seq 50); do sleep 2 & done; wait", "processes: 8"),
+    ],
+)
+def test_a_step_over_a_limit_fails_saying_which(project, sandboxed, limits, command, message):
+    definition = f"tasks:\n  t:\n    limits: {limits}\n    steps:\n      - run: {command!r}\n"
+    build, states = _run(project, definition)
+    assert states == {"t": "failed"}
+    error = Task.objects.get(build=build).error
+    assert message in error, (error, task_log(build=build, name="t")[-500:])
+
+
+@pytest.fixture
+def no_bubblewrap(monkeypatch):
+    monkeypatch.setattr(sandbox, "problem", lambda: "bubblewrap (bwrap) is not installed")
+
+
+def test_every_page_says_when_steps_are_not_sandboxed(client, user, project, no_bubblewrap):
+    client.force_login(user)
+    page = client.get(f"/p/{project.slug}/").content.decode()
+    assert "Shell steps are not sandboxed: bubblewrap (bwrap) is not installed." in page
+
+
+def test_production_refuses_to_run_steps_without_a_sandbox(
+    project, inline_workers, fast_engine, settings, no_bubblewrap
+):
+    settings.BUILDSITE = {**settings.BUILDSITE, "PRODUCTION": True}
+    build, states = _run(project, "tasks:\n  t: {steps: [{run: 'echo ran'}]}\n")
+    assert states == {"t": "failed"}
+    assert "BUILDSITE_SANDBOX=off" in Task.objects.get(build=build).error
+    assert "\nran" not in task_log(build=build, name="t")
+    settings.BUILDSITE = {**settings.BUILDSITE, "SANDBOX": "off"}  # the operator's choice
+    build, states = _run(project, "tasks:\n  t: {steps: [{run: 'echo ran'}]}\n")
+    assert states == {"t": "succeeded"}
