@@ -9,6 +9,7 @@ from typing import Any
 from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
 
+from buildsite.errors import NotFound
 from buildsite.roles import Role
 from buildsite.selectors import get_project
 from tasks.events import serialize
@@ -245,8 +246,14 @@ def download_artifact(request: HttpRequest, build_id: int, task: str, path: str)
     """The file's bytes, streamed from the artifact store."""
     build = selectors.get_build(user=request.user, build_id=build_id)
     record = selectors.artifact_of(build=build, task_name=task, path=path)
+    try:
+        stored = open_blob(record["sha256"])
+    except OSError:  # FileNotFoundError, or the S3 client's error for a missing key
+        raise NotFound(
+            f"The stored bytes of '{path}' are missing from the artifact store."
+        ) from None
     response = FileResponse(
-        open_blob(record["sha256"]),
+        stored,
         as_attachment=True,
         filename=PurePosixPath(path).name,
         content_type="application/octet-stream",

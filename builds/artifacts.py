@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -114,9 +115,9 @@ def restore(workspace: Path, files: Mapping[str, FileRecord]) -> None:
         if globs.path_problem(path):
             raise ArtifactError(f"refusing to restore {path!r}: not a plain relative path")
         target = workspace / path
-        target.parent.mkdir(parents=True, exist_ok=True)
         name = blob_name(record["sha256"])
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             if local is not None:
                 shutil.copyfile(local / name, target)  # sendfile: no Python loop
             else:
@@ -135,16 +136,18 @@ def _local_root(store: Storage) -> Path | None:
 @dataclass(frozen=True)
 class Picked:
     record: FileRecord
-    local: Path
+    staged: Path  # the copy whose bytes were hashed: what gets stored
 
 
 def collect(workspace: Path, wanted: list[dict[str, Any]], *, room: int) -> list[Picked]:
-    """The files the task's `artifacts:` pick, hashed, within the size limits (`room`:
-    what the build may still store). Raises ArtifactError saying what is wrong."""
+    """The files the task's `artifacts:` pick, within the size limits (`room`: what the
+    build may still store), each copied once out of the workspace and hashed while
+    copied, so what is stored is exactly what was hashed and checked, whatever happens
+    to the workspace meanwhile. Raises ArtifactError saying what is wrong."""
     limits = settings.BUILDSITE
-    max_file, max_files = limits["ARTIFACT_MAX_FILE_BYTES"], limits["ARTIFACT_MAX_FILES"]
+    max_files = limits["ARTIFACT_MAX_FILES"]
     present, odd = _walk(workspace)
-    picked: dict[str, Picked] = {}
+    chosen: list[str] = []
     for item in wanted:
         pattern = item["path"]
         strange = [p for p in odd if globs.matches(pattern, p)]
@@ -159,25 +162,34 @@ def collect(workspace: Path, wanted: list[dict[str, Any]], *, room: int) -> list
                 f"artifacts: {pattern!r} matches no file in the workspace "
                 "(mark it optional: true if it may be absent)"
             )
-        for path in paths:
-            if path in picked:
-                continue
-            if len(picked) >= max_files:
-                raise ArtifactError(f"artifacts: more than {max_files} files")
-            local = workspace / path
-            size = local.stat().st_size
-            if size > max_file:
-                raise ArtifactError(
-                    f"artifacts: {path!r} is {size} bytes; the limit per file is {max_file}"
-                )
-            room -= size
+        chosen.extend(p for p in paths if p not in chosen)
+        if len(chosen) > max_files:
+            raise ArtifactError(f"artifacts: more than {max_files} files")
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=_staging_root()))
+    try:
+        picked = []
+        for index, path in enumerate(chosen):
+            record = _snapshot(workspace, path, staging / str(index))
+            room -= record["size"]
             if room < 0:
                 raise ArtifactError(
                     f"artifacts: storing {path!r} would pass the build's limit of "
                     f"{limits['ARTIFACT_MAX_BUILD_BYTES']} bytes"
                 )
-            picked[path] = Picked(_record(path, local), local)
-    return list(picked.values())
+            picked.append(Picked(record, staging / str(index)))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return picked
+
+
+def _staging_root() -> Path:
+    """Where picked files are copied before they are stored: inside a local store (so
+    storing is a rename), else beside the workspaces; never where a step can write."""
+    local = _local_root(artifact_store())
+    root = local if local is not None else Path(settings.DATA_DIR) / "run"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def _walk(workspace: Path) -> tuple[list[str], list[str]]:
@@ -194,16 +206,32 @@ def _walk(workspace: Path) -> tuple[list[str], list[str]]:
     return sorted(files), sorted(odd)
 
 
-def _record(path: str, local: Path) -> FileRecord:
-    h = hashlib.sha256()
-    with local.open("rb") as fh:
-        while block := fh.read(CHUNK):
-            h.update(block)
-    info = local.stat()
+def _snapshot(workspace: Path, path: str, copy: Path) -> FileRecord:
+    """Copy one picked file (never through a symlink, at most the per-file limit),
+    hashing the bytes copied."""
+    limit = settings.BUILDSITE["ARTIFACT_MAX_FILE_BYTES"]
+    try:
+        fd = os.open(workspace / path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ArtifactError(f"artifacts: cannot read {path!r}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as src:
+        info = os.fstat(src.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ArtifactError(f"artifacts: {path!r} is not a regular file")
+        h, size = hashlib.sha256(), 0
+        with copy.open("wb") as dst:
+            while block := src.read(CHUNK):
+                size += len(block)
+                if size > limit:
+                    raise ArtifactError(
+                        f"artifacts: {path!r} is over the limit per file of {limit} bytes"
+                    )
+                h.update(block)
+                dst.write(block)
     return {
         "path": path,
         "sha256": h.hexdigest(),
-        "size": info.st_size,
+        "size": size,
         "mode": stat.S_IMODE(info.st_mode) & 0o777,
     }
 
@@ -214,31 +242,34 @@ def upload(picked: list[Picked]) -> list[FileRecord]:
     only blobs untouched for a while, so a touched blob stays."""
     if not picked:
         return []
-    now = timezone.now()
-    stored = _touch(list(dict.fromkeys(p.record["sha256"] for p in picked)), now)
-    store = artifact_store()
-    sent: dict[str, int] = {}
-    for item in picked:
-        digest = item.record["sha256"]
-        if digest in stored or digest in sent:
-            continue
-        try:
-            _put(store, blob_name(digest), item.local)
-        except Exception as exc:
-            raise ArtifactError(f"cannot store {item.record['path']!r}: {exc}") from exc
-        sent[digest] = item.record["size"]
-    Blob.objects.bulk_create(
-        [Blob(sha256=d, size=size, last_used_at=now) for d, size in sent.items()],
-        ignore_conflicts=True,
-    )
+    try:
+        stored = touch_blobs(list(dict.fromkeys(p.record["sha256"] for p in picked)))
+        store = artifact_store()
+        sent: dict[str, int] = {}
+        for item in picked:
+            digest = item.record["sha256"]
+            if digest in stored or digest in sent:
+                continue
+            try:
+                _put(store, blob_name(digest), item.staged)
+            except Exception as exc:
+                raise ArtifactError(f"cannot store {item.record['path']!r}: {exc}") from exc
+            sent[digest] = item.record["size"]
+        Blob.objects.bulk_create(
+            [Blob(sha256=d, size=size, last_used_at=timezone.now()) for d, size in sent.items()],
+            ignore_conflicts=True,
+        )
+    finally:
+        shutil.rmtree(picked[0].staged.parent, ignore_errors=True)
     return [p.record for p in picked]
 
 
-def _touch(digests: list[str], now: Any) -> set[str]:
+def touch_blobs(digests: list[str]) -> set[str]:
     """Mark the blobs among `digests` used now; returns those that are stored. One
-    statement per 500 (UPDATE ... RETURNING): this runs for every task with artifacts."""
+    statement per 500 (UPDATE ... RETURNING): this runs for every task with artifacts,
+    and for cache hits that restore some."""
     table, sha = rawsql.table(Blob), rawsql.col(Blob, "sha256")
-    when = rawsql.to_db(Blob, "last_used_at", now)
+    when = rawsql.to_db(Blob, "last_used_at", timezone.now())
     stored: set[str] = set()
     for i in range(0, len(digests), 500):
         chunk = digests[i : i + 500]
@@ -251,20 +282,18 @@ def _touch(digests: list[str], now: Any) -> set[str]:
     return stored
 
 
-def _put(store: Storage, name: str, local: Path) -> None:
-    """Store `local` under exactly `name`, replacing what is there (two workers storing
-    the same content at once both succeed)."""
+def _put(store: Storage, name: str, staged: Path) -> None:
+    """Store the staged copy under exactly `name`, replacing what is there (two workers
+    storing the same content at once both succeed)."""
     root = _local_root(store)
     if root is None:  # S3: a PUT replaces the object whole (file_overwrite=True)
-        with local.open("rb") as fh:
+        with staged.open("rb") as fh:
             store.save(name, File(fh, name=name))
         return
     target = root / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    shutil.copyfile(local, partial)
-    partial.chmod(0o640)
-    os.replace(partial, target)  # FileSystemStorage.save would rename on a clash instead
+    staged.chmod(0o640)
+    os.replace(staged, target)  # same file system: atomic (FileSystemStorage.save renames)
 
 
 def delete_blobs(digests: list[str]) -> None:

@@ -27,7 +27,9 @@ import os
 import shutil
 import signal
 import socket
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -145,17 +147,27 @@ def _workspaces() -> Path:
 
 
 def fresh_workspace() -> Path:
-    """This worker's workspace, empty: an attempt starts with nothing it was not given."""
-    path = _workspaces() / f"{_record_prefix()}{os.getpid()}"
-    if path.exists():
-        shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
-    return path
+    """A new, empty directory for one attempt, under this worker's own directory: an
+    attempt starts with nothing it was not given, whatever an earlier one left behind
+    (what could not be removed then is tried again here, never reused)."""
+    mine = _workspaces() / f"{_record_prefix()}{os.getpid()}"
+    mine.mkdir(parents=True, exist_ok=True)
+    mine.chmod(0o711)
+    for old in mine.iterdir():
+        remove_workspace(old)
+    return Path(tempfile.mkdtemp(prefix="attempt-", dir=mine))  # 0700
 
 
 def remove_workspace(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a workspace even where a step took away its own write permissions."""
+
+    def writable_and_retry(function: Any, name: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name), 0o700)
+            os.chmod(name, 0o700)
+            function(name)
+
+    shutil.rmtree(path, onerror=writable_and_retry)
 
 
 def sweep_workspaces() -> int:

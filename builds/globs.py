@@ -31,6 +31,10 @@ def pattern_problem(pattern: str) -> str | None:
         return f"{pattern!r}: use '/' between directories"
     if ".." in PurePosixPath(pattern).parts:
         return f"{pattern!r} leaves the workspace ('..')"
+    try:
+        _regex(pattern)
+    except re.error as exc:
+        return f"{pattern!r} is not a valid pattern: {exc.msg}"
     return None
 
 
@@ -48,6 +52,8 @@ def path_problem(path: str) -> str | None:
 @lru_cache(maxsize=1024)
 def _regex(pattern: str) -> re.Pattern[str]:
     parts = [p for p in pattern.strip("/").split("/") if p not in ("", ".")]
+    if not parts:  # "." or "./": the whole workspace
+        return re.compile(".*", re.DOTALL)
     out = ""
     for index, part in enumerate(parts):
         last = index == len(parts) - 1
@@ -72,7 +78,10 @@ def _segment(part: str) -> str:
             body = part[i + 1 : end]
             negate = body.startswith("!")
             body = body[1:] if negate else body
-            out += "[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]"
+            body = body.replace("\\", "\\\\")
+            if body.startswith("^"):  # a literal ^, as in fnmatch
+                body = "\\" + body
+            out += "[" + ("^" if negate else "") + body + "]"
             i = end
         else:
             out += re.escape(char)

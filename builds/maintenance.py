@@ -116,6 +116,10 @@ def delete_unused_blobs() -> int:
     BLOB_GRACE_SECONDS. The rows go in the same transaction as their bytes: a worker
     that touches a blob meanwhile waits for it, finds the row gone and stores the
     bytes again (`artifacts.upload`)."""
+    grace = timedelta(seconds=settings.BUILDSITE["BLOB_GRACE_SECONDS"])
+    stale = Blob.objects.filter(last_used_at__lt=timezone.now() - grace)
+    if not stale.exists():
+        return 0  # nothing could go: no need to read every task's list
     named: set[str] = set()
     for rows in (
         Task.objects.exclude(artifacts=[]).values_list("artifacts", flat=True),
@@ -123,21 +127,22 @@ def delete_unused_blobs() -> int:
     ):
         for files in rows.iterator(chunk_size=2000):
             named.update(f["sha256"] for f in files)
-    grace = timedelta(seconds=settings.BUILDSITE["BLOB_GRACE_SECONDS"])
-    stale = Blob.objects.filter(last_used_at__lt=timezone.now() - grace)
     unused = [d for d in stale.values_list("sha256", flat=True) if d not in named]
     deleted = 0
-    for i in range(0, len(unused), 200):
-        chunk = unused[i : i + 200]
-        with transaction.atomic():
-            gone = list(
-                Blob.objects.select_for_update()
-                .filter(sha256__in=chunk, last_used_at__lt=timezone.now() - grace)
-                .values_list("sha256", flat=True)
-            )
-            Blob.objects.filter(sha256__in=gone).delete()
-            artifacts.delete_blobs(gone)
-        deleted += len(gone)
+    for digest in unused:
+        # One blob per transaction: a failed delete in the store keeps its row, and no
+        # row is kept for bytes that are gone.
+        try:
+            with transaction.atomic():
+                locked = Blob.objects.select_for_update().filter(
+                    sha256=digest, last_used_at__lt=timezone.now() - grace
+                )
+                if locked.exists():
+                    locked.delete()
+                    artifacts.delete_blobs([digest])
+                    deleted += 1
+        except Exception:
+            log.warning("could not delete blob %s from the artifact store", digest, exc_info=True)
     return deleted
 
 

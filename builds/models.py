@@ -99,7 +99,7 @@ class CacheEntry(models.Model):  # type: ignore[misc]  # Django is untyped (Any 
     task_name = models.CharField(max_length=100, blank=True)
     outputs = models.JSONField(default=dict)
     artifacts = models.JSONField(default=list)  # as Task.artifacts: a hit restores them
-    size_bytes = models.PositiveIntegerField(default=0)
+    size_bytes = models.BigIntegerField(default=0)  # artifacts included: may pass 2 GiB
     hits = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField()
     # No index: it changes on every hit (10,000 times in a cached 10,000-task build),

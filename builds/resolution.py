@@ -26,7 +26,7 @@ from tasks.services import Change, TaskRow
 from tasks.states import DONE_BAD, DONE_OK, TERMINAL, TaskState
 
 from . import cache
-from .artifacts import ArtifactError, input_hashes, received_files
+from .artifacts import ArtifactError, input_hashes, received_files, touch_blobs
 from .cache_key import canonical, digest, key_from_parts
 from .models import Build
 
@@ -203,6 +203,7 @@ def advance(
     now = timezone.now()
     changes: list[Change] = []
     used: list[int] = []  # cache entries hit, touched once at the end
+    restored: list[str] = []  # digests of the artifacts those hits hand on
     wave = list(dict.fromkeys(start))
     while wave:
         ready: list[GraphTask] = []
@@ -240,6 +241,7 @@ def advance(
                 fields.update(outputs=outputs, finished_at=now)
                 if artifacts:
                     fields["artifacts"] = artifacts
+                    restored.extend(a["sha256"] for a in artifacts)
                 changes.append(Change(task, S.READY, S.CACHED, fields))
                 task.state = S.CACHED
                 task.outputs = outputs
@@ -250,6 +252,8 @@ def advance(
                 _merge_into_last(changes, task, fields)
         wave = list(dict.fromkeys(next_wave))
     cache.touch(used)
+    if restored:  # retention must not take these while the hit is being recorded
+        touch_blobs(list(dict.fromkeys(restored)))
     return changes
 
 

@@ -102,14 +102,14 @@ def task_log(*, build: Build, name: str, offset: int = 0) -> str:
     task = task_of(build=build, name=name)
     if build.files_purged:
         raise NotFound(f"The logs of build #{build.id} were removed by retention.")
-    if task.attempts == 0 and task.state in NOT_STARTED:
-        raise NotFound(f"Task '{name}' of build #{build.id} has not started: no log yet.")
     texts = (
         Event.objects.filter(build_id=build.id, task_name=name, type=Event.Type.LOG)
         .order_by("id")
         .values_list("data", flat=True)
     )
     text = "".join((data or {}).get("text", "") for data in texts.iterator(chunk_size=500))
+    if not text and task.attempts == 0 and task.state in NOT_STARTED:
+        raise NotFound(f"Task '{name}' of build #{build.id} has not started: no log yet.")
     return text[max(0, offset) :]
 
 

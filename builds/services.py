@@ -318,6 +318,12 @@ def retry_build(*, user: Any, build: Build) -> Build:
     """Re-run the failed, cancelled and upstream-failed tasks; successes stay."""
     if user is not None:
         require_role(user=user, project=build.project, role=Role.EDITOR)
+    if build.files_purged:
+        raise Conflict(
+            f"build #{build.id} ended too long ago: retention removed its logs and artifacts, "
+            "which its remaining tasks would need; trigger a new build",
+            state=build.state,
+        )
     if build.state not in (BuildState.FAILED, BuildState.CANCELLED):
         raise Conflict(
             f"only a failed or cancelled build can be retried; #{build.id} is {build.state}",

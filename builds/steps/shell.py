@@ -109,6 +109,11 @@ def run_shell(
     finally:
         if proc.poll() is None:  # _follow raised: the step must not outlive its attempt
             kill_group(proc, 0)
+        # What the step left running in the background ends with it: nothing may touch
+        # the workspace while its artifacts are collected (in the sandbox, the PID
+        # namespace ends with the step's shell anyway).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         forget_step_group()
         assert proc.stdout is not None
         proc.stdout.close()

@@ -2,6 +2,7 @@
 artifacts of its needs, stores what it declares, and a cache hit hands on the same files."""
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,7 @@ tasks:
     )
     build = run_build(project)
     assert task_states(build) == {"big": "failed", "first": "succeeded", "second": "failed"}
-    assert "the limit per file is 1000" in task_log(build=build, name="big")
+    assert "over the limit per file of 1000 bytes" in task_log(build=build, name="big")
     assert "build's limit of 1500 bytes" in task_log(build=build, name="second")
 
 
@@ -285,3 +286,80 @@ def test_artifacts_on_a_task_without_steps_are_refused(project):
 
     with pytest.raises(InvalidInput, match="without steps has no files"):
         make_pipeline(project, "tasks:\n  join: {artifacts: [x]}\n")
+
+
+def test_what_a_step_leaves_running_ends_with_it(project, unsandboxed, tmp_path):
+    """Nothing may change the workspace while its artifacts are collected and stored."""
+    alive = tmp_path / "alive"
+    make_pipeline(
+        project,
+        f"""
+tasks:
+  t:
+    steps:
+      - run: |
+          echo good > out.txt
+          (sleep 0.5; touch {alive}) > /dev/null 2>&1 &
+    artifacts: [out.txt]
+""",
+    )
+    build = run_build(project)
+    assert build.state == "succeeded"
+    time.sleep(1.0)
+    assert not alive.exists()
+
+
+def test_every_attempt_gets_a_new_directory(project, unsandboxed):
+    """A workspace a step made unwritable is not handed to the next attempt."""
+    make_pipeline(
+        project,
+        """
+tasks:
+  a: {steps: [{run: "mkdir locked && touch locked/x && chmod 500 locked && pwd"}]}
+  b: {needs: [a], steps: [{run: "ls -A; test ! -e locked && pwd"}]}
+""",
+    )
+    build = run_build(project)
+    assert task_states(build) == {"a": "succeeded", "b": "succeeded"}
+    first = task_log(build=build, name="a").splitlines()[-1]
+    assert task_log(build=build, name="b").splitlines()[-1] != first
+
+
+def test_a_file_and_a_directory_at_one_path_fail_with_a_message(project):
+    make_pipeline(
+        project,
+        """
+tasks:
+  a: {steps: [{run: "echo x > out"}], artifacts: [out]}
+  b: {steps: [{run: "mkdir out && echo y > out/x"}], artifacts: [out]}
+  c: {needs: [a, b], steps: [{run: "true"}]}
+""",
+    )
+    build = run_build(project)
+    assert task_states(build)["c"] == "failed"
+    assert "cannot restore 'out/x'" in Task.objects.get(build=build, name="c").error
+
+
+def test_a_purged_build_cannot_be_retried(project, user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from builds.models import Build
+
+    make_pipeline(project, "tasks:\n  t: {steps: [{run: 'exit 1'}]}\n")
+    build = run_build(project)
+    Build.objects.filter(id=build.id).update(
+        finished_at=timezone.now() - timedelta(days=365), files_purged=True
+    )
+    response = api_client(user, project).post(f"/api/builds/{build.id}/retry")
+    assert response.status_code == 409 and "retention" in response.json()["detail"]
+
+
+def test_a_missing_stored_file_is_a_404_not_a_500(project, user):
+    make_pipeline(project, FLOW)
+    build = run_build(project)
+    digest = hashlib.sha256(b"one\n").hexdigest()
+    artifact_store().delete(blob_name(digest))
+    response = api_client(user, project).get(f"/api/builds/{build.id}/artifacts/make/out/a.txt")
+    assert response.status_code == 404

@@ -77,3 +77,13 @@ def test_a_later_need_replaces_an_earlier_ones_file_at_the_same_path():
         ["a", "b"], {"a": [{**record, "sha256": "a" * 64}], "b": [{**record, "sha256": "b" * 64}]}
     )
     assert files["x"]["sha256"] == "b" * 64
+
+
+@pytest.mark.parametrize("pattern", ["[z-a]", "a[!]b"])
+def test_a_pattern_that_cannot_compile_is_refused_when_saved(pattern):
+    assert "not a valid pattern" in pattern_problem(pattern)
+
+
+def test_brackets_and_dot_mean_what_they_mean_in_a_shell():
+    assert matches("[^a]x", "^x") and not matches("[^a]x", "bx")  # ^ is literal, as in fnmatch
+    assert matches(".", "any/file.txt")  # the whole workspace
