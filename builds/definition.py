@@ -138,9 +138,34 @@ def _where(path: Path) -> str | None:
     return ".".join(str(p) for p in path) or None
 
 
+MAX_DEFINITION_CHARS = 2_000_000
+MAX_DEPTH = 40
+
+
+def _structure_problem(text: str) -> Problem | None:
+    """Refuse, before anything is built, YAML whose size is not its text's: aliases
+    (a 367-byte alias bomb expands to 58 MB) and deep nesting (recursion)."""
+    if len(text) > MAX_DEFINITION_CHARS:
+        return Problem(f"a pipeline definition is at most {MAX_DEFINITION_CHARS} characters", 1)
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        line = event.start_mark.line + 1 if event.start_mark else None
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            return Problem("YAML anchors and aliases (&name, *name) are not allowed", line)
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return Problem(f"nested more than {MAX_DEPTH} levels deep", line)
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
+    return None
+
+
 def parse_definition(text: str) -> Spec:
     """Parse and validate; raises InvalidInput listing every problem found."""
     try:
+        if problem := _structure_problem(text):
+            raise InvalidInput([problem])
         node = yaml.compose(text, Loader=_Loader)
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:

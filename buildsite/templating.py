@@ -6,6 +6,7 @@ a missing variable is always an error that names it, never an empty string.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -16,7 +17,59 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import InvalidInput, Problem
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+MAX_SIZE = 1_000_000  # characters (or items, or digits) any one value may grow to
+MAX_EXPONENT = 10_000
+_WIDE_FORMAT = re.compile(r"%[-+ #0]*(\*|\d{4,})|\{[^}]*:[^}]*\d{4,}")
+
+
+class _BoundedEnvironment(SandboxedEnvironment):
+    """The sandbox, plus bounds on operations whose result can grow without limit:
+    `10 ** 100000000` or `'x' * 10**9` would hold the process for minutes or fill its
+    memory. Intercepting an operator also stops Jinja from folding it at compile time,
+    which happened while saving a template, before any render."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if (
+            operator == "**"
+            and _number(left)
+            and _number(right)
+            and (abs(right) > MAX_EXPONENT or _digits(left) * abs(right) > MAX_SIZE)
+        ):
+            raise SecurityError(f"the result of {operator} would be too large")
+        if operator == "*":
+            if _number(left) and _number(right):
+                if _digits(left) + _digits(right) > MAX_SIZE:
+                    raise SecurityError("the result of * would be too large")
+            else:
+                size, times = (len(left), right) if isinstance(right, int) else (_len(right), left)
+                if isinstance(times, int) and size * times > MAX_SIZE:
+                    raise SecurityError(
+                        f"repeating a value of {size} {times} times is over {MAX_SIZE}"
+                    )
+        if operator == "%" and isinstance(left, str) and _WIDE_FORMAT.search(left):
+            raise SecurityError("format widths of 1000 or more would be too large")
+        return super().call_binop(context, operator, left, right)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _digits(value: Any) -> int:
+    return max(1, int(abs(value)).bit_length() * 3 // 10 + 1)
+
+
+def _len(value: Any) -> int:
+    try:
+        return len(value)
+    except TypeError:
+        return 0
+
+
+_env = _BoundedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_env.filters["center"] = lambda value, width=80: str(value).center(min(int(width), MAX_SIZE))
 
 
 class TemplateError(InvalidInput):
@@ -52,7 +105,7 @@ def render(source: str, context: dict[str, Any], *, where: str | None = None) ->
     if not has_markup(source):
         return source
     try:
-        return str(_compile(source).render(**context))
+        text = str(_compile(source).render(**context))
     except TemplateSyntaxError as exc:
         raise TemplateError(
             [Problem(f"template syntax error: {exc.message}", exc.lineno, where)]
@@ -63,6 +116,13 @@ def render(source: str, context: dict[str, Any], *, where: str | None = None) ->
         raise TemplateError([Problem(f"not allowed in templates: {exc}", None, where)]) from exc
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
         raise TemplateError([Problem(f"template error: {exc}", None, where)]) from exc
+    except RecursionError as exc:
+        raise TemplateError([Problem("template nests too deeply", None, where)]) from exc
+    if len(text) > MAX_SIZE:
+        raise TemplateError(
+            [Problem(f"the rendered text is over {MAX_SIZE} characters", None, where)]
+        )
+    return text
 
 
 def render_value(value: Any, context: dict[str, Any], *, where: str | None = None) -> Any:

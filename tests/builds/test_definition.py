@@ -1,5 +1,7 @@
 """Pipeline YAML validation: every problem is reported with its task and line."""
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -142,3 +144,30 @@ def test_step_kinds_come_from_the_registry(monkeypatch):
     with pytest.raises(InvalidInput) as err:
         parse_definition("tasks:\n  a:\n    steps:\n      - echo: hi\n        loud: no\n")
     assert [(p.message, p.line) for p in err.value.problems] == [("say it", 5)]
+
+
+ALIAS_BOMB = (
+    'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    + "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n"
+        for p, n in zip("abcdefg", "bcdefgh", strict=True)
+    )
+    + "tasks: {t: {steps: [{run: 'true'}]}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (ALIAS_BOMB, "anchors and aliases"),
+        ("params: &a [*a]\ntasks: {}\n", "anchors and aliases"),
+        ("x: " + "[" * 990 + "]" * 990 + "\ntasks: {}\n", "nested more than 40"),
+    ],
+)
+def test_yaml_whose_size_is_not_its_texts_is_refused_at_once(text, message):
+    """A 367-byte alias bomb took 23.6 s and stored 58 MB; deep nesting was a 500."""
+    started = time.monotonic()
+    with pytest.raises(InvalidInput) as err:
+        parse_definition(text)
+    assert message in err.value.problems[0].message
+    assert time.monotonic() - started < 1.0

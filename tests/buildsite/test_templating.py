@@ -33,3 +33,36 @@ def test_render_value_walks_nested_structures():
 @given(st.text(alphabet=st.characters(blacklist_characters="{}%#"), max_size=100))
 def test_text_without_markup_is_returned_unchanged(text):
     assert render(text, {}) == text
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ (10 ** 100000000) > 1 }}",  # froze every request for 3.5 minutes (constant folding)
+        "{{ x * 10000000 }}",
+        "{{ 'x' * 10000000 }}",
+        "{{ [1] * 10000000 }}",
+        "{{ '%0100000000d' % 1 }}",
+    ],
+)
+def test_size_bombs_are_refused_at_once_naming_the_bound(source):
+    import time
+
+    started = time.monotonic()
+    check_syntax(source)  # saving compiles nothing large any more
+    with pytest.raises(TemplateError) as err:
+        render(source, {"x": "abc"}, where="template")
+    assert "too large" in err.value.message or "over" in err.value.message
+    assert "template" in err.value.message
+    assert time.monotonic() - started < 1.0
+
+
+def test_ordinary_arithmetic_and_repetition_still_work():
+    assert render("{{ 2 ** 10 }} {{ 'ab' * 3 }} {{ 'v%s' % 1 }} {{ 6 * 7 }}", {}) == (
+        "1024 ababab v1 42"
+    )
+
+
+def test_rendered_output_is_capped():
+    with pytest.raises(TemplateError, match="over 1000000 characters"):
+        render("{% for i in range(20) %}{{ x }}{% endfor %}", {"x": "y" * 100_000})
