@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +272,8 @@ def _run_steps(
         except DomainError as exc:
             return _fail(task_log, outputs, f"{where} ({kind}): {exc.message}")
         except Exception as exc:  # a bug in a step kind must still end the task
-            task_log.write(traceback.format_exc())
+            # The traceback is for the operator (the worker's log), not for viewers.
+            log.exception("step %s of task %s failed inside Buildsite", where, task.id)
             return _fail(
                 task_log, outputs, f"{where} ({kind}): internal error {type(exc).__name__}"
             )

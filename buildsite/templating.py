@@ -7,6 +7,7 @@ a missing variable is always an error that names it, never an empty string.
 from __future__ import annotations
 
 import re
+import shlex
 from functools import lru_cache
 from typing import Any
 
@@ -69,6 +70,7 @@ def _len(value: Any) -> int:
 
 
 _env = _BoundedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_env.filters["quote"] = lambda value: shlex.quote(str(value))  # for shell steps
 _env.filters["center"] = lambda value, width=80: str(value).center(min(int(width), MAX_SIZE))
 
 

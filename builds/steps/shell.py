@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import json
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -221,7 +223,11 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     spec = ctx.task_spec
     limits = Limits.of(spec.get("limits"))
     home = Path(sandbox.WORKDIR) if sandboxed else ctx.workspace
-    declared = {**ctx.env, **{k: str(v) for k, v in step.get("env", {}).items()}}
+    declared = {
+        **param_env(ctx.build.params),
+        **ctx.env,
+        **{k: str(v) for k, v in step.get("env", {}).items()},
+    }
     env = scrubbed_env(declared, home, Path("/tmp") if sandboxed else ctx.workspace)
     timeout = min(float(step.get("timeout", ctx.timeout)), ctx.timeout)
     ctx.log(f"$ {step['run']}\n")
@@ -255,6 +261,17 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         reason = _limit_hit(result, limits)
         raise StepFailed(f"exited with code {result.exit_code}{reason}", outputs)
     return outputs
+
+
+def param_env(params: dict[str, Any]) -> dict[str, str]:
+    """The build's params as BUILDSITE_PARAM_<NAME> variables: the safe way to use a
+    value in a shell command ("$BUILDSITE_PARAM_VERSION"), where `{{ params.x }}` would
+    paste it into the command's text."""
+    env = {}
+    for name, value in params.items():
+        key = "BUILDSITE_PARAM_" + re.sub(r"[^A-Za-z0-9_]", "_", str(name)).upper()
+        env[key] = value if isinstance(value, str) else json.dumps(value)
+    return env
 
 
 # Exit statuses of a shell whose command a limit's signal killed (128 + signal).

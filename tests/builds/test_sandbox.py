@@ -153,3 +153,22 @@ def test_production_refuses_to_run_steps_without_a_sandbox(
     settings.BUILDSITE = {**settings.BUILDSITE, "SANDBOX": "off"}  # the operator's choice
     build, states = _run(project, "tasks:\n  t: {steps: [{run: 'echo ran'}]}\n")
     assert states == {"t": "succeeded"}
+
+
+def test_params_reach_steps_as_variables_and_quote_keeps_them_text(project, inline_workers):
+    make_pipeline(
+        project,
+        """
+params: {v: "1.0", "release-name": "x"}
+tasks:
+  t:
+    steps:
+      - run: |
+          echo "env=$BUILDSITE_PARAM_V name=$BUILDSITE_PARAM_RELEASE_NAME"
+          echo {{ params.v | quote }}
+""",
+    )
+    build = run_build(project, params={"v": "$(id)"})
+    log = task_log(build=build, name="t")
+    assert "env=$(id) name=x" in log
+    assert log.splitlines()[-1] == "$(id)"  # printed, not run
