@@ -1,31 +1,125 @@
 """The JSON API root: auth, error mapping, and every app's router."""
 
+import json
+import math
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Router, Schema, Status
-from ninja.errors import AuthenticationError
+from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
 
-from .auth import api_auth
-from .errors import DomainError
+from .auth import BrowserSessionAuth, TokenAuth
+from .errors import DomainError, InvalidInput, Problem
 from .selectors import get_project, projects_for
 from .services import create_project
+
+INT64 = range(-(2**63), 2**63)
+
+
+def json_body_problems(data: Any) -> list[Problem]:
+    """What no endpoint can take from a JSON body, each named by its field: a body that
+    is not an object (every body here is one; ninja would otherwise read `[null]` or
+    `123` as an empty object), text with a lone surrogate such as "\\ud800" or a NUL
+    (valid JSON, but the databases refuse to store them: a 500), integers beyond 64 bits,
+    and NaN or infinity."""
+    if not isinstance(data, dict):
+        return [Problem("The request body must be a JSON object.", where="body")]
+    problems: list[Problem] = []
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack and len(problems) < 20:
+        where, value = stack.pop()
+        problem: str | None = None
+        if isinstance(value, str):
+            problem = _text_problem(value)
+        elif isinstance(value, bool):
+            pass
+        elif isinstance(value, int):
+            if value not in INT64:
+                problem = "Integers must fit in 64 bits."
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                problem = "Numbers must be finite."
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if key_problem := _text_problem(key, what="A key"):
+                    problem = key_problem
+                else:
+                    stack.append((f"{where}.{key}" if where else key, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}.{i}" if where else str(i), v) for i, v in enumerate(value))
+        if problem:
+            problems.append(Problem(problem, where=where or "body"))
+    return sorted(problems, key=lambda p: p.where or "")
+
+
+def _text_problem(value: str, what: str = "Text") -> str | None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{what} with a lone surrogate (such as \\ud800) is not valid Unicode."
+    if "\x00" in value:
+        return f"{what} with a NUL character (\\u0000) cannot be stored."
+    return None
+
+
+class LoggedInSessionAuth(BrowserSessionAuth):
+    """The session, with its CSRF check on unsafe methods, for a logged-in session only:
+    a request with neither a token nor a session gets 401 (authentication required),
+    not a 403 about a CSRF token it has no use for."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return None
+        return super().__call__(request)
+
+
+class CheckedJSONParser(Parser):
+    """ninja's JSON parser plus `json_body_problems`. ninja turns a parser's exception
+    into a 400 with the original as its cause; `http_error` below answers with ours."""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        data = json.loads(request.body)
+        if problems := json_body_problems(data):
+            raise InvalidInput(problems)
+        result: dict[str, Any] = data
+        return result
+
 
 api = NinjaAPI(
     title="Buildsite API",
     version="1",
     description="Pipelines, builds, documentation and prompts. Authenticate with "
     "`Authorization: Bearer <token>` (see `manage.py create_token`) or a browser session.",
-    auth=api_auth,
+    auth=[TokenAuth(), LoggedInSessionAuth()],
     docs_url="/docs",
     urls_namespace="api",
+    parser=CheckedJSONParser(),
 )
 
 
 @api.exception_handler(DomainError)
 def domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
     return api.create_response(request, exc.payload(), status=exc.status)
+
+
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, DomainError):  # CheckedJSONParser refused the body
+        return domain_error(request, exc.__cause__)
+    return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+
+
+@api.exception_handler(RequestDataTooBig)
+def body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return api.create_response(
+        request, {"detail": f"The request body is over the limit of {limit} bytes."}, status=413
+    )
 
 
 @api.exception_handler(NinjaValidationError)
@@ -42,9 +136,11 @@ def request_validation_error(request: HttpRequest, exc: NinjaValidationError) ->
 
 @api.exception_handler(AuthenticationError)
 def auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return api.create_response(
+    response = api.create_response(
         request, {"detail": "Authentication required: send a Bearer token or log in."}, status=401
     )
+    response["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 class HealthOut(Schema):
@@ -72,7 +168,9 @@ class ProjectOut(Schema):
 
 @projects_router.post("", response={201: ProjectOut})
 def create_project_endpoint(request: HttpRequest, body: ProjectIn) -> Status[dict[str, Any]]:
-    project = create_project(creator=request.user, slug=body.slug, name=body.name)
+    project = create_project(
+        actor=request.user, creator=request.user, slug=body.slug, name=body.name
+    )
     return Status(201, {"slug": project.slug, "name": project.name, "role": "maintainer"})
 
 

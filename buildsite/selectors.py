@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -35,6 +36,26 @@ def require_role(*, user: Any, project: Project, role: Role) -> Role:
             f"This needs the {role.value} role in '{project.slug}'; you are {actual.value}."
         )
     return actual
+
+
+def require_project_creator(*, user: Any) -> None:
+    """Raises Forbidden unless `user` may create projects: never through a token scoped
+    to one project; staff and superusers only under BUILDSITE_PROJECT_CREATORS=staff
+    (the default), any active user under `all`."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        raise Forbidden("Log in or send a Bearer token to create projects.")
+    if getattr(user, "token_project_id", None) is not None:
+        raise Forbidden(
+            "This API token is scoped to one project and cannot create projects; "
+            "use an unscoped token (manage.py create_token without --project) or log in."
+        )
+    if settings.BUILDSITE_PROJECT_CREATORS == "all":
+        return
+    if not (user.is_staff or user.is_superuser):
+        raise Forbidden(
+            "Only staff can create projects on this server; ask an administrator "
+            "(BUILDSITE_PROJECT_CREATORS=staff)."
+        )
 
 
 def get_project(*, user: Any, slug: str, role: Role = Role.VIEWER) -> Project:

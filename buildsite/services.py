@@ -1,5 +1,6 @@
 """Writes for projects, memberships and API tokens."""
 
+import logging
 import secrets
 from typing import Any
 
@@ -10,13 +11,18 @@ from django.db import IntegrityError, transaction
 from .errors import Conflict, InvalidInput, NotFound, Problem
 from .models import ApiToken, Membership, Project, slug_validator
 from .roles import Role
-from .selectors import require_role
+from .selectors import require_project_creator, require_role
 
 TOKEN_PREFIX = "bst_"
+audit = logging.getLogger("buildsite.audit")
 
 
 @transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
-def create_project(*, creator: Any, slug: str, name: str) -> Project:
+def create_project(*, creator: Any, slug: str, name: str, actor: Any = None) -> Project:
+    """`creator` becomes the project's maintainer. `actor` is who asks (checked by
+    `require_project_creator`); None for the server itself (commands, seeds, tests)."""
+    if actor is not None:
+        require_project_creator(user=actor)
     try:
         slug_validator(slug)
     except ValidationError as exc:
@@ -42,13 +48,30 @@ def set_membership(*, actor: Any, project: Project, username: str, role: str) ->
     if role not in Role.values:
         raise InvalidInput([Problem(f"Unknown role '{role}'.", where="role")])
     user = get_user_model().objects.filter(username=username).first()
-    if user is None:
-        raise NotFound(f"No user '{username}'.")
+    if user is None or not user.is_active:
+        raise NotFound(_cannot_add(actor=actor, username=username, exists=user is not None))
     membership: Membership
-    membership, _ = Membership.objects.update_or_create(
+    membership, created = Membership.objects.update_or_create(
         project=project, user=user, defaults={"role": role}
     )
+    audit.info(
+        "%s %s '%s' as %s in '%s'",
+        getattr(actor, "username", "(server)"),
+        "added" if created else "set",
+        user.username,
+        role,
+        project.slug,
+    )
     return membership
+
+
+def _cannot_add(*, actor: Any, username: str, exists: bool) -> str:
+    """Why `username` cannot be added. A maintainer who is not staff gets one answer for
+    unknown and deactivated accounts, so the endpoint does not tell them apart; adding
+    an active user necessarily shows that it exists (docs/security.md, "Usernames")."""
+    if actor is not None and not (actor.is_staff or actor.is_superuser):
+        return f"No active user '{username}' to add."
+    return f"User '{username}' is deactivated." if exists else f"No user '{username}'."
 
 
 def create_token(

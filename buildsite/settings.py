@@ -258,6 +258,32 @@ BUILDSITE = {
     "RELAY_GAP_SECONDS": float(os.environ.get("BUILDSITE_RELAY_GAP_SECONDS", "2")),
 }
 
+
+# --- outbound calls and provider keys (prompts/netguard.py, docs/security.md) ---------
+def provider_env_keys(raw: str) -> dict[str, list[str]]:
+    """BUILDSITE_PROVIDER_ENV_KEYS="OPENAI_API_KEY=demo,research;OTHER_API_KEY=*": which
+    projects (slugs, `*` = every project) may send which server variable. Unset: none."""
+    import re  # here, to keep this block self-contained
+
+    allowed: dict[str, list[str]] = {}
+    for entry in filter(None, (e.strip() for e in raw.split(";"))):
+        name, _, projects = (part.strip() for part in entry.partition("="))
+        slugs = [p.strip() for p in projects.split(",") if p.strip()]
+        valid_slugs = slugs and all(re.fullmatch(r"\*|[a-z0-9][a-z0-9-]*", s) for s in slugs)
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*_API_KEY", name) or not valid_slugs:
+            raise SystemExit(
+                f"Buildsite: BUILDSITE_PROVIDER_ENV_KEYS entry {entry!r}: use "
+                "NAME_API_KEY=project,project;OTHER_API_KEY=* (docs/security.md)"
+            )
+        allowed.setdefault(name, []).extend(slugs)
+    return allowed
+
+
+BUILDSITE["PROVIDER_ENV_KEYS"] = provider_env_keys(
+    os.environ.get("BUILDSITE_PROVIDER_ENV_KEYS", "")
+)
+BUILDSITE["ALLOW_PRIVATE_URLS"] = env_bool("BUILDSITE_ALLOW_PRIVATE_URLS")
+
 # --- auth, static, i18n -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -298,3 +324,12 @@ if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"
+
+# --- API access (buildsite/services.py, buildsite/api.py) --------------------------------
+# Who may create projects: "staff" (staff users and superusers; the default) or "all"
+# (every active user). Project-scoped API tokens never can.
+BUILDSITE_PROJECT_CREATORS = os.environ.get("BUILDSITE_PROJECT_CREATORS", "staff")
+if BUILDSITE_PROJECT_CREATORS not in ("staff", "all"):
+    raise SystemExit(
+        f"Buildsite: BUILDSITE_PROJECT_CREATORS={BUILDSITE_PROJECT_CREATORS!r}: use staff or all"
+    )

@@ -227,6 +227,7 @@ class ProviderForm(forms.ModelForm):
             return data
         try:
             data["base_url"], _ = services.check_provider(
+                project=data.get("project") or self.instance.project,
                 name=data.get("name") or self.instance.name,
                 kind=data.get("kind") or "",
                 base_url=data.get("base_url") or "",

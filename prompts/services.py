@@ -14,6 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -211,6 +212,7 @@ def save_provider(
     `api_key=None` keeps a stored key, `""` removes it."""
     _check(user, project, Role.MAINTAINER)
     base_url, prices = check_provider(
+        project=project,
         name=name,
         kind=kind,
         base_url=base_url,
@@ -248,6 +250,7 @@ def save_provider(
 
 def check_provider(
     *,
+    project: Project,
     name: str,
     kind: str,
     base_url: str = "",
@@ -270,7 +273,9 @@ def check_provider(
         problems.append(Problem(f"kind must be one of {', '.join(KINDS)}", where="kind"))
     if kind == "openai":
         try:
-            base_url = netguard.check_url(base_url, resolver=resolver)
+            base_url = netguard.check_url(
+                base_url, allow_private=private_urls_allowed(), resolver=resolver
+            )
         except InvalidInput as exc:
             problems.extend(exc.problems)
     elif base_url:
@@ -283,6 +288,8 @@ def check_provider(
                 where="api_key_env",
             )
         )
+    elif api_key_env and not env_key_allowed(project, api_key_env):
+        problems.append(Problem(env_key_refused(project, api_key_env), where="api_key_env"))
     if api_key_env and api_key:
         problems.append(Problem("give api_key_env or api_key, not both", where="api_key"))
     if kind == "offline" and (api_key_env or api_key):
@@ -322,6 +329,26 @@ def delete_provider(*, user, project: Project, name: str) -> None:
         raise NotFound(f"No provider '{name}' in '{project.slug}'.")
 
 
+def private_urls_allowed() -> bool:
+    """BUILDSITE_ALLOW_PRIVATE_URLS: may providers call loopback and private addresses?"""
+    return bool(settings.BUILDSITE.get("ALLOW_PRIVATE_URLS", False))
+
+
+def env_key_allowed(project: Project, name: str) -> bool:
+    """May this project's providers send the server's environment variable `name`?
+    Only when BUILDSITE_PROVIDER_ENV_KEYS lists the project (or `*`) for it. Whether the
+    variable is set is not looked at, so refusals cannot tell which variables exist."""
+    allowed = settings.BUILDSITE.get("PROVIDER_ENV_KEYS", {}).get(name, ())
+    return "*" in allowed or project.slug in allowed
+
+
+def env_key_refused(project: Project, name: str) -> str:
+    return (
+        f"project '{project.slug}' may not use the server's {name}: store the key in the "
+        "provider (api_key), or ask the operator to allow it in BUILDSITE_PROVIDER_ENV_KEYS"
+    )
+
+
 def client_for(config: ProviderConfig, *, sleep: Callable[[float], None] | None = None) -> Provider:
     """The provider client for a configuration; ProviderError when its key is unusable."""
     if config.kind == "offline":
@@ -333,8 +360,10 @@ def client_for(config: ProviderConfig, *, sleep: Callable[[float], None] | None 
         except crypto.SecretUnreadable as exc:
             raise ProviderError(str(exc), "config") from None
     elif config.api_key_env:
+        if not env_key_allowed(config.project, config.api_key_env):
+            raise ProviderError(env_key_refused(config.project, config.api_key_env), "config")
         key = os.environ.get(config.api_key_env, "")
-        if not key:
+        if not key:  # said only to projects allowed to use the variable
             raise ProviderError(
                 f"environment variable {config.api_key_env} is not set for this server", "config"
             )
@@ -343,6 +372,7 @@ def client_for(config: ProviderConfig, *, sleep: Callable[[float], None] | None 
         api_key=key,
         max_retries=config.max_retries,
         sleep=sleep or time.sleep,
+        allow_private=private_urls_allowed(),
     )
 
 
@@ -389,6 +419,12 @@ def run_prompt(
     values = resolve_variables(version.variables, variables)
     messages = _render(version, values)
     config = selectors.provider_config(project=project, name=version.provider)
+    if config.api_key_env and not env_key_allowed(project, config.api_key_env):
+        # saved before the operator withdrew the permission (or by hand): refused
+        # before anything is stored or looked up in the cache
+        raise InvalidInput(
+            [Problem(env_key_refused(project, config.api_key_env), where="provider")]
+        )
     model = version.model or config.model or ("offline" if config.kind == "offline" else "")
     if not model:
         raise InvalidInput(

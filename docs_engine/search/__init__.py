@@ -9,6 +9,11 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Q
 
+# Past any real number of documents. The databases take OFFSET as a signed 64-bit
+# integer (beyond it SQLite's driver raises OverflowError: a 500), so a larger `offset`
+# is clamped to this and simply finds nothing.
+MAX_OFFSET = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class Filters:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.db import connection
 
-from . import Filters, Hit, filter_sql
+from . import MAX_OFFSET, Filters, Hit, filter_sql
 from .query import MARK_END, MARK_START, Term, marked_to_html, to_tsquery
 
 TAG_SQL = "d.tags @> jsonb_build_array(%s::text)"
@@ -23,6 +23,7 @@ TITLE_OPTIONS = f'StartSel="{MARK_START}", StopSel="{MARK_END}", HighlightAll=tr
 def search(
     *, project_id: int, terms: list[Term], filters: Filters, limit: int, offset: int
 ) -> list[Hit]:
+    offset = min(offset, MAX_OFFSET)
     expression = to_tsquery(terms)
     if expression is None:
         return []

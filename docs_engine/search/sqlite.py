@@ -22,7 +22,7 @@ from datetime import UTC
 from django.db import connection
 from django.utils.dateparse import parse_datetime
 
-from . import Filters, Hit, filter_sql
+from . import MAX_OFFSET, Filters, Hit, filter_sql
 from .query import MARK_END, MARK_START, Term, marked_to_html, to_fts5
 
 TAG_SQL = "EXISTS (SELECT 1 FROM json_each(d.tags) WHERE json_each.value = %s)"
@@ -50,6 +50,7 @@ CANDIDATES_SQL = (
 def search(
     *, project_id: int, terms: list[Term], filters: Filters, limit: int, offset: int
 ) -> list[Hit]:
+    offset = min(offset, MAX_OFFSET)
     expression = to_fts5(terms)
     if expression is None:
         return []

@@ -8,6 +8,10 @@ Every failure ends in a ProviderError with a clear message, never a hang:
 - other 4xx answers and malformed bodies are not retried.
 `sleep` and `clock` are injectable so tests do not wait. The API key is sent only in
 the Authorization header and is scrubbed from every error message.
+
+The endpoint is checked by prompts.netguard before each call and the request goes to
+an address that check resolved (the Host header and TLS name stay the configured
+host's), so DNS cannot point the call elsewhere in between. Redirects are not followed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+from buildsite.errors import InvalidInput
 
 from .. import netguard
 from .base import ChatRequest, ChatResult, ProviderError, estimate_tokens
@@ -41,6 +47,7 @@ class OpenAICompatibleProvider:
         connect_timeout: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        allow_private: bool = False,
         resolver: netguard.Resolver = netguard.resolve,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -53,6 +60,7 @@ class OpenAICompatibleProvider:
         self.connect_timeout = connect_timeout
         self.sleep = sleep
         self.clock = clock
+        self.allow_private = allow_private
         self.resolver = resolver
         self.transport = transport
         self.label = f"openai-compatible {self.base_url}"
@@ -60,12 +68,18 @@ class OpenAICompatibleProvider:
     def complete(self, request: ChatRequest) -> ChatResult:
         # Checked again before each call: the name may resolve elsewhere than at save time.
         try:
-            netguard.check_url(self.base_url, resolver=self.resolver)
-        except Exception as exc:  # InvalidInput from the guard
+            target = netguard.check(
+                self.base_url, allow_private=self.allow_private, resolver=self.resolver
+            )
+        except InvalidInput as exc:
             raise ProviderError(f"endpoint refused: {exc}", "config") from None
         deadline = self.clock() + request.timeout
         payload = self._payload(request)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Host": target.host_header,
+        }
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         retries = 0
@@ -78,7 +92,11 @@ class OpenAICompatibleProvider:
                         "timeout",
                         retries=retries,
                     )
-                failure, wait = self._attempt(client, payload, headers, remaining, retries)
+                # each retry tries the next checked address (IPv6 and IPv4, several hosts)
+                address = target.addresses[retries % len(target.addresses)]
+                failure, wait = self._attempt(
+                    client, target, address, payload, headers, remaining, retries
+                )
                 if isinstance(failure, ChatResult):
                     return ChatResult(**{**failure.__dict__, "retries": retries})
                 if wait is None or retries >= self.max_retries:
@@ -110,7 +128,16 @@ class OpenAICompatibleProvider:
     def _backoff(self, retries_so_far: int) -> float:
         return min(self.backoff * 2**retries_so_far, self.backoff_max)
 
-    def _attempt(self, client: httpx.Client, payload, headers, remaining: float, retries: int):
+    def _attempt(
+        self,
+        client: httpx.Client,
+        target: netguard.Target,
+        address: str,
+        payload,
+        headers,
+        remaining: float,
+        retries: int,
+    ):
         """(ChatResult, None) on success, else (ProviderError, seconds to wait or None
         when retrying is pointless)."""
         attempt_backoff = self._backoff(retries)
@@ -119,7 +146,11 @@ class OpenAICompatibleProvider:
         )
         try:
             response = client.post(
-                f"{self.base_url}/chat/completions", json=payload, headers=headers, timeout=timeout
+                f"{target.pinned_url(address)}/chat/completions",
+                json=payload,
+                headers=headers,
+                timeout=timeout,
+                extensions={"sni_hostname": target.hostname},
             )
         except httpx.ConnectTimeout:
             return ProviderError(

@@ -36,7 +36,9 @@ def test_requests_without_credentials_are_refused(db):
     assert bad.status_code == 401
 
 
-def test_create_and_list_projects(client):
+def test_create_and_list_projects(client, user):
+    user.is_staff = True  # only staff create projects by default (BUILDSITE_PROJECT_CREATORS)
+    user.save(update_fields=["is_staff"])
     response = post(client, "/api/projects", {"slug": "web", "name": "Web"})
     assert response.status_code == 201
     assert response.json() == {"slug": "web", "name": "Web", "role": "maintainer"}

@@ -92,3 +92,16 @@ def test_the_embedded_default_keeps_artifacts_in_the_data_dir(tmp_path):
         env_extra={"DATABASE_URL": "", "REDIS_URL": "", "BUILDSITE_ARTIFACTS_URL": ""},
     )
     assert result.stdout.strip().splitlines()[-1] == (tmp_path / "artifacts").resolve().as_uri()
+
+
+def test_project_creators_defaults_to_staff_and_refuses_unknown_values(tmp_path):
+    show = "from django.conf import settings; print(settings.BUILDSITE_PROJECT_CREATORS)"
+    env = {"DATABASE_URL": "", "REDIS_URL": ""}
+    default = run_manage("shell", "-c", show, tmp_path=tmp_path, env_extra=env)
+    assert default.stdout.strip().splitlines()[-1] == "staff", default.stderr
+    bad = run_manage(
+        "check",
+        tmp_path=tmp_path,
+        env_extra={**env, "BUILDSITE_PROJECT_CREATORS": "everyone"},
+    )
+    assert bad.returncode != 0 and "use staff or all" in bad.stderr

@@ -17,6 +17,7 @@ def provider(server, fake_sleep, **kwargs):
         base_url=server.base_url,
         api_key=kwargs.pop("api_key", "sk-test-123"),
         sleep=fake_sleep,
+        allow_private=True,  # the test server is on 127.0.0.1
         **kwargs,
     )
 
@@ -135,7 +136,7 @@ def test_connection_refused_is_a_clear_error(fake_sleep):
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
     client = OpenAICompatibleProvider(
-        base_url=f"http://127.0.0.1:{port}/v1", max_retries=1, sleep=fake_sleep
+        base_url=f"http://127.0.0.1:{port}/v1", max_retries=1, sleep=fake_sleep, allow_private=True
     )
     with pytest.raises(ProviderError) as info:
         client.complete(REQUEST)

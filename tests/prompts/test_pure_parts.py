@@ -1,4 +1,5 @@
-"""Refs, version specs and diffs, the offline provider, URL guard, key crypto, pricing."""
+"""Refs, version specs and diffs, the offline provider, key crypto, pricing (the URL
+guard is in test_netguard.py)."""
 
 from decimal import Decimal
 
@@ -9,7 +10,6 @@ from jsonschema import validate
 
 from buildsite.errors import InvalidInput
 from prompts import crypto
-from prompts.netguard import check_url
 from prompts.pricing import cost_of
 from prompts.providers import ChatRequest, OfflineProvider
 from prompts.refs import PromptRef, parse_ref
@@ -119,43 +119,6 @@ def test_offline_answers_are_deterministic_and_labelled():
     assert a == b
     assert a.text.startswith("[offline provider") and "Summarise the log" in a.text
     assert a.tokens_in > 0 and a.tokens_out > 0
-
-
-# --- endpoint guard ---------------------------------------------------------------------
-def resolver_to(*addresses):
-    return lambda host, port: list(addresses)
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://169.254.169.254/latest",
-        "http://metadata.google.internal/v1",
-        "http://[fe80::1]:8080/v1",
-        "http://[::ffff:169.254.169.254]/v1",
-        "ftp://example.com/v1",
-        "http://user:pw@example.com/v1",
-    ],
-)
-def test_link_local_and_metadata_endpoints_are_refused(url):
-    with pytest.raises(InvalidInput):
-        check_url(url, resolver=resolver_to("93.184.216.34"))
-
-
-def test_a_name_that_resolves_to_a_metadata_address_is_refused():
-    with pytest.raises(InvalidInput) as info:
-        check_url(
-            "https://innocent.example/v1", resolver=resolver_to("10.0.0.5", "169.254.169.254")
-        )
-    assert "169.254.169.254" in info.value.problems[0].message
-
-
-def test_loopback_and_private_model_servers_are_allowed():
-    assert (
-        check_url("http://localhost:11434/v1/", resolver=resolver_to("127.0.0.1"))
-        == "http://localhost:11434/v1"
-    )
-    assert check_url("http://10.1.2.3:8000/v1", resolver=resolver_to()) == "http://10.1.2.3:8000/v1"
 
 
 # --- stored keys and prices -------------------------------------------------------------

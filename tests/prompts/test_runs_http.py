@@ -14,8 +14,9 @@ SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required"
 
 
 @pytest.fixture
-def remote(project, user, chat_server, monkeypatch):
+def remote(project, user, chat_server, monkeypatch, env_keys):
     monkeypatch.setenv("TEST_LLM_API_KEY", "sk-from-env-999")
+    env_keys(TEST_LLM_API_KEY=[project.slug])
     services.save_provider(
         user=user,
         project=project,

@@ -3,13 +3,14 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from buildsite.processes import process_commands
+from buildsite.processes import SETUP_ONLY_VARIABLES, process_commands, process_env
 
 
 class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped (Any base)
@@ -20,9 +21,11 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped (Any base
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
 
     def handle(self, *args: Any, port: int, host: str, **options: Any) -> None:
+        self._drop_setup_only_variables()
         commands = process_commands(host=host, port=port)
         procs = {
-            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=process_env())
+            for name, cmd in commands.items()
         }
         self.stdout.write(
             self.style.SUCCESS(f"Buildsite is up: http://{host}:{port}/  (Ctrl-C stops)")
@@ -54,3 +57,19 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped (Any base
                 except subprocess.TimeoutExpired:
                     proc.kill()
             self.stdout.write("Stopped.")
+
+    def _drop_setup_only_variables(self) -> None:
+        """`make run` hands DJANGO_SUPERUSER_PASSWORD to ensure_admin and then to us as
+        well: neither this process nor web and workers keep it. Unsetting a variable
+        leaves it in /proc/<pid>/environ, so from the command line `up` starts itself
+        again without it (same pid, same arguments)."""
+        found = [name for name in SETUP_ONLY_VARIABLES if name in os.environ]
+        if not found:
+            return
+        for name in found:
+            os.environ.pop(name)
+        if getattr(self, "_called_from_command_line", False):
+            self.stderr.write(f"{', '.join(found)}: only for ensure_admin; restarting without it")
+            self.stderr.flush()
+            self.stdout.flush()
+            os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], process_env())
