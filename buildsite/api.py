@@ -90,7 +90,46 @@ class CheckedJSONParser(Parser):
         return result
 
 
-api = NinjaAPI(
+ERROR_RESPONSES = {
+    400: "The request cannot be read.",
+    401: "No valid token and no logged-in session.",
+    403: "Signed in, but the role (or the token's scope) does not allow this.",
+    404: "No such object, or the caller has no role in its project.",
+    409: "The object's state does not allow this now.",
+    413: "The request body is too large.",
+    422: "The input is invalid: `detail` lists each problem with `msg`, `loc` and `line`.",
+}
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {
+            "oneOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "object"}},
+            ]
+        }
+    },
+}
+
+
+class BuildsiteAPI(NinjaAPI):
+    """The schema declares the error responses every operation can give (the exception
+    handlers below produce them), so clients and schema checks know all of them."""
+
+    def get_openapi_schema(self, **kwargs: Any) -> Any:
+        schema = super().get_openapi_schema(**kwargs)
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in ERROR_RESPONSES.items():
+                    responses.setdefault(status, {"description": description, "content": error})
+        return schema
+
+
+api = BuildsiteAPI(
     title="Buildsite API",
     version="1",
     description="Pipelines, builds, documentation and prompts. Authenticate with "

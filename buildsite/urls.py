@@ -13,3 +13,5 @@ urlpatterns = [
     path("", include("docs_engine.urls")),
     path("", include("builds.urls")),
 ]
+
+handler404 = "buildsite.views.not_found"
