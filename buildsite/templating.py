@@ -6,20 +6,24 @@ a missing variable is always an error that names it, never an empty string.
 
 from __future__ import annotations
 
+import contextvars
 import re
 import shlex
+import time
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
 from jinja2.nodes import Template as TemplateNode
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, safe_range
 
 from .errors import InvalidInput, Problem
 
 MAX_SIZE = 1_000_000  # characters (or items, or digits) any one value may grow to
 MAX_EXPONENT = 10_000
+MAX_LOOP_ITEMS = 1_000_000  # `range` items one render may loop over, nested loops included
+MAX_RENDER_SECONDS = 2.0
 _WIDE_FORMAT = re.compile(r"%[-+ #0]*(\*|\d{4,})|\{[^}]*:[^}]*\d{4,}")
 
 
@@ -107,7 +111,7 @@ def render(source: str, context: dict[str, Any], *, where: str | None = None) ->
     if not has_markup(source):
         return source
     try:
-        text = str(_compile(source).render(**context))
+        text = _bounded_render(_compile(source), context)
     except TemplateSyntaxError as exc:
         raise TemplateError(
             [Problem(f"template syntax error: {exc.message}", exc.lineno, where)]
@@ -125,6 +129,56 @@ def render(source: str, context: dict[str, Any], *, where: str | None = None) ->
             [Problem(f"the rendered text is over {MAX_SIZE} characters", None, where)]
         )
     return text
+
+
+class _Budget:
+    """What one render may still spend: loop items (every `range` draws on it) and
+    time (checked at each piece of output and each range)."""
+
+    def __init__(self) -> None:
+        self.items = MAX_LOOP_ITEMS
+        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise SecurityError(f"rendering took longer than {MAX_RENDER_SECONDS:g} s")
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget", default=None)
+
+
+def _budgeted_range(*args: int) -> range:
+    """`range` as the sandbox has it, drawing its length from the render's budget, so
+    nested loops cannot multiply their way to billions of iterations."""
+    numbers = safe_range(*args)  # at most MAX_RANGE items each, as in the sandbox
+    budget = _budget.get()
+    if budget is not None:
+        budget.check_time()
+        budget.items -= len(numbers)
+        if budget.items < 0:
+            raise SecurityError(f"loops over more than {MAX_LOOP_ITEMS} items in all")
+    return numbers
+
+
+_env.globals["range"] = _budgeted_range
+
+
+def _bounded_render(template: Any, context: dict[str, Any]) -> str:
+    """Render piece by piece, within the size and time bounds."""
+    budget = _Budget()
+    token = _budget.set(budget)
+    try:
+        parts: list[str] = []
+        size = 0
+        for piece in template.generate(**context):
+            size += len(piece)
+            if size > MAX_SIZE:
+                raise SecurityError(f"the rendered text is over {MAX_SIZE} characters")
+            budget.check_time()
+            parts.append(piece)
+        return "".join(parts)
+    finally:
+        _budget.reset(token)
 
 
 def render_value(value: Any, context: dict[str, Any], *, where: str | None = None) -> Any:

@@ -66,3 +66,26 @@ def test_ordinary_arithmetic_and_repetition_still_work():
 def test_rendered_output_is_capped():
     with pytest.raises(TemplateError, match="over 1000000 characters"):
         render("{% for i in range(20) %}{{ x }}{% endfor %}", {"x": "y" * 100_000})
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+            "loops",
+        ),
+        ("{% for a in range(99999) %}{% for b in range(99) %}x{% endfor %}{% endfor %}", "over"),
+    ],
+)
+def test_loops_are_bounded_in_items_and_time(source, message):
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(TemplateError, match=message):
+        render(source, {})
+    assert time.monotonic() - started < 3.0  # the render's own bound is 2 s
+
+
+def test_a_small_loop_still_renders():
+    assert render("{% for i in range(3) %}{{ i }}{% endfor %}", {}) == "012"
