@@ -119,17 +119,24 @@ def _members(pgid: int, mark: str) -> list[int]:
     return found
 
 
+def _of_dead_workers(directory: Path) -> list[Path]:
+    """The entries of `directory` named `<this host>-<pid>` whose worker is gone (not
+    another host's, not a live worker's)."""
+    if not directory.is_dir():
+        return []
+    prefix = _record_prefix()
+    found = []
+    for path in directory.iterdir():
+        worker = path.name.removeprefix(prefix)
+        if worker != path.name and worker.isdigit() and not _alive(int(worker)):
+            found.append(path)
+    return found
+
+
 def kill_orphans() -> int:
     """Kill the step groups recorded by workers of this host that are gone."""
-    directory = _groups_dir()
-    if not directory.is_dir():
-        return 0
     killed = 0
-    prefix = _record_prefix()
-    for record in directory.iterdir():
-        worker = record.name.removeprefix(prefix)
-        if worker == record.name or not worker.isdigit() or _alive(int(worker)):
-            continue  # another host's record, or a live worker's
+    for record in _of_dead_workers(_groups_dir()):
         with contextlib.suppress(OSError, ValueError):
             pgid, _, mark = record.read_text().partition(" ")
             if pgid:
@@ -172,15 +179,7 @@ def remove_workspace(path: Path) -> None:
 
 def sweep_workspaces() -> int:
     """Remove the workspaces of this host's workers that are gone (killed mid-attempt)."""
-    directory = _workspaces()
-    if not directory.is_dir():
-        return 0
-    removed = 0
-    prefix = _record_prefix()
-    for path in directory.iterdir():
-        worker = path.name.removeprefix(prefix)
-        if worker == path.name or not worker.isdigit() or _alive(int(worker)):
-            continue  # another host's, a live worker's, or not ours at all
-        shutil.rmtree(path, ignore_errors=True)
-        removed += 1
-    return removed
+    dead = _of_dead_workers(_workspaces())
+    for path in dead:
+        remove_workspace(path)
+    return len(dead)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import boto3
 
+from tests.cluster import stop_process
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -70,10 +72,4 @@ class S3Server:
         return sorted(o["Key"] for o in listed.get("Contents", []))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
