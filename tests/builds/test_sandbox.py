@@ -20,13 +20,17 @@ SECRET = "server-secret-4f2a"
 
 
 @pytest.fixture
-def sandboxed(inline_workers, fast_engine, monkeypatch):
+def sandbox_here():
     sandbox.problem.cache_clear()
     if sandbox.mode() != "bwrap":
         reason = f"steps are not sandboxed here: {sandbox.problem()}"
         if os.environ.get("BUILDSITE_REQUIRE_SANDBOX") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+@pytest.fixture
+def sandboxed(sandbox_here, inline_workers, fast_engine, monkeypatch):
     monkeypatch.setenv("BUILDSITE_TEST_SERVER_SECRET", SECRET)  # in the worker's environment
 
 
@@ -172,3 +176,39 @@ tasks:
     log = task_log(build=build, name="t")
     assert "env=$(id) name=x" in log
     assert log.splitlines()[-1] == "$(id)"  # printed, not run
+
+
+def _sandboxed_sleeps(marker: str) -> list[int]:
+    """Host pids of processes whose command line carries `marker`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if marker.encode() in fh.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.slow
+def test_cancel_ends_every_process_of_a_sandboxed_step(project, sandbox_here, transactional_db):
+    """The step's children live in the sandbox's PID namespace: they end with it."""
+    import time
+
+    from builds.services import cancel_build, trigger_build
+    from tests.cluster import Cluster, wait_for
+
+    marker = "299.123"  # a sleep nothing else on the host runs
+    make_pipeline(
+        project,
+        f"tasks:\n  long:\n    steps:\n      - run: sleep {marker} & sleep {marker}; wait\n",
+    )
+    with Cluster(extra_env={"BUILDSITE_HEARTBEAT_SECONDS": "0.3"}):
+        build = trigger_build(user=None, project=project, pipeline="main")
+        wait_for(lambda: len(_sandboxed_sleeps(marker)) >= 2, timeout=60, message="the step")
+        started = time.monotonic()
+        cancel_build(user=None, build=build)
+        wait_for(lambda: not _sandboxed_sleeps(marker), timeout=5, message="its processes to end")
+        assert time.monotonic() - started < 5
