@@ -14,6 +14,7 @@ from ninja.parser import Parser
 
 from .auth import BrowserSessionAuth, TokenAuth
 from .errors import DomainError, InvalidInput, Problem
+from .models import slug_validator
 from .selectors import get_project, projects_for
 from .services import create_project
 
@@ -90,6 +91,7 @@ class CheckedJSONParser(Parser):
         return result
 
 
+SLUG_PATTERN = slug_validator.regex.pattern
 ERROR_RESPONSES = {
     400: "The request cannot be read.",
     401: "No valid token and no logged-in session.",
@@ -113,19 +115,45 @@ ERROR_SCHEMA = {
 }
 
 
+def path_patterns() -> list[tuple[str, str, str]]:
+    """(path fragment, parameter, pattern) of the names the API's paths take: the same
+    rules that decide which names can exist (an unknown name is a 404 either way)."""
+    from builds.definition import NAME_PATTERN as TASK_NAME
+    from builds.services import NAME_RE as PIPELINE_NAME
+    from prompts.refs import LABEL_PATTERN
+    from prompts.refs import NAME_PATTERN as PROMPT_NAME
+
+    return [
+        ("{slug}", "slug", SLUG_PATTERN),
+        ("/pipelines/{name}", "name", PIPELINE_NAME),
+        ("/tasks/{name}", "name", TASK_NAME),
+        ("/artifacts/{task}", "task", TASK_NAME),
+        ("/prompts/{name}", "name", f"^{PROMPT_NAME}$"),
+        ("/labels/{label}", "label", f"^{LABEL_PATTERN}$"),
+    ]
+
+
 class BuildsiteAPI(NinjaAPI):
     """The schema declares the error responses every operation can give (the exception
-    handlers below produce them), so clients and schema checks know all of them."""
+    handlers below produce them) and the patterns of the names in its paths, so clients
+    and schema checks know both."""
 
     def get_openapi_schema(self, **kwargs: Any) -> Any:
         schema = super().get_openapi_schema(**kwargs)
         schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
         error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-        for operations in schema.get("paths", {}).values():
+        patterns = path_patterns()
+        for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
                 for status, description in ERROR_RESPONSES.items():
                     responses.setdefault(status, {"description": description, "content": error})
+                for parameter in operation.get("parameters", []):
+                    for fragment, name, pattern in patterns:
+                        if (parameter["in"], parameter["name"]) == ("path", name) and (
+                            fragment in path
+                        ):
+                            parameter["schema"]["pattern"] = pattern
         return schema
 
 
