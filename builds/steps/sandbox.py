@@ -15,14 +15,11 @@ outside the sandbox too, so the process limit counts and no escape lands as root
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 
@@ -82,10 +79,9 @@ def problem() -> str:
         probe_dir.mkdir(exist_ok=True)
         prepare_workspace(probe_dir)
         probe = subprocess.run(
-            wrap("true", workspace=probe_dir, network=False),
+            [*as_step_user(), *wrap("true", workspace=probe_dir, network=False)],
             capture_output=True,
             timeout=10,
-            preexec_fn=_as_step_user,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bubblewrap could not run: {exc}"
@@ -166,31 +162,30 @@ def prepare_workspace(workspace: Path) -> None:
             os.lchown(name, uid, uid)
 
 
-def _as_step_user() -> None:
+def as_step_user() -> list[str]:
+    """The argv prefix that runs what follows as the step user (nothing when the worker
+    is not root)."""
     uid = step_uid()
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
+    if uid is None:
+        return []
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
 
 
-def preexec(limits: Limits) -> Callable[[], Any]:
-    """Runs in the child between fork and exec: its own session (cancel kills the whole
-    group), the limits, then the step user."""
-
-    def apply() -> None:
-        os.setsid()
-        mib = 1024 * 1024
-        for which, value in (
-            (resource.RLIMIT_AS, limits.memory_mb * mib),
-            (resource.RLIMIT_FSIZE, limits.workspace_mb * mib),
-            (resource.RLIMIT_CORE, 0),
-        ):
-            resource.setrlimit(which, (value, value))
+def launcher(limits: Limits) -> list[str]:
+    """The argv prefix that starts a sandboxed step: the step user, then the limits.
+    Programs (util-linux's setpriv and prlimit) rather than a preexec function: with
+    one, Python must fork the whole worker instead of vfork, which cost ~5 ms a step."""
+    mib = 1024 * 1024
+    cpu = limits.cpu_seconds
+    return [
+        *as_step_user(),
+        "prlimit",
+        f"--as={limits.memory_mb * mib}",
+        f"--fsize={limits.workspace_mb * mib}",
         # SIGXCPU at the limit (the message can name it), SIGKILL a little later.
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-        _as_step_user()
-        # After the uid change: the process count is the step user's.
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
-
-    return apply
+        f"--cpu={cpu}:{cpu + 5}",
+        "--core=0",
+        # Set as the step user: the count is that user's processes.
+        f"--nproc={limits.processes}",
+        "--",
+    ]

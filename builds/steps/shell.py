@@ -91,10 +91,9 @@ def run_shell(
     mark = uuid.uuid4().hex
     if sandboxed:
         assert limits is not None
-        argv = sandbox.wrap(command, workspace=cwd, network=network)
-        setup = sandbox.preexec(limits)  # its own session, the limits, the step user
+        argv = [*sandbox.launcher(limits), *sandbox.wrap(command, workspace=cwd, network=network)]
     else:
-        argv, setup = ["/bin/sh", "-c", command], os.setsid
+        argv = ["/bin/sh", "-c", command]
     proc = subprocess.Popen(
         argv,
         cwd=cwd,
@@ -102,7 +101,7 @@ def run_shell(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        preexec_fn=setup,  # its own group: cancel kills all of it
+        start_new_session=True,  # its own group: cancel kills all of it
     )
     record_step_group(proc.pid, mark)
     log_limit = limits.log_mb * 1024 * 1024 if limits else 0
