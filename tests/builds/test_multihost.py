@@ -17,23 +17,12 @@ from django.db import connection
 from builds.demo import DEMO_PIPELINE
 from builds.services import trigger_build
 from tasks.models import Task
+from tests.builds.test_artifacts import FALSE_HIT as CHANGING
 from tests.cluster import Cluster, WebServer, wait_for
 from tests.factories import create_token, make_pipeline, task_states
 from tests.s3 import S3Server
 
 pytestmark = pytest.mark.slow
-
-CHANGING = """
-tasks:
-  generate:
-    steps: [{run: "cat /proc/sys/kernel/random/uuid > data.txt"}]
-    artifacts: [data.txt]
-  consume:
-    needs: [generate]
-    cache: true
-    inputs: [data.txt]
-    steps: [{run: "cat data.txt", output: seen}]
-"""
 
 
 @pytest.fixture
