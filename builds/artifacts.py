@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from tasks import rawsql
 
-from . import globs
+from . import globs, trees
 from .models import Blob
 
 FileRecord = dict[str, Any]
@@ -197,12 +197,9 @@ def _walk(workspace: Path) -> tuple[list[str], list[str]]:
     (symlinks, sockets) that a pattern must not pick; symlinks are never followed."""
     files: list[str] = []
     odd: list[str] = []
-    for root, dirs, names in os.walk(workspace):
-        rel = os.path.relpath(root, workspace)
-        for name in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-            path = name if rel == "." else f"{rel}/{name}"
-            mode = os.lstat(os.path.join(root, name)).st_mode
-            (files if stat.S_ISREG(mode) else odd).append(path)
+    for path, info in trees.entries(workspace):
+        if not stat.S_ISDIR(info.st_mode):
+            (files if stat.S_ISREG(info.st_mode) else odd).append(path)
     return sorted(files), sorted(odd)
 
 

@@ -24,14 +24,14 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import shutil
 import signal
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
+
+from . import trees
 
 RELEASED = "released: the cluster is stopping"
 STEP_MARK = "BUILDSITE_STEP_GROUP"
@@ -166,15 +166,8 @@ def fresh_workspace() -> Path:
 
 
 def remove_workspace(path: Path) -> None:
-    """Remove a workspace even where a step took away its own write permissions."""
-
-    def writable_and_retry(function: Any, name: str, _exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(name), 0o700)
-            os.chmod(name, 0o700)
-            function(name)
-
-    shutil.rmtree(path, onerror=writable_and_retry)
+    """Remove a workspace whatever the step made of it (depth, modes): `trees.remove`."""
+    trees.remove(path)
 
 
 def sweep_workspaces() -> int:

@@ -23,7 +23,10 @@ from pathlib import Path
 
 from django.conf import settings
 
+from .. import trees
+
 WORKDIR = "/workspace"
+TMP_BYTES = 512 * 1024 * 1024  # each of /tmp and /dev/shm
 # What of /etc a step may read: enough for tools to find users, certificates, the
 # dynamic loader's cache and Debian's alternatives; not the host's own configuration.
 ETC = (
@@ -103,7 +106,9 @@ def open_workspace_root() -> None:
 
 
 def _bwrap_base(*, network: bool) -> list[str]:
-    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
+    # No user namespaces inside: they are kernel attack surface a build does not need.
+    argv = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns"]
+    argv += ["--die-with-parent", "--new-session"]
     argv += ["--uid", "65534", "--gid", "65534", "--hostname", "buildsite-step"]
     argv += ["--ro-bind", "/usr", "/usr"]
     for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
@@ -114,7 +119,11 @@ def _bwrap_base(*, network: bool) -> list[str]:
             argv += ["--ro-bind", str(path), f"/{top}"]
     for name in ETC + (NETWORK_ETC if network else ()):
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # /tmp and /dev/shm are memory: sized, or a step could fill the host's RAM there
+    # (tmpfs pages are not in its address-space limit), and /dev itself read-only.
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--size", str(TMP_BYTES), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
+    argv += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     if network:
         argv += ["--share-net"]
     return argv
@@ -157,9 +166,9 @@ def prepare_workspace(workspace: Path) -> None:
     uid = step_uid()
     if uid is None:
         return
-    for root, dirs, files in os.walk(workspace):
-        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-            os.lchown(name, uid, uid)
+    os.lchown(workspace, uid, uid)
+    for path, _info in trees.entries(workspace):
+        os.lchown(workspace / path, uid, uid)
 
 
 def as_step_user() -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 
+from .. import trees
 from ..cluster import STEP_MARK, forget_step_group, record_step_group
 from . import StepCancelled, StepContext, StepFailed, sandbox
 from .sandbox import Limits
@@ -296,9 +297,5 @@ def _limit_hit(result: ShellResult, limits: Limits) -> str:
 
 
 def _megabytes(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
+    total = sum(info.st_size for _path, info in trees.entries(path))
     return total // (1024 * 1024)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -212,3 +213,27 @@ def test_cancel_ends_every_process_of_a_sandboxed_step(project, sandbox_here, tr
         cancel_build(user=None, build=build)
         wait_for(lambda: not _sandboxed_sleeps(marker), timeout=5, message="its processes to end")
         assert time.monotonic() - started < 5
+
+
+def test_memory_and_namespaces_a_step_cannot_take(project, sandboxed):
+    definition = """
+tasks:
+  tmp: {steps: [{run: "head -c 600M /dev/zero > /tmp/big"}]}
+  shm: {steps: [{run: "head -c 600M /dev/zero > /dev/shm/big"}]}
+  dev: {steps: [{run: "touch /dev/evil"}]}
+  userns: {steps: [{run: "unshare -Ur true"}]}
+"""
+    _, states = _run(project, definition)
+    assert states == {"tmp": "failed", "shm": "failed", "dev": "failed", "userns": "failed"}
+
+
+def test_a_tree_deeper_than_pythons_recursion_does_not_break_the_worker(project, sandboxed):
+    """Cleaning up and measuring such a workspace used to raise RecursionError, leaving
+    the attempt unreported and every later attempt of that worker failing."""
+    deep = "for i in $(seq 2500); do mkdir d && cd d; done; echo bottom > f"
+    _, states = _run(project, f"tasks:\n  deep: {{steps: [{{run: '{deep}'}}]}}\n")
+    assert states == {"deep": "succeeded"}
+    _, states = _run(project, "tasks:\n  next: {steps: [{run: 'echo fine'}]}\n")
+    assert states == {"next": "succeeded"}
+    leftovers = list(Path(settings.BUILDSITE["WORKSPACE_DIR"]).glob("*/attempt-*"))
+    assert leftovers == []
