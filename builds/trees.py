@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
 import subprocess
 import uuid
@@ -41,6 +42,11 @@ def remove(path: Path) -> None:
     reused, never raised: cleaning up must not stop the next attempt)."""
     if not os.path.lexists(path):
         return
+    try:
+        shutil.rmtree(path)  # the usual case, in this process: no program to start
+        return
+    except (OSError, RecursionError):
+        pass  # deep or unwritable: rm handles both
     for attempt in range(2):
         # rm walks iteratively (fts); as root it also removes unwritable directories.
         subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False)
