@@ -50,7 +50,7 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from builds import artifacts  # noqa: E402
-from builds.execution import _given_files  # noqa: E402
+from builds.execution import _needs  # noqa: E402
 from builds.models import Build  # noqa: E402
 from builds.resolution import task_spec  # noqa: E402
 from buildsite.models import Project  # noqa: E402
@@ -139,7 +139,8 @@ def parts_ms(build: Build, samples: int = 20) -> dict[str, float]:
             times.setdefault(part, []).append((now - clock) * 1000)
             clock = now
 
-        given = _given_files(build, task)
+        needs = _needs(build, task)
+        given = artifacts.received_files(task.needs, {n: needs[n].artifacts for n in needs})
         lap(LOOKUP)
         artifacts.restore(workspace, given)
         lap(RESTORE)

@@ -27,9 +27,9 @@ Hit = tuple[int, dict[str, Any], list[dict[str, Any]]]  # entry id, outputs, art
 
 
 def lookup_many(*, project_id: int, keys: list[str]) -> dict[str, Hit]:
-    """(entry id, outputs, artifacts) per key for the keys that hit. Plain SQL: a cached build of
-    thousands of tasks asks once per wave of its DAG. The caller `touch`es the entries
-    it used, once for the whole walk."""
+    """(entry id, outputs, artifacts) per key for the keys that hit. Plain SQL: a cached
+    build of thousands of tasks asks once per wave of its DAG. The caller `touch`es the
+    entries it used, once for the whole walk."""
     keys = list(dict.fromkeys(keys))
     found: dict[str, Hit] = {}
     table, key_col = rawsql.table(CacheEntry), rawsql.col(CacheEntry, "key")

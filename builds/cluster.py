@@ -7,8 +7,8 @@ job available again at once instead of acknowledging it), and a running shell st
 killed and its attempt returned for retry (`execution.py`). So the cluster is down in a
 few seconds, not when its longest step ends.
 
-Workspaces: each worker process runs its steps in a directory of its own,
-`$WORKSPACE_DIR/<host>-<pid>`, emptied before and after every attempt; the same sweep
+Workspaces: each attempt runs in a new directory under its worker's own,
+`$WORKSPACE_DIR/<host>-<pid>/attempt-*`, removed after the attempt; the same sweep
 removes the directories of workers that are gone.
 
 Orphans: a step runs in a process group of its own (so cancel can kill all of it), so

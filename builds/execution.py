@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,14 @@ from .artifacts import ArtifactError, FileRecord
 from .attempts import Heartbeat, TaskEnd, claim_change, failure_outcome, queued_for, worker_id
 from .cluster import RELEASED, fresh_workspace, remove_workspace, stopping
 from .models import Build
-from .resolution import BuildTasks, has_templates, task_spec, template_context, version_spec
+from .resolution import (
+    BuildTasks,
+    GraphTask,
+    has_templates,
+    task_spec,
+    template_context,
+    version_spec,
+)
 from .services import mark_build_running
 from .settle import load_tasks
 from .steps import StepCancelled, StepContext, StepFailed, executor_for, kind_of, sandbox
@@ -187,8 +195,9 @@ def _attempt(
     """Prepare the workspace with what the task is given, run its steps, store what it
     hands on: the outcome, outputs, error and stored artifacts."""
     spec = task_spec(build, task.name)
+    needs = _needs(build, task)
     try:
-        given = _given_files(build, task)
+        given = artifacts.received_files(task.needs, {n: needs[n].artifacts for n in needs})
         if spec.get("inputs"):
             artifacts.input_hashes(spec["inputs"], given)  # the key was made from these
         artifacts.restore(workspace, given)
@@ -196,7 +205,7 @@ def _attempt(
             sandbox.prepare_workspace(workspace)  # the step user's, to write in
     except ArtifactError as exc:
         return (*_fail(task_log, {}, str(exc)), [])
-    outcome, outputs, error = _run_steps(task, build, task_log, heartbeat, workspace)
+    outcome, outputs, error = _run_steps(task, build, task_log, heartbeat, workspace, needs)
     if outcome != S.SUCCEEDED or not spec.get("artifacts"):
         return outcome, outputs, error, []
     try:
@@ -210,28 +219,29 @@ def _attempt(
     return outcome, outputs, error, files
 
 
-def _given_files(build: Build, task: Task) -> dict[str, FileRecord]:
-    """The artifacts of the task's needs (none to look up when no need declares any)."""
-    tasks = version_spec(build.pipeline_version_id)["tasks"]
-    if not any(tasks[name].get("artifacts") for name in task.needs):
-        return {}
-    rows = Task.objects.filter(build_id=build.id, name__in=task.needs).values_list(
-        "name", "artifacts"
-    )
-    return artifacts.received_files(task.needs, dict(rows))
+def _needs(build: Build, task: Task) -> Mapping[str, GraphTask]:
+    """The tasks this one needs, read once, and only when it uses them: its templates
+    read their outputs, and it is given their artifacts when any of them declares some."""
+    spec = version_spec(build.pipeline_version_id)["tasks"]
+    gives_files = any(spec[name].get("artifacts") for name in task.needs)
+    if gives_files or has_templates(build.pipeline_version_id, task.name):
+        return BuildTasks(build.id, preload=list(task.needs))
+    return {}
 
 
 def _run_steps(
-    task: Task, build: Build, task_log: TaskLog, heartbeat: Heartbeat, workspace: Path
+    task: Task,
+    build: Build,
+    task_log: TaskLog,
+    heartbeat: Heartbeat,
+    workspace: Path,
+    needs: Mapping[str, GraphTask],
 ) -> StepsResult:
     spec = task_spec(build, task.name)
     deadline = time.monotonic() + float(
         spec.get("timeout") or settings.BUILDSITE["STEP_TIMEOUT_SECONDS"]
     )
-    # Only templates read the outputs of the task's needs: without any, skip the query.
-    templated = has_templates(build.pipeline_version_id, task.name)
-    tasks = BuildTasks(build.id, preload=list(task.needs)) if templated else {}
-    context = template_context(build, task, tasks)
+    context = template_context(build, task, needs)
     outputs: dict[str, Any] = {}
     try:
         env = render_value(spec.get("env", {}), context)

@@ -134,11 +134,9 @@ def delete_unused_blobs() -> int:
         # row is kept for bytes that are gone.
         try:
             with transaction.atomic():
-                locked = Blob.objects.select_for_update().filter(
-                    sha256=digest, last_used_at__lt=timezone.now() - grace
-                )
-                if locked.exists():
-                    locked.delete()
+                # The DELETE re-checks the grace and holds the row until the bytes are gone.
+                cutoff = timezone.now() - grace
+                if Blob.objects.filter(sha256=digest, last_used_at__lt=cutoff).delete()[0]:
                     artifacts.delete_blobs([digest])
                     deleted += 1
         except Exception:

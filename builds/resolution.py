@@ -12,10 +12,8 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Protocol
 
-from django.conf import settings
 from django.utils import timezone
 
 from buildsite.templating import TemplateError, has_markup, render_value
@@ -88,10 +86,6 @@ class TaskNode:
     attempts: int = 0
     id: int = 0  # 0 until its row is inserted
     artifacts: list[dict[str, Any]] = field(default_factory=list)
-
-
-def workspace_of(build_id: int) -> Path:
-    return Path(settings.BUILDSITE["WORKSPACE_DIR"]) / str(build_id)
 
 
 def template_context(

@@ -94,6 +94,9 @@ def task_of(*, build: Build, name: str) -> Task:
     return task
 
 
+NOT_STARTED = frozenset({TaskState.PENDING, TaskState.READY, TaskState.QUEUED})
+
+
 def task_log(*, build: Build, name: str, offset: int = 0) -> str:
     """The task's whole log (every attempt, each after the first marked), from
     character `offset` on: its `log` events in order, wherever the task ran. NotFound
@@ -111,9 +114,6 @@ def task_log(*, build: Build, name: str, offset: int = 0) -> str:
     if not text and task.attempts == 0 and task.state in NOT_STARTED:
         raise NotFound(f"Task '{name}' of build #{build.id} has not started: no log yet.")
     return text[max(0, offset) :]
-
-
-NOT_STARTED = frozenset({TaskState.PENDING, TaskState.READY, TaskState.QUEUED})
 
 
 def build_artifacts(*, build: Build) -> list[dict[str, Any]]:

@@ -67,18 +67,6 @@ def _text_problem(value: str, what: str = "Text") -> str | None:
     return None
 
 
-class LoggedInSessionAuth(BrowserSessionAuth):
-    """The session, with its CSRF check on unsafe methods, for a logged-in session only:
-    a request with neither a token nor a session gets 401 (authentication required),
-    not a 403 about a CSRF token it has no use for."""
-
-    def __call__(self, request: HttpRequest) -> Any:
-        user = getattr(request, "user", None)
-        if user is None or not user.is_authenticated:
-            return None
-        return super().__call__(request)
-
-
 class CheckedJSONParser(Parser):
     """ninja's JSON parser plus `json_body_problems`. ninja turns a parser's exception
     into a 400 with the original as its cause; `http_error` below answers with ours."""
@@ -162,7 +150,7 @@ api = BuildsiteAPI(
     version="1",
     description="Pipelines, builds, documentation and prompts. Authenticate with "
     "`Authorization: Bearer <token>` (see `manage.py create_token`) or a browser session.",
-    auth=[TokenAuth(), LoggedInSessionAuth()],
+    auth=[TokenAuth(), BrowserSessionAuth()],
     docs_url="/docs",
     urls_namespace="api",
     parser=CheckedJSONParser(),

@@ -1,12 +1,13 @@
 """The sandbox a shell step runs in: bubblewrap (`bwrap`), as an unprivileged user.
 
-Inside, a step sees its workspace (read-write, at /workspace), a private /tmp, the
-system's programs read-only (/usr and the /bin, /lib links, a few files of /etc), a
-/proc of its own PID namespace and nothing else: not the data dir, the database, other
-workspaces, the worker's environment or its processes. The network is off unless the
-task says `network: true`. Limits are rlimits set before bwrap starts (memory as
-address space, processes of the step user, CPU seconds, file size); the log and
-workspace limits are checked by the worker (`shell.py`).
+Inside, a step sees its workspace (read-write, at /workspace), a private /tmp and
+/dev/shm (512 MB each), the system's programs read-only (/usr and the /bin, /lib
+links, a few files of /etc), a /proc of its own PID namespace and nothing else: not
+the data dir, the database, other workspaces, the worker's environment or processes.
+The network is off unless the task says `network: true`. Limits are rlimits that
+`prlimit` sets before bwrap starts (memory as address space, processes of the step
+user, CPU seconds, file size); the log and workspace limits are checked by the worker
+(`shell.py`).
 
 When the worker runs as root, the step runs as BUILDSITE_STEP_UID (nobody by default):
 outside the sandbox too, so the process limit counts and no escape lands as root.
