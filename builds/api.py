@@ -69,13 +69,25 @@ class TaskOut(Schema):
     artifacts: list[ArtifactOut]
 
 
+class CommitOut(Schema):
+    sha: str
+    ref: str
+    author: str
+    message: str
+
+
 class BuildOut(Schema):
     id: int
     project: str
     pipeline: str
-    version: int
+    version: int | None
     state: str
     params: dict[str, Any]
+    trigger: str
+    repository: str | None
+    commit: CommitOut | None
+    rerun_of: int | None
+    error: str
     triggered_by: str | None
     created_at: datetime
     started_at: datetime | None
@@ -100,14 +112,31 @@ class PurgeIn(Schema):
     task: str | None = None
 
 
+def commit_out(build: Build) -> dict[str, str] | None:
+    if not build.commit_sha and not build.commit_ref:
+        return None
+    return {
+        "sha": build.commit_sha,
+        "ref": build.commit_ref,
+        "author": build.commit_author,
+        "message": build.commit_message,
+    }
+
+
 def build_out(build: Build, *, with_tasks: bool = False) -> dict[str, Any]:
     data = {
         "id": build.id,
         "project": build.project.slug,
-        "pipeline": build.pipeline_version.pipeline.name,
-        "version": build.pipeline_version.number,
+        "pipeline": build.pipeline.name,
+        # None while a repository build is still reading its pipeline.
+        "version": build.pipeline_version.number if build.pipeline_version else None,
         "state": build.state,
         "params": build.params,
+        "trigger": build.trigger,
+        "repository": build.repository.name if build.repository_id else None,
+        "commit": commit_out(build),
+        "rerun_of": build.rerun_of_id,
+        "error": build.error,
         "triggered_by": build.triggered_by.username if build.triggered_by else None,
         "created_at": build.created_at,
         "started_at": build.started_at,

@@ -49,13 +49,34 @@ class Build(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     project = models.ForeignKey(
         "buildsite.Project", on_delete=models.CASCADE, related_name="builds"
     )
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.PROTECT, related_name="builds")
+    # None while a repository build is being prepared: its pipeline is read from the
+    # repository at the build's commit (`repositories/preparation.py`).
     pipeline_version = models.ForeignKey(
-        PipelineVersion, on_delete=models.PROTECT, related_name="builds"
+        PipelineVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="builds"
     )
     state = models.CharField(
         max_length=20, choices=[(s.value, s.value) for s in BuildState], default=BuildState.QUEUED
     )
     params = models.JSONField(default=dict, blank=True)
+    # What started it: manual (browser, API, CLI), push, schedule or rerun.
+    trigger = models.CharField(max_length=20, default="manual")
+    repository = models.ForeignKey(
+        "repositories.Repository",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="builds",
+    )
+    commit_sha = models.CharField(max_length=64, blank=True)
+    commit_ref = models.CharField(max_length=255, blank=True)
+    commit_author = models.CharField(max_length=300, blank=True)
+    commit_message = models.TextField(blank=True)
+    # Why the build failed before any task ran (its pipeline could not be read).
+    error = models.TextField(blank=True)
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+    )
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -26,7 +26,7 @@ from .models import Build, Pipeline, PipelineVersion, ResourcePool
 
 def get_build(*, user: Any, build_id: int, role: Role = Role.VIEWER) -> Build:
     build: Build | None = (
-        Build.objects.select_related("project", "pipeline_version__pipeline")
+        Build.objects.select_related("project", "pipeline", "pipeline_version", "repository")
         .filter(id=build_id)
         .first()
     )
@@ -56,10 +56,10 @@ def builds_of(
     triggered_by: str | None = None,
 ) -> QuerySet[Build]:
     qs = Build.objects.filter(project=project).select_related(
-        "pipeline_version__pipeline", "triggered_by"
+        "pipeline", "pipeline_version", "repository", "triggered_by"
     )
     if pipeline:
-        qs = qs.filter(pipeline_version__pipeline__name=pipeline)
+        qs = qs.filter(pipeline__name=pipeline)
     if state:
         qs = qs.filter(state=state)
     if triggered_by:
@@ -334,7 +334,7 @@ def recent_failures(*, project: Project, limit: int = 10) -> list[Task]:
         Task.objects.filter(
             build__project=project, state=TaskState.FAILED, finished_at__isnull=False
         )
-        .select_related("build__pipeline_version__pipeline")
+        .select_related("build__pipeline", "build__pipeline_version")
         .order_by("-finished_at")[:limit]
     )
 

@@ -100,6 +100,7 @@ def trigger_build(
     now = timezone.now()
     build: Build = Build.objects.create(
         project=project,
+        pipeline_id=pv.pipeline_id,
         pipeline_version=pv,
         params=merged,
         triggered_by=user if user is not None and user.is_authenticated else None,

@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "builds",
     "docs_engine",
     "prompts",
+    "repositories",
     # After builds: its `qcluster` command (graceful stop) takes the place of django-q2's.
     "django_q",
 ]

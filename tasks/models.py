@@ -28,6 +28,15 @@ class Task(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
     # {"path", "sha256", "size", "mode"}; the bytes are in the artifact store.
     artifacts = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
+    # A re-run reuses the result of this build's task of the same name (state CACHED).
+    reused_from = models.ForeignKey(
+        "builds.Build",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
     ready_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
