@@ -29,6 +29,7 @@ from .dispatch import dispatch_on_commit
 from .models import Build, Pipeline, PipelineVersion, ResourcePool
 from .resolution import BuildTasks, TaskNode, advance, roots_and_unblocked, version_spec
 from .selectors import pipeline_version
+from .signals import send_build_state_changed
 
 S = TaskState
 OPEN_STATES = [str(s) for s in TaskState if s not in TERMINAL]
@@ -87,6 +88,7 @@ def trigger_build(
     pipeline: str,
     params: dict[str, Any] | None = None,
     version: int | None = None,
+    trigger: str = "manual",
 ) -> Build:
     if user is not None:
         require_role(user=user, project=project, role=Role.EDITOR)
@@ -96,13 +98,13 @@ def trigger_build(
     )
     spec = version_spec(pv.id)
     merged = merge_params(spec, params)
-    _check_claims(project, spec)
-    now = timezone.now()
+    check_claims(project, spec)
     build: Build = Build.objects.create(
         project=project,
         pipeline_id=pv.pipeline_id,
         pipeline_version=pv,
         params=merged,
+        trigger=trigger,
         triggered_by=user if user is not None and user.is_authenticated else None,
     )
     record_event(
@@ -112,16 +114,24 @@ def trigger_build(
         new_state=BuildState.QUEUED,
         data={"pipeline": pipeline, "version": pv.number},
     )
+    send_build_state_changed(build=build, old="", new=BuildState.QUEUED)
+    start_tasks(build=build, spec=spec)
+    return build
+
+
+def start_tasks(*, build: Build, spec: dict[str, Any]) -> None:
+    """Create the tasks of a build whose pipeline version is set, resolved (READY,
+    CACHED, ...) in memory and inserted at once, then dispatch on commit. Runs inside
+    the caller's transaction."""
     with gc_paused():
         tasks = BuildTasks(build.id)
         for name, t in spec["tasks"].items():
             tasks[name] = TaskNode(name=name, needs=t["needs"], build_id=build.id)
         changes = advance(build, tasks, roots_and_unblocked(tasks), look_ahead=True)
-        _insert_tasks(build, spec, tasks, changes, now)
-        record_new_tasks(project_id=project.id, build_id=build.id, changes=changes)
+        _insert_tasks(build, spec, tasks, changes, timezone.now())
+        record_new_tasks(project_id=build.project_id, build_id=build.id, changes=changes)
     refresh_build_state(build=build)
-    dispatch_on_commit(project.id)
-    return build
+    dispatch_on_commit(build.project_id)
 
 
 TASK_COLUMNS = (
@@ -205,7 +215,7 @@ def _open_tasks_claiming_more(
     ]
 
 
-def _check_claims(project: Project, spec: dict[str, Any]) -> None:
+def check_claims(project: Project, spec: dict[str, Any]) -> None:
     _lock_project(project)
     capacity = dict(ResourcePool.objects.filter(project=project).values_list("name", "capacity"))
     problems = [
@@ -274,6 +284,7 @@ def refresh_build_state(*, build: Build) -> Build:
             old_state=build.state,
             new_state=new,
         )
+        send_build_state_changed(build=build, old=build.state, new=new)
         for key, value in fields.items():
             setattr(build, key, value)
     return build
@@ -291,6 +302,7 @@ def mark_build_running(*, build: Build) -> None:
             old_state=BuildState.QUEUED,
             new_state=BuildState.RUNNING,
         )
+        send_build_state_changed(build=build, old=BuildState.QUEUED, new=BuildState.RUNNING)
         build.state, build.started_at = BuildState.RUNNING, now
 
 
@@ -362,6 +374,7 @@ def retry_build(*, user: Any, build: Build) -> Build:
         new_state=BuildState.RUNNING,
         data={"retry": True},
     )
+    send_build_state_changed(build=build, old=build.state, new=BuildState.RUNNING)
     build.state, build.finished_at, build.cancel_requested = BuildState.RUNNING, None, False
     apply_transitions(project_id=build.project_id, changes=reset)
     apply_transitions(
