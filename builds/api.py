@@ -7,15 +7,15 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from django.http import FileResponse, HttpRequest, HttpResponse
-from ninja import Query, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 
-from buildsite.errors import NotFound
+from buildsite.errors import InvalidInput, NotFound, Problem
 from buildsite.roles import Role
 from buildsite.selectors import get_project
 from tasks.events import serialize
 from tasks.selectors import events_after
 
-from . import selectors, services
+from . import rerun, selectors, services
 from .artifacts import open_blob
 from .models import Build
 
@@ -41,9 +41,12 @@ class PipelineDetail(PipelineOut):
 
 
 class BuildIn(Schema):
-    pipeline: str
+    pipeline: str | None = None
     params: dict[str, Any] = {}
     version: int | None = None
+    # A build of a repository (its id or name) at a branch, tag or commit id.
+    repository: int | str | None = None
+    ref: str | None = None
 
 
 class ArtifactOut(Schema):
@@ -67,6 +70,14 @@ class TaskOut(Schema):
     error: str
     cache_key: str
     artifacts: list[ArtifactOut]
+    # The build whose run produced a re-run's reused result (state cached).
+    reused_from: int | None = None
+
+    @staticmethod
+    def resolve_reused_from(obj: Any) -> int | None:
+        # The id, not the related Build (one query per task).
+        reused: int | None = getattr(obj, "reused_from_id", None)
+        return reused
 
 
 class CommitOut(Schema):
@@ -106,6 +117,10 @@ class PoolOut(Schema):
     capacity: int
     in_use: int
     busy_seconds: float
+
+
+class RerunIn(Schema):
+    from_: str = Field(..., alias="from")
 
 
 class PurgeIn(Schema):
@@ -186,13 +201,25 @@ def pipeline_detail(
 @project_builds_router.post("/{slug}/builds", response={201: BuildOut})
 def trigger_build(request: HttpRequest, slug: str, body: BuildIn) -> Status[dict[str, Any]]:
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
-    build = services.trigger_build(
-        user=request.user,
-        project=project,
-        pipeline=body.pipeline,
-        params=body.params,
-        version=body.version,
-    )
+    if body.repository is not None:
+        from repositories.selectors import get_repository
+        from repositories.services import trigger_repository_build
+
+        repository = get_repository(user=request.user, project=project, ref=body.repository)
+        build = trigger_repository_build(
+            user=request.user, repository=repository, ref=body.ref, params=body.params
+        )
+    elif body.pipeline is None:
+        raise InvalidInput([Problem("name a pipeline or a repository", where="pipeline")])
+    else:
+        build = services.trigger_build(
+            user=request.user,
+            project=project,
+            pipeline=body.pipeline,
+            params=body.params,
+            version=body.version,
+        )
+    build.refresh_from_db()  # a repository build may have been prepared inline already
     return Status(201, build_out(build, with_tasks=True))
 
 
@@ -255,6 +282,13 @@ def cancel_build(request: HttpRequest, build_id: int) -> dict[str, Any]:
 def retry_build(request: HttpRequest, build_id: int) -> dict[str, Any]:
     build = selectors.get_build(user=request.user, build_id=build_id)
     return build_out(services.retry_build(user=request.user, build=build), with_tasks=True)
+
+
+@builds_router.post("/{int:build_id}/rerun", response={201: BuildOut})
+def rerun_build(request: HttpRequest, build_id: int, body: RerunIn) -> Status[dict[str, Any]]:
+    build = selectors.get_build(user=request.user, build_id=build_id)
+    new = rerun.rerun_build(user=request.user, build=build, from_task=body.from_)
+    return Status(201, build_out(new, with_tasks=True))
 
 
 @builds_router.get("/{int:build_id}/tasks/{name}/log")

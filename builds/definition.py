@@ -14,6 +14,7 @@ import yaml
 from buildsite.errors import InvalidInput, Problem
 from buildsite.templating import TemplateError, check_syntax
 from tasks.dag import graph_problems
+from vault.rules import name_problem
 
 from .globs import pattern_problem
 from .steps import step_kinds
@@ -70,6 +71,8 @@ _task = {
         },
         "deadline": _seconds,
         "network": {"type": "boolean"},
+        # Repository builds: false for tasks that only use their needs' artifacts.
+        "checkout": {"type": "boolean"},
         "limits": {
             "type": "object",
             "additionalProperties": False,
@@ -80,6 +83,9 @@ _task = {
         },
         "on_deadline": {"enum": ["record", "cancel"]},
         "env": _env,
+        # Names of project secrets its shell steps get as variables (checked by
+        # `_secret_problems`, with the message and rule of vault.rules).
+        "secrets": {"type": "array", "maxItems": 100, "uniqueItems": True},
     },
 }
 SCHEMA = {
@@ -194,6 +200,7 @@ def parse_definition(text: str) -> Spec:
     for name, task in spec["tasks"].items():
         problems.extend(_step_problems(name, task["steps"], lines))
         problems.extend(_path_problems(name, task, lines))
+        problems.extend(_secret_problems(name, task, lines))
     task_lines = {name: lines.at(("tasks", name)) or 0 for name in spec["tasks"]}
     problems.extend(graph_problems({n: t["needs"] for n, t in spec["tasks"].items()}, task_lines))
     if problems:
@@ -237,9 +244,11 @@ def _normalise(data: dict[str, Any]) -> Spec:
             ],
             "deadline": task.get("deadline"),
             "network": task.get("network", False),
+            "checkout": task.get("checkout", True),
             "limits": dict(task.get("limits", {})),
             "on_deadline": task.get("on_deadline", "record"),
             "env": {k: str(v) for k, v in {**data.get("env", {}), **task.get("env", {})}.items()},
+            "secrets": list(task.get("secrets", [])),
         }
     return {
         "name": data.get("name", ""),
@@ -304,6 +313,17 @@ def _path_problems(task: str, spec: dict[str, Any], lines: _Lines) -> list[Probl
         if message := pattern_problem(pattern):
             path = ("tasks", task, key, index)
             problems.append(Problem(message, lines.at(path), f"tasks.{task}.{key}[{index}]"))
+    return problems
+
+
+def _secret_problems(task: str, spec: dict[str, Any], lines: _Lines) -> list[Problem]:
+    """`secrets:` names project secrets; whether they exist is seen when the task runs
+    (a secret may be set after the pipeline is saved)."""
+    problems: list[Problem] = []
+    for index, name in enumerate(spec["secrets"]):
+        if message := name_problem(name):
+            path = ("tasks", task, "secrets", index)
+            problems.append(Problem(message, lines.at(path), f"tasks.{task}.secrets[{index}]"))
     return problems
 
 

@@ -16,10 +16,14 @@ from django.utils import timezone
 
 from buildsite.errors import DomainError
 from buildsite.templating import render_value
+from repositories.checkout import CheckoutFailed, check_out, wants_checkout
 from tasks import rawsql
 from tasks.models import Event, Task
 from tasks.services import EventRow, apply_transitions, write_events
 from tasks.states import BuildState, TaskState
+from vault.masking import Masker
+from vault.rules import masking_terms
+from vault.selectors import secret_values
 
 from . import artifacts
 from .artifacts import ArtifactError, FileRecord
@@ -46,7 +50,12 @@ WORKER_STOPPED = "worker stopped"
 class TaskLog:
     """The task's output as `log` events: batched (every FLUSH_SECONDS or FLUSH_BYTES),
     so the log endpoint and live viewers see it grow while the task runs, from any
-    host: the events are the log, in the database every host shares."""
+    host: the events are the log, in the database every host shares.
+
+    No value of the project's secrets gets into it: they are read once per attempt,
+    here (the steps get the declared ones from `secrets`), and masked as the text is
+    written. What could be the start of a value split across two writes is held back
+    until the next write or `end_of_output`."""
 
     FLUSH_SECONDS = 0.25
     FLUSH_BYTES = 16_384
@@ -61,9 +70,15 @@ class TaskLog:
         # One flush at a time, from taking the text to its INSERT: the heartbeat's timed
         # flush and the step's size flush must not store chunks out of order.
         self.flushing = threading.Lock()
+        # None for a value that cannot be decrypted (nobody can read it, so nor print it).
+        self.secrets: dict[str, str | None] = secret_values(project_id=project_id)
+        self.masker = Masker(
+            term for value in self.secrets.values() if value for term in masking_terms(value)
+        )  # its stream is guarded by `lock` too
 
     def write(self, text: str) -> None:
         with self.lock:
+            text = self.masker.feed(text)
             self.pending.append(text)
             self.pending_len += len(text)
             due = self.pending_len >= self.FLUSH_BYTES
@@ -110,10 +125,23 @@ class TaskLog:
             text, self.pending, self.pending_len = "".join(self.pending), [], 0
         return text
 
+    def end_of_output(self) -> None:
+        """A step's output has ended: what was held back can no longer be the start
+        of a value, so it goes out (masked) with the next flush."""
+        with self.lock:
+            rest = self.masker.flush()
+            self.pending.append(rest)
+            self.pending_len += len(rest)
+
     def take_rest(self) -> str:
         """The rest, once no flush can run any more (the heartbeat has stopped)."""
         with self.flushing:
+            self.end_of_output()
             return self.take()
+
+    def mask(self, text: str) -> str:
+        """`text` (an error message) with the secrets' values masked; stateless."""
+        return self.masker.mask(text)
 
 
 def what_to_run(task_id: int) -> tuple[str, int, str, int] | None:
@@ -197,14 +225,16 @@ def _attempt(
     spec = task_spec(build, task.name)
     needs = _needs(build, task)
     try:
+        if wants_checkout(build, spec):  # the source first: needs' artifacts go on top
+            check_out(build=build, workspace=workspace, log=task_log.write)
         given = artifacts.received_files(task.needs, {n: needs[n].artifacts for n in needs})
         if spec.get("inputs"):
             artifacts.input_hashes(spec["inputs"], given)  # the key was made from these
         artifacts.restore(workspace, given)
         if sandbox.mode() == "bwrap":
             sandbox.prepare_workspace(workspace)  # the step user's, to write in
-    except ArtifactError as exc:
-        return (*_fail(task_log, {}, str(exc)), [])
+    except (ArtifactError, CheckoutFailed) as exc:
+        return (*_fail(task_log, {}, task_log.mask(str(exc))), [])
     outcome, outputs, error = _run_steps(task, build, task_log, heartbeat, workspace, needs)
     if outcome != S.SUCCEEDED or not spec.get("artifacts"):
         return outcome, outputs, error, []
@@ -213,7 +243,7 @@ def _attempt(
         room = settings.BUILDSITE["ARTIFACT_MAX_BUILD_BYTES"] - build.artifact_bytes
         files = artifacts.upload(artifacts.collect(workspace, spec["artifacts"], room=room))
     except ArtifactError as exc:
-        return (*_fail(task_log, outputs, str(exc)), [])
+        return (*_fail(task_log, outputs, task_log.mask(str(exc))), [])
     size = sum(f["size"] for f in files)
     task_log.write(f"artifacts: stored {len(files)} file(s), {size} bytes\n")
     return outcome, outputs, error, files
@@ -243,17 +273,25 @@ def _run_steps(
     )
     context = template_context(build, task, needs)
     outputs: dict[str, Any] = {}
+    masker = task_log.masker
+
+    def fail(message: str) -> StepsResult:
+        return _fail(task_log, outputs, masker.mask(message))
+
+    declared = spec.get("secrets") or []
+    if problem := _secrets_problem(declared, task_log.secrets, build):
+        return fail(problem)
+    given = {name: task_log.secrets[name] or "" for name in declared}
     try:
         env = render_value(spec.get("env", {}), context)
     except DomainError as exc:
-        task_log.write(f"error: {exc.message}\n")
-        return S.FAILED, outputs, exc.message
+        return fail(exc.message)
     for index, raw_step in enumerate(spec["steps"]):
         kind = kind_of(raw_step)
         where = f"steps[{index}]"
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return _fail(task_log, outputs, f"task timed out before {where}")
+            return fail(f"task timed out before {where}")
         if index and stopping():  # the cluster is stopping: start no further step
             return S.CANCELLED, outputs, "cancelled"
         ctx = StepContext(
@@ -267,30 +305,54 @@ def _run_steps(
             should_stop=lambda: heartbeat.lost.is_set() or stopping(),
             outputs=outputs,
             task_spec=spec,
+            secrets=given,
+            hidden=masker.values,
         )
+        # Outputs are stored, cached, shown and read by later templates (a prompt's
+        # variables): masked as a whole as soon as a step hands them on.
         try:
             step = render_value(raw_step, context, where=where)
-            outputs.update(executor_for(kind)(step, ctx))
+            outputs.update(masker.mask_value(executor_for(kind)(step, ctx)))
         except StepCancelled:
             task_log.write("cancelled\n")
             return S.CANCELLED, outputs, "cancelled"
         except StepFailed as exc:
-            outputs.update(exc.outputs)
+            outputs.update(masker.mask_value(exc.outputs))
             if heartbeat.lost.is_set():
                 return S.CANCELLED, outputs, "cancelled"
-            return _fail(task_log, outputs, f"{where} ({kind}) failed: {exc}")
+            return fail(f"{where} ({kind}) failed: {exc}")
         except DomainError as exc:
-            return _fail(task_log, outputs, f"{where} ({kind}): {exc.message}")
+            return fail(f"{where} ({kind}): {exc.message}")
         except Exception as exc:  # a bug in a step kind must still end the task
             # The traceback is for the operator (the worker's log), not for viewers.
             log.exception("step %s of task %s failed inside Buildsite", where, task.id)
-            return _fail(
-                task_log, outputs, f"{where} ({kind}): internal error {type(exc).__name__}"
-            )
+            return fail(f"{where} ({kind}): internal error {type(exc).__name__}")
+        finally:
+            task_log.end_of_output()
         context["task"]["outputs"] = outputs
         if heartbeat.lost.is_set():
             return S.CANCELLED, outputs, "cancelled"
     return S.SUCCEEDED, outputs, ""
+
+
+def _secrets_problem(
+    declared: list[str], secrets: Mapping[str, str | None], build: Build
+) -> str | None:
+    """Why the task cannot have the secrets it declares (names only, never a value)."""
+    missing = [name for name in declared if name not in secrets]
+    if missing:
+        names = ", ".join(missing)
+        return (
+            f"secret(s) {names} declared by the task are not set in project "
+            f"'{build.project.slug}' (a maintainer sets them on the project's Secrets page)"
+        )
+    unreadable = [name for name in declared if secrets[name] is None]
+    if unreadable:
+        return (
+            f"secret(s) {', '.join(unreadable)} cannot be decrypted (the server's encryption "
+            "key changed); a maintainer must set them again"
+        )
+    return None
 
 
 def _fail(task_log: TaskLog, outputs: dict[str, Any], message: str) -> StepsResult:

@@ -1,10 +1,12 @@
 """Periodic upkeep (run by one worker cluster at a time, `builds/upkeep.py`): lost
-workers, stale jobs, deadlines, due retries, cache, files."""
+workers, stale jobs, deadlines, due retries, cache, files, and whatever other apps
+register (`register_upkeep`)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -26,6 +28,14 @@ from .settle import finish_task
 log = logging.getLogger(__name__)
 S = TaskState
 _last_run: dict[str, float] = {}
+# Upkeep of other apps (schedules fire due builds): the engine imports none of them.
+_registered: dict[str, Callable[[], int]] = {}
+
+
+def register_upkeep(name: str, fn: Callable[[], int]) -> None:
+    """Run `fn` on every tick; what it returns is reported under `name`. It must be
+    safe to overlap with another cluster's run while the upkeep lease changes hands."""
+    _registered[name] = fn
 
 
 def reap_expired_leases() -> int:
@@ -166,4 +176,9 @@ def tick() -> dict[str, int]:
         done["evicted"] = cache.evict()
     if _every("retention", 3600):
         done["cleaned"] = clean_old_files()
+    for name, fn in list(_registered.items()):
+        try:
+            done[name] = fn()
+        except Exception:  # one app's failure must not stop the engine's upkeep
+            log.warning("upkeep of %s failed", name, exc_info=True)
     return done

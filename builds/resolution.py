@@ -17,11 +17,13 @@ from typing import Any, Protocol
 from django.utils import timezone
 
 from buildsite.templating import TemplateError, has_markup, render_value
+from repositories.checkout import wants_checkout
 from tasks import rawsql
 from tasks.dag import dependents, topological_order
 from tasks.models import Task
 from tasks.services import Change, TaskRow
 from tasks.states import DONE_BAD, DONE_OK, TERMINAL, TaskState
+from vault.selectors import secret_versions
 
 from . import cache
 from .artifacts import ArtifactError, input_hashes, received_files, touch_blobs
@@ -138,12 +140,18 @@ def cache_key_for(
             inputs = input_hashes(patterns, given)
         except ArtifactError:
             return None  # the worker finds the same and fails the task, saying why
+    if wants_checkout(build, spec):
+        # Its workspace starts with the commit's files: another commit, another key.
+        # Under "", which no file path can be.
+        inputs[""] = build.commit_sha
+    declared = spec.get("secrets")
     return key_from_parts(
         steps=steps,
         env=env,
         params=_canonical_params(build),
         inputs=canonical(inputs) if inputs else b"{}",
         deps=canonical(deps),
+        secrets=canonical(secret_part(build, declared)) if declared else None,
     )
 
 
@@ -170,6 +178,18 @@ def _work(steps: Any, spec: dict[str, Any]) -> bytes:
     if not spec.get("artifacts"):
         return canonical(steps)
     return canonical({"artifacts": spec["artifacts"], "steps": steps})
+
+
+def secret_part(build: Build, declared: list[str]) -> dict[str, list[int] | None]:
+    """The key part of the secrets a task declares: each one's id and version, never
+    its value. A new value is a new version (and a secret deleted and set again a new
+    id), so it re-runs the task; a missing secret is None (the task runs, and fails
+    saying so). Read once per Build instance: resolving one build asks once."""
+    versions: dict[str, tuple[int, int]] | None = getattr(build, "_secret_versions", None)
+    if versions is None:
+        versions = secret_versions(project_id=build.project_id)
+        build._secret_versions = versions
+    return {name: list(versions[name]) if name in versions else None for name in declared}
 
 
 def _canonical_params(build: Build) -> bytes:

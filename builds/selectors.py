@@ -268,6 +268,7 @@ def task_view(task: Task) -> dict[str, Any]:
         "outputs": task.outputs,
         "error": task.error,
         "cached": task.state == TaskState.CACHED,
+        "reused_from": task.reused_from_id,
         "artifacts": [{"path": f["path"], "size": f["size"]} for f in task.artifacts],
     }
 

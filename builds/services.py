@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,14 +21,28 @@ from buildsite.selectors import require_role
 from tasks import rawsql
 from tasks.bulk import insert_rows
 from tasks.models import Event, Task
-from tasks.services import Change, apply_transitions, record_event, record_new_tasks
+from tasks.services import (
+    Change,
+    EventRow,
+    apply_transitions,
+    record_event,
+    record_new_tasks,
+    write_events,
+)
 from tasks.states import TERMINAL, BuildState, TaskState, build_state_of
 
 from . import cache
+from .artifacts import touch_blobs
 from .definition import POOL_PATTERN, merge_params, parse_definition
 from .dispatch import dispatch_on_commit
 from .models import Build, Pipeline, PipelineVersion, ResourcePool
-from .resolution import BuildTasks, TaskNode, advance, roots_and_unblocked, version_spec
+from .resolution import (
+    BuildTasks,
+    TaskNode,
+    advance,
+    roots_and_unblocked,
+    version_spec,
+)
 from .selectors import pipeline_version
 from .signals import send_build_state_changed
 
@@ -50,6 +65,24 @@ def save_pipeline(*, user: Any, project: Project, name: str, definition: str) ->
     latest: PipelineVersion | None = pipeline.versions.order_by("-number").first()
     if latest is not None and latest.definition == definition:
         return latest
+    return _new_version(pipeline, definition, spec, user)
+
+
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def version_of_text(*, pipeline: Pipeline, definition: str) -> PipelineVersion:
+    """The version a repository build runs: the one holding exactly this text (so
+    builds of branches that differ share versions), or a new one. Validated like a
+    saved pipeline: InvalidInput with every problem's line."""
+    spec = parse_definition(definition)
+    same: PipelineVersion | None = (
+        pipeline.versions.filter(definition=definition).order_by("-number").first()
+    )
+    return same or _new_version(pipeline, definition, spec, None)
+
+
+def _new_version(
+    pipeline: Pipeline, definition: str, spec: dict[str, Any], user: Any
+) -> PipelineVersion:
     number = (pipeline.versions.aggregate(n=Max("number"))["n"] or 0) + 1
     try:
         with transaction.atomic():
@@ -119,19 +152,99 @@ def trigger_build(
     return build
 
 
-def start_tasks(*, build: Build, spec: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class Reused:
+    """A finished task's result that a re-run takes over instead of running the task
+    again (builds/rerun.py)."""
+
+    build_id: int  # the build whose run produced it
+    outputs: dict[str, Any]
+    artifacts: list[dict[str, Any]]
+    cache_key: str
+
+
+def start_tasks(
+    *, build: Build, spec: dict[str, Any], reused: Mapping[str, Reused] | None = None
+) -> None:
     """Create the tasks of a build whose pipeline version is set, resolved (READY,
     CACHED, ...) in memory and inserted at once, then dispatch on commit. Runs inside
-    the caller's transaction."""
+    the caller's transaction.
+
+    With `reused` (a re-run), those tasks are created CACHED with an earlier build's
+    result and every other task is to run again: the ones that can start are made
+    READY without a cache lookup, since a hit would hand back the very result the
+    re-run was asked to replace."""
     with gc_paused():
         tasks = BuildTasks(build.id)
         for name, t in spec["tasks"].items():
             tasks[name] = TaskNode(name=name, needs=t["needs"], build_id=build.id)
-        changes = advance(build, tasks, roots_and_unblocked(tasks), look_ahead=True)
-        _insert_tasks(build, spec, tasks, changes, timezone.now())
+        taken = _take_over(tasks, reused or {})
+        if reused is None:
+            changes = advance(build, tasks, roots_and_unblocked(tasks), look_ahead=True)
+        else:
+            changes = _ready_to_run(tasks, roots_and_unblocked(tasks))
+        _insert_tasks(build, spec, tasks, taken + changes, timezone.now())
+        _record_reused(build, tasks, reused or {})
         record_new_tasks(project_id=build.project_id, build_id=build.id, changes=changes)
     refresh_build_state(build=build)
     dispatch_on_commit(build.project_id)
+
+
+def _take_over(tasks: BuildTasks, reused: Mapping[str, Reused]) -> list[Change]:
+    """Reused tasks as resolved nodes; the steps only carry their times to the INSERT
+    (their events are written by `_record_reused`, saying where the result came from)."""
+    now = timezone.now()
+    steps: list[Change] = []
+    for name, result in reused.items():
+        node = tasks[name]
+        node.state, node.cache_key = S.CACHED, result.cache_key
+        node.outputs, node.artifacts = result.outputs, result.artifacts
+        steps.append(Change(node, S.PENDING, S.READY, {"ready_at": now}))
+        steps.append(Change(node, S.READY, S.CACHED, {"finished_at": now}))
+    # As for a cache hit: retention must not take blobs this build now hands on.
+    if digests := list(dict.fromkeys(a["sha256"] for r in reused.values() for a in r.artifacts)):
+        touch_blobs(digests)
+    return steps
+
+
+def _ready_to_run(tasks: BuildTasks, start: list[str]) -> list[Change]:
+    """`start` made READY without a cache key, so without a lookup. Keyless, the new
+    result is not stored either, and the tasks downstream are keyed on what it really
+    is: under the old key they would be hits derived from the result being replaced."""
+    now = timezone.now()
+    changes: list[Change] = []
+    for name in start:
+        changes.append(Change(tasks[name], S.PENDING, S.READY, {"ready_at": now}))
+        tasks[name].state = S.READY
+    return changes
+
+
+def _record_reused(build: Build, tasks: BuildTasks, reused: Mapping[str, Reused]) -> None:
+    """Point reused tasks at the build that produced their result, and write their
+    creation events saying so (the live page and the event API show it)."""
+    by_source: dict[int, list[int]] = {}
+    for name, result in reused.items():
+        by_source.setdefault(result.build_id, []).append(tasks[name].id)
+    for source, ids in by_source.items():
+        for i in range(0, len(ids), 500):
+            Task.objects.filter(id__in=ids[i : i + 500]).update(reused_from_id=source)
+    now = timezone.now()
+    write_events(
+        [
+            EventRow(
+                build.project_id,
+                build.id,
+                tasks[name].id,
+                name,
+                Event.Type.TASK_STATE,
+                str(S.PENDING),
+                str(S.CACHED),
+                {"via": [str(S.READY)], "reused_from": result.build_id},
+                now,
+            )
+            for name, result in reused.items()
+        ]
+    )
 
 
 TASK_COLUMNS = (
@@ -288,6 +401,27 @@ def refresh_build_state(*, build: Build) -> Build:
         for key, value in fields.items():
             setattr(build, key, value)
     return build
+
+
+def fail_unstarted_build(*, build: Build, error: str, data: dict[str, Any]) -> bool:
+    """End a build that has no tasks yet (its pipeline could not be read) as FAILED,
+    with why; False when it is no longer waiting (cancelled, or prepared elsewhere)."""
+    now = timezone.now()
+    ended = Build.objects.filter(
+        id=build.id, state=BuildState.QUEUED, pipeline_version__isnull=True
+    ).update(state=BuildState.FAILED, error=error, started_at=now, finished_at=now)
+    if ended:
+        record_event(
+            project_id=build.project_id,
+            build_id=build.id,
+            type=Event.Type.BUILD_STATE,
+            old_state=BuildState.QUEUED,
+            new_state=BuildState.FAILED,
+            data={"error": error, **data},
+        )
+        send_build_state_changed(build=build, old=BuildState.QUEUED, new=BuildState.FAILED)
+        build.state, build.error, build.finished_at = BuildState.FAILED, error, now
+    return bool(ended)
 
 
 def mark_build_running(*, build: Build) -> None:

@@ -20,9 +20,10 @@ from buildsite.models import Project
 from buildsite.pages import View, page, project_context
 from buildsite.roles import Role
 from buildsite.selectors import get_project, projects_for
+from schedules.selectors import pipeline_schedules
 from tasks.states import TERMINAL, BuildState, TaskState
 
-from . import selectors, services
+from . import rerun, selectors, services
 from .definition import parse_definition
 from .models import Build
 
@@ -99,6 +100,7 @@ def pipeline_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
             definition=version.definition,
             problems=[],
             builds=selectors.builds_of(project=project, pipeline=name)[:10],
+            schedules=pipeline_schedules(project=project, pipeline=name),
         ),
     )
 
@@ -269,6 +271,21 @@ def cancel_build(request: HttpRequest, build_id: int) -> HttpResponse:
 def retry_build(request: HttpRequest, build_id: int) -> HttpResponse:
     build = selectors.get_build(user=request.user, build_id=build_id, role=Role.EDITOR)
     return _build_action(request, build, services.retry_build)
+
+
+@page
+@require_POST
+def rerun_build(request: HttpRequest, build_id: int) -> HttpResponse:
+    """The task panel's "Re-run from here": on to the new build, or back with why not."""
+    build = selectors.get_build(user=request.user, build_id=build_id, role=Role.EDITOR)
+    from_task = request.POST.get("from", "")
+    try:
+        new = rerun.rerun_build(user=request.user, build=build, from_task=from_task)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("build", build_id=build.id)
+    messages.success(request, f"Re-running build #{build.id} from {from_task}.")
+    return redirect("build", build_id=new.id)
 
 
 class BuildAction(Protocol):

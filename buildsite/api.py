@@ -15,6 +15,7 @@ from ninja.parser import Parser
 from .auth import BrowserSessionAuth, TokenAuth
 from .errors import DomainError, InvalidInput, Problem
 from .models import slug_validator
+from .roles import Role
 from .selectors import get_project, projects_for
 from .services import create_project
 
@@ -110,6 +111,7 @@ def path_patterns() -> list[tuple[str, str, str]]:
     from builds.services import NAME_RE as PIPELINE_NAME
     from prompts.refs import LABEL_PATTERN
     from prompts.refs import NAME_PATTERN as PROMPT_NAME
+    from vault.rules import NAME_PATTERN as SECRET_NAME
 
     return [
         ("{slug}", "slug", SLUG_PATTERN),
@@ -118,6 +120,7 @@ def path_patterns() -> list[tuple[str, str, str]]:
         ("/artifacts/{task}", "task", TASK_NAME),
         ("/prompts/{name}", "name", f"^{PROMPT_NAME}$"),
         ("/labels/{label}", "label", f"^{LABEL_PATTERN}$"),
+        ("/secrets/{name}", "name", SECRET_NAME),
     ]
 
 
@@ -219,6 +222,11 @@ class ProjectOut(Schema):
     slug: str
     name: str
     role: str | None = None
+    public_badges: bool = False
+
+
+class ProjectPatch(Schema):
+    public_badges: bool
 
 
 @projects_router.post("", response={201: ProjectOut})
@@ -248,7 +256,17 @@ def project_detail(request: HttpRequest, slug: str) -> dict[str, Any]:
         "slug": project.slug,
         "name": project.name,
         "role": role_of(user=request.user, project=project),
+        "public_badges": bool((project.settings or {}).get("public_badges")),
     }
+
+
+@projects_router.patch("/{slug}", response=ProjectOut)
+def update_project(request: HttpRequest, slug: str, body: ProjectPatch) -> dict[str, Any]:
+    from .services import set_public_badges
+
+    project = get_project(user=request.user, slug=slug, role=Role.MAINTAINER)
+    set_public_badges(actor=request.user, project=project, public=body.public_badges)
+    return project_detail(request, slug)
 
 
 class MemberIn(Schema):
@@ -275,7 +293,16 @@ def _mount_app_routers() -> None:
 
     api.add_router("/projects", project_builds_router)
     api.add_router("/builds", builds_router)
-    for module in ("docs_engine.api", "prompts.api"):
+    from repositories.api import hooks_router
+
+    api.add_router("/hooks", hooks_router)
+    for module in (
+        "docs_engine.api",
+        "prompts.api",
+        "repositories.api",
+        "vault.api",
+        "schedules.api",
+    ):
         import importlib
 
         mod = importlib.import_module(module)

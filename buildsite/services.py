@@ -41,6 +41,17 @@ def create_project(*, creator: Any, slug: str, name: str, actor: Any = None) -> 
 
 
 @transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def set_public_badges(*, actor: Any, project: Project, public: bool) -> Project:
+    """Whether anyone, signed in or not, may fetch the project's pipeline badges (the
+    state of each pipeline's latest build, nothing else)."""
+    if actor is not None:
+        require_role(user=actor, project=project, role=Role.MAINTAINER)
+    project.settings = {**(project.settings or {}), "public_badges": bool(public)}
+    Project.objects.filter(id=project.id).update(settings=project.settings)
+    return project
+
+
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
 def set_membership(*, actor: Any, project: Project, username: str, role: str) -> Membership:
     """Add a member or change a member's role (maintainers only)."""
     if actor is not None:

@@ -95,7 +95,9 @@ INSTALLED_APPS = [
     "builds",
     "docs_engine",
     "prompts",
+    "vault",
     "repositories",
+    "schedules",
     # After builds: its `qcluster` command (graceful stop) takes the place of django-q2's.
     "django_q",
 ]
@@ -232,6 +234,13 @@ BUILDSITE = {
     "CACHE_MAX_BYTES": env_int("BUILDSITE_CACHE_MAX_BYTES", 2 * 1024**3),  # artifacts included
     "RETENTION_DAYS": env_int("BUILDSITE_RETENTION_DAYS", 30),
     "WORKSPACE_DIR": DATA_DIR / "workspaces",
+    # Where people reach this server: links in commit statuses (and notifications).
+    "BASE_URL": os.environ.get("BUILDSITE_BASE_URL", "http://localhost:8000").rstrip("/"),
+    # Each host's bare mirrors of the repositories it builds (repositories/git.py).
+    "MIRROR_DIR": DATA_DIR / "mirrors",
+    "GIT_TIMEOUT_SECONDS": env_int("BUILDSITE_GIT_TIMEOUT_SECONDS", 600),
+    # file:// repository URLs read the server's own disk: off unless the operator says so.
+    "ALLOW_LOCAL_REPOS": env_bool("BUILDSITE_ALLOW_LOCAL_REPOS"),
     "PRODUCTION": PRODUCTION,
     # Shell steps run in bubblewrap: "auto" (when it can run here), or "off" (explicitly
     # unsandboxed; production refuses to run steps without one of the two).

@@ -10,6 +10,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("prompts.urls")),
+    path("", include("vault.urls")),
+    path("", include("repositories.urls")),
     path("", include("docs_engine.urls")),
     path("", include("builds.urls")),
 ]

@@ -215,6 +215,7 @@ class ProviderForm(forms.ModelForm):
             "base_url",
             "model",
             "api_key_env",
+            "api_key_secret",
             "price_in_per_mtok",
             "price_out_per_mtok",
             "timeout_seconds",
@@ -234,6 +235,7 @@ class ProviderForm(forms.ModelForm):
                 model=data.get("model") or "",
                 api_key_env=data.get("api_key_env") or "",
                 api_key=data.get("api_key") or None,
+                api_key_secret=data.get("api_key_secret") or "",
                 price_in=data.get("price_in_per_mtok"),
                 price_out=data.get("price_out_per_mtok"),
                 timeout=data.get("timeout_seconds"),
@@ -247,7 +249,16 @@ class ProviderForm(forms.ModelForm):
 @admin.register(ProviderConfig)
 class ProviderConfigAdmin(admin.ModelAdmin):
     form = ProviderForm
-    list_display = ["name", "project", "kind", "base_url", "model", "api_key_env", "key_stored"]
+    list_display = [
+        "name",
+        "project",
+        "kind",
+        "base_url",
+        "model",
+        "api_key_env",
+        "api_key_secret",
+        "key_stored",
+    ]
     list_filter = ["kind", "project"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -269,6 +280,7 @@ class ProviderConfigAdmin(admin.ModelAdmin):
                 model=data.get("model") or "",
                 api_key_env=data.get("api_key_env") or "",
                 api_key="" if data.get("clear_key") else (data.get("api_key") or None),
+                api_key_secret=data.get("api_key_secret") or "",
                 price_in=data.get("price_in_per_mtok"),
                 price_out=data.get("price_out_per_mtok"),
                 timeout=data.get("timeout_seconds"),

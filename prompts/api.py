@@ -161,6 +161,7 @@ class ProviderIn(Schema):
     model: str = ""
     api_key_env: str = ""
     api_key: str | None = None
+    api_key_secret: str = ""
     price_in: Decimal | None = None
     price_out: Decimal | None = None
     timeout: float | None = None
@@ -175,6 +176,7 @@ class ProviderOut(Schema):
     base_url: str
     model: str
     api_key_env: str
+    api_key_secret: str
     has_stored_key: bool
     price_in: Decimal | None
     price_out: Decimal | None
@@ -240,6 +242,7 @@ def provider_out(config) -> dict[str, Any]:
         "base_url": config.base_url,
         "model": config.model,
         "api_key_env": config.api_key_env,
+        "api_key_secret": config.api_key_secret,
         "has_stored_key": config.has_stored_key,
         "price_in": config.price_in_per_mtok,
         "price_out": config.price_out_per_mtok,
@@ -432,6 +435,7 @@ def save_provider(request, slug: str, body: ProviderIn):
         model=body.model,
         api_key_env=body.api_key_env,
         api_key=body.api_key,
+        api_key_secret=body.api_key_secret,
         price_in=body.price_in,
         price_out=body.price_out,
         timeout=body.timeout,

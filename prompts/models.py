@@ -8,8 +8,9 @@ USER = settings.AUTH_USER_MODEL
 
 
 class ProviderConfig(models.Model):
-    """A model endpoint of a project. The API key is referenced by environment variable
-    name or stored encrypted (prompts.crypto); it is never shown back."""
+    """A model endpoint of a project. The API key is a project secret (by name), a
+    server environment variable (by name), or stored encrypted (buildsite.crypto); it is
+    never shown back."""
 
     class Kind(models.TextChoices):
         OPENAI = "openai", "OpenAI-compatible Chat Completions"
@@ -23,6 +24,9 @@ class ProviderConfig(models.Model):
     base_url = models.CharField(max_length=500, blank=True)
     model = models.CharField(max_length=200, blank=True, help_text="default model")
     api_key_env = models.CharField(max_length=100, blank=True)
+    # A project secret (vault) holding the key: maintainers manage it with the other
+    # secrets, and build logs mask it like any of them.
+    api_key_secret = models.CharField(max_length=100, blank=True)
     api_key_encrypted = models.TextField(blank=True, editable=False)
     price_in_per_mtok = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     price_out_per_mtok = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)

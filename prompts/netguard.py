@@ -113,7 +113,7 @@ def refusal(address: str, *, allow_private: bool = False) -> str | None:
     return None
 
 
-def _within(ip: IP, networks) -> bool:
+def _within(ip: IP, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
     return any(ip in net for net in networks if net.version == ip.version)
 
 

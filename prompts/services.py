@@ -21,12 +21,15 @@ from django.utils import timezone
 
 from builds import cache
 from builds.cache_key import digest
+from buildsite import crypto
 from buildsite.errors import Conflict, InvalidInput, NotFound, Problem
 from buildsite.models import Project
 from buildsite.roles import Role
 from buildsite.selectors import require_role
+from vault.rules import name_problem as secret_name_problem
+from vault.selectors import has_secret, secret_value
 
-from . import crypto, netguard, selectors
+from . import netguard, selectors
 from .models import LabelMove, PromptLabel, PromptRun, PromptTemplate, PromptVersion, ProviderConfig
 from .pricing import cost_of
 from .processing import process, repair_message
@@ -206,10 +209,12 @@ def save_provider(
     timeout: float | None = None,
     max_retries: int | None = None,
     resolver: netguard.Resolver = netguard.resolve,
+    api_key_secret: str = "",
 ) -> tuple[ProviderConfig, bool]:
     """Create or replace a provider configuration; (config, created). Maintainers only:
     this sets the URL the server will call and which key it sends there.
-    `api_key=None` keeps a stored key, `""` removes it."""
+    `api_key=None` keeps a stored key, `""` removes it; `api_key_secret` names a project
+    secret to send instead (vault), and replaces a stored key."""
     _check(user, project, Role.MAINTAINER)
     base_url, prices = check_provider(
         project=project,
@@ -224,6 +229,7 @@ def save_provider(
         timeout=timeout,
         max_retries=max_retries,
         resolver=resolver,
+        api_key_secret=api_key_secret,
     )
     with transaction.atomic():
         config = (
@@ -236,7 +242,8 @@ def save_provider(
         config.base_url = base_url if kind == "openai" else ""
         config.model = model or ""
         config.api_key_env = api_key_env or ""
-        if api_key_env or kind == "offline" or api_key == "":
+        config.api_key_secret = api_key_secret or ""
+        if api_key_env or api_key_secret or kind == "offline" or api_key == "":
             config.api_key_encrypted = ""
         elif api_key:
             config.api_key_encrypted = crypto.encrypt(api_key)
@@ -262,6 +269,7 @@ def check_provider(
     timeout: float | None = None,
     max_retries: int | None = None,
     resolver: netguard.Resolver = netguard.resolve,
+    api_key_secret: str = "",
 ) -> tuple[str, tuple[Decimal | None, Decimal | None]]:
     """Validate a provider configuration: (normalized base_url, prices) or InvalidInput."""
     problems: list[Problem] = []
@@ -292,7 +300,9 @@ def check_provider(
         problems.append(Problem(env_key_refused(project, api_key_env), where="api_key_env"))
     if api_key_env and api_key:
         problems.append(Problem("give api_key_env or api_key, not both", where="api_key"))
-    if kind == "offline" and (api_key_env or api_key):
+    if api_key_secret:
+        problems.extend(_secret_key_problems(project, api_key_secret, api_key_env, api_key))
+    if kind == "offline" and (api_key_env or api_key or api_key_secret):
         problems.append(Problem("an offline provider needs no key", where="api_key"))
     if len(model or "") > 200:
         problems.append(Problem("at most 200 characters", where="model"))
@@ -304,6 +314,29 @@ def check_provider(
     if problems:
         raise InvalidInput(problems)
     return base_url, prices
+
+
+def _secret_key_problems(
+    project: Project, name: str, api_key_env: str, api_key: str | None
+) -> list[Problem]:
+    """A key from a project secret: a valid name of a secret that exists now (it may be
+    deleted later; runs then fail saying so), and the only key given."""
+    if message := secret_name_problem(name):
+        return [Problem(message, where="api_key_secret")]
+    problems = []
+    if api_key_env or api_key:
+        problems.append(
+            Problem("give one of api_key_secret, api_key_env and api_key", where="api_key_secret")
+        )
+    if not has_secret(project=project, name=name):
+        problems.append(
+            Problem(
+                f"no secret '{name}' in '{project.slug}': set it first (Secrets page or "
+                f"PUT /api/projects/{project.slug}/secrets/{name})",
+                where="api_key_secret",
+            )
+        )
+    return problems
 
 
 def _prices(price_in: Any, price_out: Any, problems: list[Problem]):
@@ -354,7 +387,17 @@ def client_for(config: ProviderConfig, *, sleep: Callable[[float], None] | None 
     if config.kind == "offline":
         return OfflineProvider()
     key = ""
-    if config.api_key_encrypted:
+    if config.api_key_secret:
+        try:
+            key = secret_value(project=config.project, name=config.api_key_secret)
+        except NotFound:
+            raise ProviderError(
+                f"the project secret {config.api_key_secret} holding the API key is not set",
+                "config",
+            ) from None
+        except crypto.SecretUnreadable as exc:
+            raise ProviderError(f"secret {config.api_key_secret}: {exc}", "config") from None
+    elif config.api_key_encrypted:
         try:
             key = crypto.decrypt(config.api_key_encrypted)
         except crypto.SecretUnreadable as exc:

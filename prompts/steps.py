@@ -15,8 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from builds.steps import StepContext, StepFailed
+from vault.masking import Masker
 
 from . import services
+from .models import PromptRun
 from .refs import parse_ref
 
 
@@ -47,6 +49,8 @@ def run_prompt_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         task=ctx.task,
         actor=ctx.build.triggered_by,
     )
+    if ctx.hidden:
+        _mask_run(run, Masker(ctx.hidden))
     version = run.version
     cost = "unknown" if run.cost_usd is None else f"${run.cost_usd}"
     ctx.log(
@@ -63,3 +67,22 @@ def run_prompt_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     if name:
         outputs[name] = run.parsed
     return outputs
+
+
+MASKED_FIELDS = ("variables", "rendered", "raw_response", "output", "parsed", "error", "attempts")
+
+
+def _mask_run(run: PromptRun, masker: Masker) -> None:
+    """The run a build step made, with the project's secret values masked: its record
+    sits next to the task's log and outputs, which never show them. (Templates cannot
+    read secrets, so this only matters when a model or a provider's error repeats
+    one, such as the provider's key kept as a project secret.)"""
+    changed = []
+    for name in MASKED_FIELDS:
+        value = getattr(run, name)
+        masked = masker.mask_value(value)
+        if masked != value:
+            setattr(run, name, masked)
+            changed.append(name)
+    if changed:
+        run.save(update_fields=changed)

@@ -262,6 +262,7 @@ def providers(request, slug):
                 base_url=data.get("base_url", "").strip(),
                 model=data.get("model", "").strip(),
                 api_key_env=data.get("api_key_env", "").strip(),
+                api_key_secret=data.get("api_key_secret", "").strip(),
                 # an empty field keeps the stored key; "clear" removes it
                 api_key=("" if data.get("clear_key") else (data.get("api_key") or None)),
                 price_in=data.get("price_in") or None,

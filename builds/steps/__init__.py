@@ -38,6 +38,12 @@ class StepContext:
     should_stop: Callable[[], bool]
     outputs: dict[str, Any] = field(default_factory=dict)
     task_spec: dict[str, Any] = field(default_factory=dict)  # limits, network
+    # The secrets the task declares, by name: shell steps get them as variables. No
+    # other secret of the project reaches a step.
+    secrets: dict[str, str] = field(default_factory=dict)
+    # What no output may show (every secret of the project, vault.rules.masking_terms):
+    # a step that keeps output of its own, such as a shell step's tail, masks it.
+    hidden: tuple[str, ...] = ()
 
 
 Executor = Callable[[dict[str, Any], StepContext], dict[str, Any]]

@@ -20,6 +20,8 @@ from typing import Any
 
 from django.conf import settings
 
+from vault.masking import Masker
+
 from .. import trees
 from ..cluster import STEP_MARK, forget_step_group, record_step_group
 from . import StepCancelled, StepContext, StepFailed, sandbox
@@ -87,7 +89,10 @@ def run_shell(
     limits: Limits | None = None,
     sandboxed: bool = False,
     network: bool = False,
+    hidden: tuple[str, ...] = (),
 ) -> ShellResult:
+    """`hidden`: values masked in the output tail (`on_output` gets the output as it
+    comes: the task log masks what it stores itself)."""
     started = time.monotonic()
     mark = uuid.uuid4().hex
     if sandboxed:
@@ -107,7 +112,8 @@ def run_shell(
     record_step_group(proc.pid, mark)
     log_limit = limits.log_mb * 1024 * 1024 if limits else 0
     try:
-        return _follow(proc, started, timeout, on_output, should_stop, grace, log_limit)
+        output = _Output(on_output, hidden)
+        return _follow(proc, started, timeout, output, should_stop, grace, log_limit)
     finally:
         if proc.poll() is None:  # _follow raised: the step must not outlive its attempt
             kill_group(proc, 0)
@@ -122,10 +128,13 @@ def run_shell(
 
 
 class _Output:
-    """The step's output as it comes: to the log at once, the last TAIL_CHARS kept."""
+    """The step's output as it comes: to the log at once, the last TAIL_CHARS kept,
+    masked (kept from the masked stream, so cutting the tail cannot leave part of a
+    value at its start)."""
 
-    def __init__(self, on_output: Callable[[str], None]) -> None:
+    def __init__(self, on_output: Callable[[str], None], hidden: tuple[str, ...] = ()) -> None:
         self.on_output = on_output
+        self.masker = Masker(hidden)
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.tail: list[str] = []
         self.tail_len = 0
@@ -137,12 +146,19 @@ class _Output:
         if not text:
             return
         self.on_output(text)
+        self._keep(self.masker.feed(text))
+
+    def _keep(self, text: str) -> None:
+        if not text:
+            return
         self.tail.append(text)
         self.tail_len += len(text)
         while self.tail_len - len(self.tail[0]) > TAIL_CHARS and len(self.tail) > 1:
             self.tail_len -= len(self.tail.pop(0))
 
     def text(self) -> str:
+        """The tail, once the output has ended."""
+        self._keep(self.masker.flush())
         return "".join(self.tail)[-TAIL_CHARS:]
 
 
@@ -150,7 +166,7 @@ def _follow(
     proc: subprocess.Popen[bytes],
     started: float,
     timeout: float,
-    on_output: Callable[[str], None],
+    output: _Output,
     should_stop: Callable[[], bool],
     grace: float,
     log_limit: int = 0,
@@ -158,7 +174,6 @@ def _follow(
     """Read the output and watch the clock and the stop flag in this thread (a reader
     thread per step cost more than a short step): every 0.1 s at least."""
     assert proc.stdout is not None
-    output = _Output(on_output)
     fd = proc.stdout.fileno()
     readable = selectors.DefaultSelector()
     readable.register(fd, selectors.EVENT_READ)
@@ -227,6 +242,8 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         **param_env(ctx.build.params),
         **ctx.env,
         **{k: str(v) for k, v in step.get("env", {}).items()},
+        # Last: a declared secret is what its name means, whatever `env` says.
+        **ctx.secrets,
     }
     env = scrubbed_env(declared, home, Path("/tmp") if sandboxed else ctx.workspace)
     timeout = min(float(step.get("timeout", ctx.timeout)), ctx.timeout)
@@ -242,6 +259,7 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         limits=limits,
         sandboxed=sandboxed,
         network=bool(spec.get("network")),
+        hidden=ctx.hidden,
     )
     outputs: dict[str, Any] = {"exit_code": result.exit_code, "stdout_tail": result.output_tail}
     if step.get("output"):

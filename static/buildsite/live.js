@@ -285,6 +285,18 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
     q('[data-fact="finished"]').textContent = fmtTime(task.finished_at);
     q('[data-fact="took"]').textContent = fmtSeconds(seconds(task, Date.now()));
     q('[data-fact="needs"]').textContent = task.needs.length ? task.needs.join(", ") : "nothing";
+    // A re-run's task that took over an earlier build's result says which build.
+    q("[data-panel-reused]").hidden = !task.reused_from;
+    if (task.reused_from) {
+      q("[data-reused-link]").href = `/builds/${task.reused_from}/`;
+      q("[data-reused-id]").textContent = task.reused_from;
+    }
+    // Editors only (the form is not rendered otherwise); a running build refuses re-runs.
+    const rerun = q("[data-rerun]");
+    if (rerun) {
+      rerun.hidden = !TERMINAL.has(task.state) || ["queued", "running"].includes(page.state);
+      rerun.querySelector("[data-rerun-from]").value = task.name;
+    }
     const err = q("[data-panel-error]");
     err.hidden = !task.error;
     err.textContent = task.error || "";
@@ -294,7 +306,7 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
     q("[data-outputs]").textContent = outputs ? JSON.stringify(outputs, null, 2) : "";
     const files = task.artifacts || [];
     q("[data-artifacts-head]").hidden = !files.length;
-    q("[data-artifacts-restored]").hidden = task.state !== "cached";
+    q("[data-artifacts-restored]").hidden = task.state !== "cached" || Boolean(task.reused_from);
     q("[data-task-artifacts]").hidden = !files.length;
     q("[data-task-artifacts]").replaceChildren(...files.map((f) => {
       const li = el("li");
@@ -346,7 +358,8 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
   function renderArtifacts() {
     const rows = [...tasks.values()].flatMap((t) => (t.artifacts || []).map((f) => {
       const name = el("td", {}, t.name);
-      if (t.state === "cached") name.append(" ", el("small", { class: "muted" }, "restored from the cache"));
+      if (t.reused_from) name.append(" ", el("small", { class: "muted" }, `reused from build #${t.reused_from}`));
+      else if (t.state === "cached") name.append(" ", el("small", { class: "muted" }, "restored from the cache"));
       const file = el("td");
       file.append(artifactLink(t, f));
       const tr = el("tr");
@@ -417,6 +430,7 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
     const retry = document.querySelector('[data-action="retry"]');
     if (cancel) cancel.hidden = !["queued", "running"].includes(state);
     if (retry) retry.hidden = !["failed", "cancelled"].includes(state);
+    if (page.selected) renderPanel(); // the re-run button follows the build's state
   }
 
   let refreshTimer = null;
@@ -434,7 +448,7 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
         Object.assign(task, {
           outputs: fresh.outputs, attempts: fresh.attempts, error: fresh.error,
           started_at: fresh.started_at, finished_at: fresh.finished_at,
-          artifacts: fresh.artifacts || [],
+          artifacts: fresh.artifacts || [], reused_from: fresh.reused_from ?? null,
         });
         renderTask(fresh.name);
       }
@@ -476,6 +490,7 @@ export function watchBuild({ data, logUrl, rawLogUrl }) {
     } else if (TERMINAL.has(event.state)) {
       task.finished_at = task.finished_at || event.time;
       if (event.data?.error) task.error = event.data.error;
+      if (event.data?.reused_from) task.reused_from = event.data.reused_from;
       refreshDetails();
     }
     renderTask(event.task);

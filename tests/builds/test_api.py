@@ -41,7 +41,12 @@ def test_create_and_list_projects(client, user):
     user.save(update_fields=["is_staff"])
     response = post(client, "/api/projects", {"slug": "web", "name": "Web"})
     assert response.status_code == 201
-    assert response.json() == {"slug": "web", "name": "Web", "role": "maintainer"}
+    assert response.json() == {
+        "slug": "web",
+        "name": "Web",
+        "role": "maintainer",
+        "public_badges": False,
+    }
     assert [p["slug"] for p in client.get("/api/projects").json()] == ["web"]
     assert post(client, "/api/projects", {"slug": "web", "name": "Again"}).status_code == 409
     bad = post(client, "/api/projects", {"slug": "Not A Slug", "name": "x"})

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import validate
 
+from buildsite import crypto
 from buildsite.errors import InvalidInput
-from prompts import crypto
 from prompts.pricing import cost_of
 from prompts.providers import ChatRequest, OfflineProvider
 from prompts.refs import PromptRef, parse_ref

@@ -1,8 +1,10 @@
-"""Encryption of stored provider API keys (Fernet: AES-128-CBC + HMAC).
+"""Encryption of what the server stores but must read back: provider API keys and
+project secrets (Fernet: AES-128-CBC + HMAC).
 
 The key comes from BUILDSITE_ENCRYPTION_KEY (a Fernet key, or any passphrase, which is
-hashed into one); without it, from settings.SECRET_KEY. Rotating it makes stored keys
-unreadable: runs then fail with a clear error and a maintainer sets the key again.
+hashed into one); without it, from settings.SECRET_KEY. Rotating it makes stored values
+unreadable: whatever needs one then fails with a clear error and a maintainer sets it
+again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ def _fernet() -> Fernet:
         except ValueError:
             material = b"buildsite-passphrase:" + raw.encode()
     else:
+        # The label predates project secrets; changing it would make every value stored
+        # so far unreadable.
         material = b"buildsite-provider-keys:" + settings.SECRET_KEY.encode()
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(material).digest()))
 
@@ -40,6 +44,6 @@ def decrypt(token: str) -> str:
         return _fernet().decrypt(token.encode()).decode()
     except (InvalidToken, ValueError):
         raise SecretUnreadable(
-            "the stored API key cannot be decrypted (the encryption key changed); "
+            "a stored secret cannot be decrypted (the encryption key changed); "
             "a maintainer must set it again"
         ) from None

@@ -1,0 +1,283 @@
+"""Writes of repositories: registering one, its webhook secret, builds of a commit and
+push webhooks."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from builds.models import Build, Pipeline
+from builds.services import NAME_RE
+from builds.signals import send_build_state_changed
+from buildsite import crypto
+from buildsite.errors import Conflict, InvalidInput, NotFound, Problem
+from buildsite.models import Project
+from buildsite.roles import Role
+from buildsite.selectors import require_role
+from prompts import netguard
+from tasks.models import Event
+from tasks.services import record_event
+from tasks.states import BuildState
+
+from . import webhooks
+from .git import is_ssh
+from .jobs import enqueue_preparation
+from .models import Delivery, Repository
+
+REF_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/@+-]{1,255}$")
+SECRET_NAME_RE = r"^([A-Z_][A-Z0-9_]{0,99})?$"
+FORGES = ("", "github", "gitlab", "gitea")
+
+
+def url_problems(url: str) -> list[Problem]:
+    """Which repository URLs the server fetches: http(s) and ssh, `file://` only when
+    the operator allows local repositories; never credentials in the URL."""
+    if not url or len(url) > 500 or url.startswith("-") or any(c.isspace() for c in url):
+        return [Problem("give the repository's clone URL (https://, http:// or ssh)", where="url")]
+    if url.startswith("file://"):
+        if not settings.BUILDSITE["ALLOW_LOCAL_REPOS"]:
+            return [
+                Problem(
+                    "file:// repositories read the server's disk; the operator must set "
+                    "BUILDSITE_ALLOW_LOCAL_REPOS=1",
+                    where="url",
+                )
+            ]
+        return []
+    if is_ssh(url):
+        return []
+    if not url.startswith(("https://", "http://")):
+        return [Problem("use an https://, http:// or ssh URL", where="url")]
+    if "@" in url.split("/", 3)[2]:
+        return [
+            Problem(
+                "put credentials in a project secret (credentials_secret), not in the URL",
+                where="url",
+            )
+        ]
+    try:
+        netguard.check_url(url, allow_private=settings.BUILDSITE["ALLOW_PRIVATE_URLS"], where="url")
+    except InvalidInput as exc:
+        return list(exc.problems)
+    return []
+
+
+def _check(fields: dict[str, Any]) -> None:
+    problems = []
+    if not re.match(NAME_RE, fields["name"] or ""):
+        problems.append(Problem("use lower-case letters, digits, _ and -", where="name"))
+    problems += url_problems(fields["url"])
+    if not REF_RE.match(fields["branch"] or ""):
+        problems.append(Problem("not a branch name", where="branch"))
+    path = fields["pipeline_path"] or ""
+    if not path or path.startswith("/") or ".." in path.split("/") or len(path) > 255:
+        problems.append(Problem("a path inside the repository", where="pipeline_path"))
+    branches = fields["branches"]
+    if not isinstance(branches, list) or not all(
+        isinstance(b, str) and 0 < len(b) <= 255 for b in branches
+    ):
+        problems.append(Problem("a list of branch names or patterns", where="branches"))
+    for key in ("credentials_secret", "status_token_secret"):
+        if not re.match(SECRET_NAME_RE, fields[key] or ""):
+            problems.append(Problem("the name of a project secret", where=key))
+    if fields["status_forge"] not in FORGES:
+        problems.append(Problem("one of github, gitlab, gitea (or empty)", where="status_forge"))
+    if problems:
+        raise InvalidInput(problems)
+
+
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def create_repository(
+    *,
+    user: Any,
+    project: Project,
+    name: str,
+    url: str,
+    branch: str = "main",
+    pipeline_path: str = ".buildsite.yml",
+    branches: list[str] | None = None,
+    credentials_secret: str = "",
+    status_forge: str = "",
+    status_api_url: str = "",
+    status_token_secret: str = "",
+) -> tuple[Repository, str]:
+    """The repository and its webhook secret (in clear: shown to the caller once)."""
+    if user is not None:
+        require_role(user=user, project=project, role=Role.MAINTAINER)
+    fields = {
+        "name": name,
+        "url": url.strip(),
+        "branch": branch,
+        "pipeline_path": pipeline_path,
+        "branches": branches or [],
+        "credentials_secret": credentials_secret,
+        "status_forge": status_forge,
+        "status_api_url": status_api_url.rstrip("/"),
+        "status_token_secret": status_token_secret,
+    }
+    _check(fields)
+    if status_api_url:
+        netguard.check_url(
+            status_api_url,
+            allow_private=settings.BUILDSITE["ALLOW_PRIVATE_URLS"],
+            where="status_api_url",
+        )
+    # Its builds are the builds of a pipeline of the same name, whose versions are
+    # the texts read from the repository.
+    pipeline, created = Pipeline.objects.get_or_create(project=project, name=name)
+    if not created and (pipeline.versions.exists() or pipeline.builds.exists()):
+        raise Conflict(f"the project already has a pipeline named '{name}'; choose another name")
+    secret = secrets.token_hex(32)
+    try:
+        with transaction.atomic():
+            repository: Repository = Repository.objects.create(
+                project=project,
+                webhook_secret_encrypted=crypto.encrypt(secret),
+                created_by=user if user is not None and user.is_authenticated else None,
+                **fields,
+            )
+    except IntegrityError:
+        raise Conflict(f"the project already has a repository named '{name}'") from None
+    return repository, secret
+
+
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def rotate_webhook_secret(*, user: Any, repository: Repository) -> str:
+    if user is not None:
+        require_role(user=user, project=repository.project, role=Role.MAINTAINER)
+    secret = secrets.token_hex(32)
+    Repository.objects.filter(id=repository.id).update(
+        webhook_secret_encrypted=crypto.encrypt(secret)
+    )
+    return secret
+
+
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def delete_repository(*, user: Any, repository: Repository) -> None:
+    """Its builds stay (they record the commit they ran); its webhook stops (404)."""
+    if user is not None:
+        require_role(user=user, project=repository.project, role=Role.MAINTAINER)
+    repository.delete()
+
+
+# --- builds of a commit -----------------------------------------------------------------
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def trigger_repository_build(
+    *,
+    user: Any,
+    repository: Repository,
+    ref: str | None = None,
+    sha: str = "",
+    params: dict[str, Any] | None = None,
+    trigger: str = "manual",
+    author: str = "",
+    message: str = "",
+) -> Build:
+    """A build of the repository at `ref` (branch, tag or commit id; default its
+    branch) or at exactly `sha`. It starts QUEUED without a pipeline version: a worker
+    fetches the commit, reads the pipeline file at it and creates the tasks
+    (`repositories/preparation.py`), or fails the build with the file's problems."""
+    project = repository.project
+    if user is not None:
+        require_role(user=user, project=project, role=Role.EDITOR)
+    ref = ref or repository.branch
+    if not REF_RE.match(ref):
+        raise InvalidInput([Problem("not a branch, tag or commit id", where="ref")])
+    if params is not None and not isinstance(params, dict):
+        raise InvalidInput([Problem("an object of param values", where="params")])
+    pipeline, _ = Pipeline.objects.get_or_create(project=project, name=repository.name)
+    build: Build = Build.objects.create(
+        project=project,
+        pipeline=pipeline,
+        pipeline_version=None,
+        params=params or {},
+        trigger=trigger,
+        repository=repository,
+        commit_ref=ref,
+        commit_sha=sha,
+        commit_author=author,
+        commit_message=message,
+        triggered_by=user if user is not None and user.is_authenticated else None,
+    )
+    record_event(
+        project_id=project.id,
+        build_id=build.id,
+        type=Event.Type.BUILD_STATE,
+        new_state=BuildState.QUEUED,
+        data={"pipeline": repository.name, "repository": repository.name, "ref": ref},
+    )
+    send_build_state_changed(build=build, old="", new=BuildState.QUEUED)
+    enqueue_preparation(build.id)
+    return build
+
+
+# --- push webhooks ----------------------------------------------------------------------
+def branch_builds(repository: Repository, branch: str) -> bool:
+    patterns = repository.branches or [repository.branch]
+    return any(fnmatch.fnmatchcase(branch, p) for p in patterns)
+
+
+def receive_webhook(*, repository_id: int, headers: Any, body: bytes) -> tuple[Build | None, str]:
+    """The build a push starts (or, for a delivery seen before, the build it started),
+    or None and why not. Raises NotFound, webhooks.BadSignature, webhooks.BadPayload."""
+    repository: Repository | None = (
+        Repository.objects.select_related("project").filter(id=repository_id).first()
+    )
+    if repository is None:
+        raise NotFound(f"No repository #{repository_id}.")
+    try:
+        secret = crypto.decrypt(repository.webhook_secret_encrypted)
+    except crypto.SecretUnreadable:
+        raise Conflict(
+            "the webhook secret can no longer be read (the encryption key changed): "
+            "a maintainer must rotate it and give the forge the new one"
+        ) from None
+    hook = webhooks.verify(headers, body, secret)
+    if not webhooks.is_push(hook):
+        return None, f"{hook.event} events do not start builds; push events do"
+    push = webhooks.read_push(body)
+    with transaction.atomic():
+        if hook.delivery:
+            seen = Delivery.objects.filter(repository=repository, delivery_id=hook.delivery[:200])
+            first = seen.first()
+            if first is not None:
+                return first.build, first.reason or "this delivery was received before"
+        if isinstance(push, str):
+            build, reason = None, push
+        elif not branch_builds(repository, push.branch):
+            build = None
+            reason = f"branch {push.branch} does not match the repository's branches"
+        else:
+            build = trigger_repository_build(
+                user=None,
+                repository=repository,
+                ref=push.branch,
+                sha=push.after,
+                trigger="push",
+                author=push.author,
+                message=push.message,
+            )
+            reason = ""
+        if hook.delivery:
+            try:
+                with transaction.atomic():
+                    Delivery.objects.create(
+                        repository=repository,
+                        delivery_id=hook.delivery[:200],
+                        build=build,
+                        reason=reason[:300],
+                    )
+            except IntegrityError:
+                # The same delivery, at the same moment, in another request: that one
+                # started the build; this one's must not exist.
+                first = Delivery.objects.filter(
+                    repository=repository, delivery_id=hook.delivery[:200]
+                ).first()
+                transaction.set_rollback(True)
+                return (first.build if first else None), "this delivery was received before"
+    return build, reason
