@@ -34,7 +34,12 @@ def hosts(transactional_db, tmp_path):
             pytest.fail(reason)  # the PostgreSQL lane of .ci/run: it must run there
         pytest.skip(reason)
     s3 = S3Server(tmp_path)
-    shared = {**s3.env, "DJANGO_SECRET_KEY": settings.SECRET_KEY, "BUILDSITE_TICK_SECONDS": "0.5"}
+    shared = {
+        **s3.env,
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "BUILDSITE_TICK_SECONDS": "0.5",
+        "BUILDSITE_ALLOW_PRIVATE_URLS": "1",  # the test's git server is on 127.0.0.1
+    }
 
     def host(name: str) -> dict[str, str]:
         return {**shared, "BUILDSITE_DATA_DIR": str(tmp_path / name)}
@@ -107,3 +112,61 @@ def test_a_changed_input_reruns_its_cached_consumer_across_hosts(hosts, project)
         assert task_states(build) == {"generate": "succeeded", "consume": "succeeded"}
         seen.append(Task.objects.get(build=build, name="consume").outputs["seen"])
     assert len(set(seen)) == 3
+
+
+REPOSITORY_PIPELINE = """\
+tasks:
+""" + "".join(
+    f"""  t{i}:
+    steps:
+      - run: cat hello.txt && git rev-parse HEAD
+        output: seen
+"""
+    for i in range(6)
+)
+
+
+def test_a_push_builds_its_commit_on_whichever_host_runs_each_task(hosts, project, user):
+    import hmac
+    import json
+
+    from tests.gitserver import GitServer, WorkingCopy
+
+    web, _, tmp_path = hosts
+    forge = GitServer(tmp_path / "forge")
+    copy = WorkingCopy(tmp_path / "forge" / "app.git", tmp_path / "work")
+    _, token = create_token(user=user, project=project)
+    api = httpx.Client(base_url=web.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    try:
+        created = api.post(
+            "/api/projects/acme/repositories", json={"name": "app", "url": forge.url("app")}
+        ).json()
+        for text in ("first\n", "second\n"):
+            sha = copy.commit({".buildsite.yml": REPOSITORY_PIPELINE, "hello.txt": text})
+            copy.push()
+            body = json.dumps({"ref": "refs/heads/main", "after": sha}).encode()
+            digest = hmac.new(created["webhook_secret"].encode(), body, "sha256").hexdigest()
+            hook = httpx.post(
+                created["webhook_url"],
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-GitHub-Event": "push",
+                    "X-GitHub-Delivery": sha,
+                    "X-Hub-Signature-256": f"sha256={digest}",
+                },
+            )
+            assert hook.status_code == 202, hook.text
+            build_id = hook.json()["build"]
+            build = wait_for(
+                lambda b=build_id: _finished(b), timeout=120, message="repository build"
+            )
+            assert build.state == "succeeded", build.error
+            assert build.commit_sha == sha
+            tasks = Task.objects.filter(build=build)
+            assert {t.outputs["seen"] for t in tasks} == {f"{text}{sha}".strip()}
+        hosts_used = {_data_dir_of(t.worker) for t in tasks}
+        for name in hosts_used:  # each host fetched into its own mirror
+            assert (tmp_path / name / "mirrors" / f"{created['id']}.git").is_dir()
+    finally:
+        forge.stop()
