@@ -11,9 +11,12 @@ allows it, local repositories are reachable (GIT_ALLOW_PROTOCOL: no `ext::`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import os
 import re
+import shlex
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +28,7 @@ from django.conf import settings
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 MAX_PIPELINE_BYTES = 2 * 1024 * 1024  # as a pipeline saved through the API
+MAX_COMMIT_BYTES = 1024 * 1024  # a commit object larger than this is not read into memory
 OUTPUT_CHARS = 2000  # of git's error output, in a message
 
 
@@ -78,19 +82,14 @@ def fetch(repository_id: int, remote: Remote, *, sha: str = "") -> Path:
 
 
 def has_commit(mirror: Path, sha: str) -> bool:
-    done = subprocess.run(
-        ["git", "-C", str(mirror), "cat-file", "-e", f"{sha}^{{commit}}"],
-        env=_env(),
-        capture_output=True,
-        timeout=30,
-    )
+    done = _run(["git", "-C", str(mirror), "cat-file", "-e", f"{sha}^{{commit}}"], timeout=30)
     return done.returncode == 0
 
 
 def resolve(mirror: Path, ref: str) -> str:
     """The full id of the commit a branch, tag or (abbreviated) commit id names."""
     for candidate in (f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
-        done = subprocess.run(
+        done = _run(
             [
                 "git",
                 "-C",
@@ -101,18 +100,21 @@ def resolve(mirror: Path, ref: str) -> str:
                 "--end-of-options",
                 f"{candidate}^{{commit}}",
             ],
-            env=_env(),
-            capture_output=True,
-            text=True,
             timeout=30,
         )
         if done.returncode == 0:
-            return done.stdout.strip()
+            return done.stdout.decode("ascii", "replace").strip()
     raise GitError(f"no branch, tag or commit named {ref!r}")
 
 
 def commit(mirror: Path, sha: str) -> Commit:
-    out = _git(["-C", str(mirror), "log", "-1", "--format=%an <%ae>%x00%B", sha, "--"])
+    # A hostile repository's commit can be any size: it is not read whole to show it.
+    size = _run(["git", "-C", str(mirror), "cat-file", "-s", f"{sha}^{{commit}}"], timeout=30)
+    if size.returncode == 0 and int(size.stdout.strip() or 0) > MAX_COMMIT_BYTES:
+        return Commit(sha=sha, author="", message="(commit too large to show)")
+    out = _git(
+        ["-C", str(mirror), "log", "-1", "--format=%an <%ae>%x00%B", "--end-of-options", sha, "--"]
+    )
     author, _, message = out.partition("\0")
     return Commit(sha=sha, author=author.strip()[:300], message=message.strip()[:10_000])
 
@@ -120,23 +122,12 @@ def commit(mirror: Path, sha: str) -> Commit:
 def read_file(mirror: Path, sha: str, path: str) -> str:
     """A text file at a commit, bounded in size."""
     spec = f"{sha}:{path}"
-    size = subprocess.run(
-        ["git", "-C", str(mirror), "cat-file", "-s", spec],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    size = _run(["git", "-C", str(mirror), "cat-file", "-s", spec], timeout=30)
     if size.returncode != 0:
         raise GitError(f"there is no {path} at commit {sha[:12]}")
     if int(size.stdout.strip() or 0) > MAX_PIPELINE_BYTES:
         raise GitError(f"{path} at commit {sha[:12]} is larger than {MAX_PIPELINE_BYTES} bytes")
-    blob = subprocess.run(
-        ["git", "-C", str(mirror), "cat-file", "blob", spec],
-        env=_env(),
-        capture_output=True,
-        timeout=30,
-    )
+    blob = _run(["git", "-C", str(mirror), "cat-file", "blob", spec], timeout=30)
     if blob.returncode != 0:
         raise GitError(f"{path} at commit {sha[:12]} is not a file")
     try:
@@ -151,11 +142,21 @@ def check_out_commit(mirror: Path, sha: str, workspace: Path, *, origin: str) ->
     mirror comes along."""
     _git(["init", "--quiet", str(workspace)], protocols="file")
     _git(
-        ["-C", str(workspace), "fetch", "--quiet", "--depth=1", "--no-tags", mirror.as_uri(), sha],
+        [
+            "-C",
+            str(workspace),
+            "fetch",
+            "--quiet",
+            "--depth=1",
+            "--no-tags",
+            "--end-of-options",
+            mirror.as_uri(),
+            sha,
+        ],
         protocols="file",
     )
     _git(["-C", str(workspace), "checkout", "--quiet", "--detach", "FETCH_HEAD"], protocols="file")
-    _git(["-C", str(workspace), "remote", "add", "origin", origin])
+    _git(["-C", str(workspace), "remote", "add", "--end-of-options", "origin", origin])
 
 
 # --- internals --------------------------------------------------------------------------
@@ -178,24 +179,37 @@ def _fetch(mirror: Path, remote: Remote, refspecs: list[str]) -> None:
         )
 
 
+def _ssh_command(key: Path | None) -> str:
+    """ssh as git runs it: with the repository's key and nothing else of the host's.
+    ssh reads the account's ~/.ssh (config and default keys) from the password
+    database, not $HOME: `-F /dev/null` and `IdentityFile=none` keep the server's own
+    keys and settings away from repositories anyone registers. Never prompts; a silent
+    server is dropped after about a minute."""
+    known_hosts = Path(settings.BUILDSITE["MIRROR_DIR"]) / "known_hosts"
+    identity = f"-i {shlex.quote(str(key))}" if key else "-o IdentityFile=none"
+    return (
+        f"ssh -F /dev/null {identity} -o IdentitiesOnly=yes -o BatchMode=yes "
+        "-o StrictHostKeyChecking=accept-new "
+        f"-o UserKnownHostsFile={shlex.quote(str(known_hosts))} "
+        "-o ConnectTimeout=30 -o ServerAliveInterval=15 -o ServerAliveCountMax=4"
+    )
+
+
 @contextmanager
 def _credentials(remote: Remote) -> Iterator[dict[str, str]]:
-    if not remote.credential:
-        yield {}
-        return
     if is_ssh(remote.url):
+        if not remote.credential:
+            yield {"GIT_SSH_COMMAND": _ssh_command(None)}
+            return
         with tempfile.TemporaryDirectory(prefix="buildsite-key-") as tmp:
             key = Path(tmp) / "key"
             fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(remote.credential.strip() + "\n")
-            known_hosts = Path(settings.BUILDSITE["MIRROR_DIR"]) / "known_hosts"
-            yield {
-                "GIT_SSH_COMMAND": (
-                    f"ssh -i {key} -o IdentitiesOnly=yes -o BatchMode=yes "
-                    f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={known_hosts}"
-                )
-            }
+            yield {"GIT_SSH_COMMAND": _ssh_command(key)}
+        return
+    if not remote.credential:
+        yield {}
         return
     user_token = (
         remote.credential if ":" in remote.credential else (f"x-access-token:{remote.credential}")
@@ -234,23 +248,36 @@ def _git(
     protocols: str = "",
     timeout: float = 120,
 ) -> str:
-    try:
-        done = subprocess.run(
-            ["git", *args],
-            env={**_env(protocols), **(extra or {})},
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        raise GitError(
-            f"git {args[0] if args[0] != '-C' else args[2]} took over {timeout:g}s"
-        ) from None
+    done = _run(["git", *args], env={**_env(protocols), **(extra or {})}, timeout=timeout)
     if done.returncode != 0:
-        raise GitError(_masked(done.stderr.strip()[-OUTPUT_CHARS:], secrets or []))
-    return done.stdout
+        stderr = done.stderr.decode("utf-8", "replace")
+        raise GitError(_masked(stderr.strip()[-OUTPUT_CHARS:], secrets or []))
+    return done.stdout.decode("utf-8", "replace")
+
+
+def _run(
+    argv: list[str], *, env: dict[str, str] | None = None, timeout: float
+) -> subprocess.CompletedProcess[bytes]:
+    """git in a process group of its own. On timeout the whole group is killed: the
+    transfer runs in git's children (git-remote-https, ssh), which outlive a killed
+    git and would stay connected to a stalled server for ever."""
+    with subprocess.Popen(
+        argv,
+        env=env if env is not None else _env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            step = argv[1] if argv[1] != "-C" else argv[3]
+            raise GitError(f"git {step} took over {timeout:g}s") from None
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def _masked(text: str, secrets: list[str]) -> str:

@@ -26,10 +26,10 @@ def get_repository(
     """By id or by name, within the project."""
     require_role(user=user, project=project, role=role)
     qs = Repository.objects.select_related("project").filter(project=project)
+    # isdecimal, not isdigit: "²" is a digit that int() refuses (a 500, not a 404).
+    by_id = isinstance(ref, int) or (str(ref).isdecimal() and len(str(ref)) <= 18)
     found: Repository | None = (
-        qs.filter(id=ref).first()
-        if isinstance(ref, int) or str(ref).isdigit()
-        else qs.filter(name=ref).first()
+        qs.filter(id=int(ref)).first() if by_id else qs.filter(name=ref).first()
     )
     if found is None:
         raise NotFound(f"No repository '{ref}' in '{project.slug}'.")

@@ -25,19 +25,29 @@ from tasks.services import record_event
 from tasks.states import BuildState
 
 from . import webhooks
-from .git import is_ssh
+from .git import SHA_RE, is_ssh
 from .jobs import enqueue_preparation
 from .models import Delivery, Repository
 
-REF_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/@+-]{1,255}$")
-SECRET_NAME_RE = r"^([A-Z_][A-Z0-9_]{0,99})?$"
+# `\Z`, not `$`: `$` also matches before a trailing newline.
+REF_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/@+-]{1,255}\Z")
+SECRET_NAME_RE = r"^([A-Z_][A-Z0-9_]{0,99})?\Z"
+# The host (and port) of an ssh URL, as git and ssh read it: an allowlist, so that no
+# other parser can see another host in the same text (`ssh://a.example#@10.0.0.1/`).
+SSH_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?", re.ASCII)
 FORGES = ("", "github", "gitlab", "gitea")
 
 
 def url_problems(url: str) -> list[Problem]:
     """Which repository URLs the server fetches: http(s) and ssh, `file://` only when
     the operator allows local repositories; never credentials in the URL."""
-    if not url or len(url) > 500 or url.startswith("-") or any(c.isspace() for c in url):
+    if (
+        not url
+        or len(url) > 500
+        or url.startswith("-")
+        or any(c.isspace() for c in url)
+        or not url.isprintable()
+    ):
         return [Problem("give the repository's clone URL (https://, http:// or ssh)", where="url")]
     if url.startswith("file://"):
         if not settings.BUILDSITE["ALLOW_LOCAL_REPOS"]:
@@ -50,7 +60,7 @@ def url_problems(url: str) -> list[Problem]:
             ]
         return []
     if is_ssh(url):
-        return []
+        return _ssh_problems(url)
     if not url.startswith(("https://", "http://")):
         return [Problem("use an https://, http:// or ssh URL", where="url")]
     if "@" in url.split("/", 3)[2]:
@@ -67,24 +77,60 @@ def url_problems(url: str) -> list[Problem]:
     return []
 
 
+def _ssh_problems(url: str) -> list[Problem]:
+    """An ssh URL's host gets the same address check as an http(s) one (private and
+    cloud metadata addresses); a user may be given, a password may not."""
+    if url.startswith("ssh://"):
+        authority = url[len("ssh://") :].split("/", 1)[0]
+    else:  # scp-like user@host:path
+        authority = url.split(":", 1)[0]
+    user, _, hostport = authority.rpartition("@")
+    if ":" in user:
+        return [
+            Problem(
+                "put credentials in a project secret (credentials_secret), not in the URL",
+                where="url",
+            )
+        ]
+    if not SSH_HOST_RE.fullmatch(hostport) or hostport.startswith("-"):
+        return [Problem("the ssh URL does not name a valid host", where="url")]
+    try:
+        netguard.check(
+            f"https://{hostport}/",
+            allow_private=settings.BUILDSITE["ALLOW_PRIVATE_URLS"],
+            where="url",
+        )
+    except InvalidInput as exc:
+        return list(exc.problems)
+    return []
+
+
 def _check(fields: dict[str, Any]) -> None:
     problems = []
-    if not re.match(NAME_RE, fields["name"] or ""):
+    if not re.fullmatch(NAME_RE, fields["name"] or ""):
         problems.append(Problem("use lower-case letters, digits, _ and -", where="name"))
     problems += url_problems(fields["url"])
     if not REF_RE.match(fields["branch"] or ""):
         problems.append(Problem("not a branch name", where="branch"))
     path = fields["pipeline_path"] or ""
-    if not path or path.startswith("/") or ".." in path.split("/") or len(path) > 255:
+    if (
+        not path
+        or path.startswith("/")
+        or ".." in path.split("/")
+        or len(path) > 255
+        or not path.isprintable()
+    ):
         problems.append(Problem("a path inside the repository", where="pipeline_path"))
     branches = fields["branches"]
     if not isinstance(branches, list) or not all(
-        isinstance(b, str) and 0 < len(b) <= 255 for b in branches
+        isinstance(b, str) and 0 < len(b) <= 255 and b.isprintable() for b in branches
     ):
         problems.append(Problem("a list of branch names or patterns", where="branches"))
     for key in ("credentials_secret", "status_token_secret"):
         if not re.match(SECRET_NAME_RE, fields[key] or ""):
             problems.append(Problem("the name of a project secret", where=key))
+    if not (fields["status_api_url"] or "").isprintable():
+        problems.append(Problem("an http(s) URL", where="status_api_url"))
     if fields["status_forge"] not in FORGES:
         problems.append(Problem("one of github, gitlab, gitea (or empty)", where="status_forge"))
     if problems:
@@ -188,6 +234,8 @@ def trigger_repository_build(
     ref = ref or repository.branch
     if not REF_RE.match(ref):
         raise InvalidInput([Problem("not a branch, tag or commit id", where="ref")])
+    if sha and not SHA_RE.fullmatch(sha):
+        raise InvalidInput([Problem("not a full commit id", where="sha")])
     if params is not None and not isinstance(params, dict):
         raise InvalidInput([Problem("an object of param values", where="params")])
     pipeline, _ = Pipeline.objects.get_or_create(project=project, name=repository.name)
@@ -249,6 +297,9 @@ def receive_webhook(*, repository_id: int, headers: Any, body: bytes) -> tuple[B
                 return first.build, first.reason or "this delivery was received before"
         if isinstance(push, str):
             build, reason = None, push
+        elif not REF_RE.match(push.branch):
+            build = None
+            reason = f"branch {push.branch[:100]!r}: Buildsite does not build branches so named"
         elif not branch_builds(repository, push.branch):
             build = None
             reason = f"branch {push.branch} does not match the repository's branches"

@@ -72,8 +72,10 @@ def default_api(forge: str, url: str) -> str:
     if re.match(r"^[\w.-]+@[\w.-]+:", url):
         return "https://" + url.split("@", 1)[1].split(":", 1)[0]
     parts = urlsplit(url)
-    scheme = "https" if parts.scheme == "ssh" else parts.scheme
-    return f"{scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    if parts.scheme == "ssh":  # the forge's API is on https, not on the ssh port
+        return f"https://{host}"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def report_for(

@@ -56,8 +56,14 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return ""
 
 
-def _hex_hmac(secret: str, body: bytes) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def _hex_hmac(secret: str, body: bytes) -> bytes:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+
+
+def _given(value: str) -> bytes:
+    """A header's value as bytes: compare_digest refuses (TypeError) a str with
+    anything but ASCII in it, which a forger may send."""
+    return value.lower().encode("utf-8", "replace")
 
 
 def verify(headers: Mapping[str, str], body: bytes, secret: str) -> Hook:
@@ -67,14 +73,14 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str) -> Hook:
         given = _header(headers, "X-Hub-Signature-256")
         if not given.startswith("sha256="):
             raise BadSignature("X-Hub-Signature-256 is missing")
-        if not hmac.compare_digest(given[7:].lower(), _hex_hmac(secret, body)):
+        if not hmac.compare_digest(_given(given[7:]), _hex_hmac(secret, body)):
             raise BadSignature("X-Hub-Signature-256 does not match the webhook secret")
         return Hook("github", event, _header(headers, "X-GitHub-Delivery"))
     if event := _header(headers, "X-Gitlab-Event"):
         token = _header(headers, "X-Gitlab-Token")
         if not token:
             raise BadSignature("X-Gitlab-Token is missing")
-        if not hmac.compare_digest(token.encode(), secret.encode()):
+        if not hmac.compare_digest(token.encode("utf-8", "replace"), secret.encode()):
             raise BadSignature("X-Gitlab-Token does not match the webhook secret")
         delivery = _header(headers, "X-Gitlab-Event-UUID") or _header(
             headers, "X-Gitlab-Webhook-UUID"
@@ -84,7 +90,7 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str) -> Hook:
         given = _header(headers, "X-Gitea-Signature") or _header(headers, "X-Forgejo-Signature")
         if not given:
             raise BadSignature("X-Gitea-Signature is missing")
-        if not hmac.compare_digest(given.lower(), _hex_hmac(secret, body)):
+        if not hmac.compare_digest(_given(given), _hex_hmac(secret, body)):
             raise BadSignature("X-Gitea-Signature does not match the webhook secret")
         delivery = _header(headers, "X-Gitea-Delivery") or _header(headers, "X-Forgejo-Delivery")
         return Hook("gitea", event, delivery)

@@ -13,6 +13,11 @@ from collections.abc import Iterable
 from typing import Any
 
 MASK = "***"
+# Text that could still grow into a value is found by looking up its first HEAD
+# characters, not by comparing it with every value: a value of many lines (a key, a
+# certificate bundle) is many terms, and comparing each position with each of them made
+# every write of a log cost (length of the longest value) x (number of terms).
+HEAD = 8
 
 
 class Masker:
@@ -34,6 +39,14 @@ class Masker:
             if self.values
             else None
         )
+        # Values longer than HEAD by their first HEAD characters; every proper prefix
+        # shorter than HEAD.
+        self._heads: dict[str, list[str]] = {}
+        self._short: set[str] = set()
+        for v in self.values:
+            if len(v) > HEAD:
+                self._heads.setdefault(v[:HEAD], []).append(v)
+            self._short.update(v[:k] for k in range(1, min(HEAD, len(v))))
         self.held = ""
 
     def __bool__(self) -> bool:
@@ -87,7 +100,14 @@ class Masker:
         assert self._starts is not None
         end = len(buffer)
         for start in self._starts.finditer(buffer, max(pos, end - self.longest + 1)):
-            tail = buffer[start.start() :]
-            if any(len(v) > len(tail) and v.startswith(tail) for v in self.values):
-                return start.start()
+            at = start.start()
+            size = end - at
+            if size < HEAD:
+                if buffer[at:] in self._short:
+                    return at
+            elif any(
+                len(v) > size and v.startswith(buffer[at:])
+                for v in self._heads.get(buffer[at : at + HEAD], ())
+            ):
+                return at
         return end
