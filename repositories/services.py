@@ -291,7 +291,9 @@ def receive_webhook(*, repository_id: int, headers: Any, body: bytes) -> tuple[B
     push = webhooks.read_push(body)
     with transaction.atomic():
         if hook.delivery:
-            seen = Delivery.objects.filter(repository=repository, delivery_id=hook.delivery[:200])
+            seen = Delivery.objects.select_related("build").filter(
+                repository=repository, delivery_id=hook.delivery[:200]
+            )
             first = seen.first()
             if first is not None:
                 return first.build, first.reason or "this delivery was received before"
@@ -326,9 +328,11 @@ def receive_webhook(*, repository_id: int, headers: Any, body: bytes) -> tuple[B
             except IntegrityError:
                 # The same delivery, at the same moment, in another request: that one
                 # started the build; this one's must not exist.
-                first = Delivery.objects.filter(
-                    repository=repository, delivery_id=hook.delivery[:200]
-                ).first()
+                first = (
+                    Delivery.objects.select_related("build")
+                    .filter(repository=repository, delivery_id=hook.delivery[:200])
+                    .first()
+                )  # with its build: no query may follow set_rollback
                 transaction.set_rollback(True)
                 return (first.build if first else None), "this delivery was received before"
     return build, reason
