@@ -205,10 +205,11 @@ def trigger_build(request: HttpRequest, slug: str, body: BuildIn) -> Status[dict
         from repositories.selectors import get_repository
         from repositories.services import trigger_repository_build
 
-        repository = get_repository(user=request.user, project=project, ref=body.repository)
+        repository = get_repository(project=project, ref=body.repository)
         build = trigger_repository_build(
             user=request.user, repository=repository, ref=body.ref, params=body.params
         )
+        build.refresh_from_db()  # where jobs run inline, it has been prepared already
     elif body.pipeline is None:
         raise InvalidInput([Problem("name a pipeline or a repository", where="pipeline")])
     else:
@@ -219,7 +220,6 @@ def trigger_build(request: HttpRequest, slug: str, body: BuildIn) -> Status[dict
             params=body.params,
             version=body.version,
         )
-    build.refresh_from_db()  # a repository build may have been prepared inline already
     return Status(201, build_out(build, with_tasks=True))
 
 

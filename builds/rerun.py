@@ -18,7 +18,7 @@ from django.db import transaction
 from buildsite.errors import Conflict, InvalidInput, Problem
 from buildsite.roles import Role
 from buildsite.selectors import require_role
-from tasks.dag import dependents, topological_order
+from tasks.dag import downstream_of, topological_order
 from tasks.models import Event, Task
 from tasks.services import record_event
 from tasks.states import DONE_OK, BuildState
@@ -36,15 +36,8 @@ def tasks_to_rerun(
 ) -> set[str]:
     """`start`, every task whose original state is not a success (`states` lacks the
     tasks that never got a row), and everything downstream of any of them."""
-    children = dependents(needs)
-    todo = [start, *(name for name in needs if states.get(name) not in DONE_OK)]
-    chosen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name not in chosen:
-            chosen.add(name)
-            todo.extend(children[name])
-    return chosen
+    roots = {start, *(name for name in needs if states.get(name) not in DONE_OK)}
+    return roots | downstream_of(needs, roots)
 
 
 @transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature

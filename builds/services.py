@@ -191,7 +191,7 @@ def start_tasks(
 
 
 def _take_over(tasks: BuildTasks, reused: Mapping[str, Reused]) -> list[Change]:
-    """Reused tasks as resolved nodes; the steps only carry their times to the INSERT
+    """Reused tasks as resolved nodes; the steps only carry their fields to the INSERT
     (their events are written by `_record_reused`, saying where the result came from)."""
     now = timezone.now()
     steps: list[Change] = []
@@ -200,7 +200,9 @@ def _take_over(tasks: BuildTasks, reused: Mapping[str, Reused]) -> list[Change]:
         node.state, node.cache_key = S.CACHED, result.cache_key
         node.outputs, node.artifacts = result.outputs, result.artifacts
         steps.append(Change(node, S.PENDING, S.READY, {"ready_at": now}))
-        steps.append(Change(node, S.READY, S.CACHED, {"finished_at": now}))
+        steps.append(
+            Change(node, S.READY, S.CACHED, {"finished_at": now, "reused_from": result.build_id})
+        )
     # As for a cache hit: retention must not take blobs this build now hands on.
     if digests := list(dict.fromkeys(a["sha256"] for r in reused.values() for a in r.artifacts)):
         touch_blobs(digests)
@@ -220,14 +222,8 @@ def _ready_to_run(tasks: BuildTasks, start: list[str]) -> list[Change]:
 
 
 def _record_reused(build: Build, tasks: BuildTasks, reused: Mapping[str, Reused]) -> None:
-    """Point reused tasks at the build that produced their result, and write their
-    creation events saying so (the live page and the event API show it)."""
-    by_source: dict[int, list[int]] = {}
-    for name, result in reused.items():
-        by_source.setdefault(result.build_id, []).append(tasks[name].id)
-    for source, ids in by_source.items():
-        for i in range(0, len(ids), 500):
-            Task.objects.filter(id__in=ids[i : i + 500]).update(reused_from_id=source)
+    """The reused tasks' creation events, saying which build produced their result (the
+    live page and the event API show it)."""
     now = timezone.now()
     write_events(
         [
@@ -265,6 +261,7 @@ TASK_COLUMNS = (
     "ready_at",
     "finished_at",
     "worker",
+    "reused_from",
 )
 
 
@@ -299,6 +296,7 @@ def _insert_tasks(
                 extra.get("ready_at"),
                 extra.get("finished_at"),
                 "",
+                extra.get("reused_from"),
             )
         )
     insert_rows(Task, TASK_COLUMNS, rows)

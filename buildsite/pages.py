@@ -11,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 
-from .errors import Forbidden, NotFound
+from .errors import DomainError, Forbidden, InvalidInput, NotFound
 from .models import Project
 from .roles import Role
 from .selectors import role_of
@@ -34,6 +34,13 @@ def page(view: View) -> View:
             raise PermissionDenied(exc.message) from None
 
     return wrapper  # type: ignore[no-any-return]  # login_required(...) is Any to mypy
+
+
+def problem_messages(exc: DomainError) -> list[str]:
+    """A refused form's problems, one line each, for the page that shows the form again."""
+    if isinstance(exc, InvalidInput):
+        return [str(p) for p in exc.problems]
+    return [exc.message]
 
 
 def can_edit(role: Role | None) -> bool:

@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from buildsite.errors import DomainError, InvalidInput
-from buildsite.pages import page, project_context
+from buildsite.pages import page, problem_messages, project_context
 from buildsite.roles import Role
 from buildsite.selectors import get_project
 
@@ -22,12 +22,6 @@ from .forms import form_values, variables_from, version_body
 from .refs import LATEST, selector_ref
 from .rendering import render_messages
 from .spec import clean_version, diff
-
-
-def _problems(exc: DomainError) -> list[str]:
-    if isinstance(exc, InvalidInput):
-        return [str(p) for p in exc.problems]
-    return [exc.message]
 
 
 @page
@@ -48,7 +42,7 @@ def library(request, slug):
                 description=request.POST.get("description", ""),
             )
         except DomainError as exc:
-            context.update(problems=_problems(exc), form=request.POST, name=name)
+            context.update(problems=problem_messages(exc), form=request.POST, name=name)
             return render(request, "prompts/library.html", context, status=422)
         messages.success(request, f"Prompt '{name}' created (version 1).")
         return redirect("prompt-detail", slug=slug, name=name)
@@ -90,7 +84,7 @@ def detail(request, slug, name):
                 messages.success(request, f"Saved version {version.number}.")
                 return redirect("prompt-detail", slug=slug, name=name)
         except DomainError as exc:
-            context["problems"] = _problems(exc)
+            context["problems"] = problem_messages(exc)
             return render(request, "prompts/detail.html", context, status=422)
     return render(request, "prompts/detail.html", context)
 
@@ -128,7 +122,7 @@ def set_label(request, slug, name):
     except ValueError:
         messages.error(request, "Choose a version.")
     except DomainError as exc:
-        messages.error(request, "; ".join(_problems(exc)))
+        messages.error(request, "; ".join(problem_messages(exc)))
     return redirect("prompt-detail", slug=slug, name=name)
 
 
@@ -203,7 +197,7 @@ def playground(request, slug, name):
                     user=request.user, project=project, ref=ref, variables=variables
                 )
         except DomainError as exc:
-            context["problems"] = _problems(exc)
+            context["problems"] = problem_messages(exc)
             return render(request, "prompts/playground.html", context, status=422)
     return render(request, "prompts/playground.html", context)
 
@@ -274,7 +268,7 @@ def providers(request, slug):
             context["problems"] = ["timeout and max_retries must be numbers"]
             return render(request, "prompts/providers.html", context, status=422)
         except DomainError as exc:
-            context.update(problems=_problems(exc), form=data)
+            context.update(problems=problem_messages(exc), form=data)
             return render(request, "prompts/providers.html", context, status=422)
         messages.success(request, f"Provider '{config.name}' {'added' if created else 'saved'}.")
         return redirect("prompt-providers", slug=slug)

@@ -96,14 +96,14 @@ def list_repositories(request: HttpRequest, slug: str) -> list[dict[str, Any]]:
 @router.get("/{slug}/repositories/{repository_id}", response=RepositoryOut)
 def get_repository(request: HttpRequest, slug: str, repository_id: int) -> dict[str, Any]:
     project = get_project(user=request.user, slug=slug)
-    repository = selectors.get_repository(user=request.user, project=project, ref=repository_id)
+    repository = selectors.get_repository(project=project, ref=repository_id)
     return repository_out(request, repository)
 
 
 @router.post("/{slug}/repositories/{repository_id}/webhook-secret", response=SecretOut)
 def rotate_webhook_secret(request: HttpRequest, slug: str, repository_id: int) -> dict[str, str]:
     project = get_project(user=request.user, slug=slug, role=Role.MAINTAINER)
-    repository = selectors.get_repository(user=request.user, project=project, ref=repository_id)
+    repository = selectors.get_repository(project=project, ref=repository_id)
     return {
         "webhook_secret": services.rotate_webhook_secret(user=request.user, repository=repository)
     }
@@ -112,7 +112,7 @@ def rotate_webhook_secret(request: HttpRequest, slug: str, repository_id: int) -
 @router.delete("/{slug}/repositories/{repository_id}", response={204: None})
 def delete_repository(request: HttpRequest, slug: str, repository_id: int) -> Status[None]:
     project = get_project(user=request.user, slug=slug, role=Role.MAINTAINER)
-    repository = selectors.get_repository(user=request.user, project=project, ref=repository_id)
+    repository = selectors.get_repository(project=project, ref=repository_id)
     services.delete_repository(user=request.user, repository=repository)
     return Status(204, None)
 

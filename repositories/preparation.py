@@ -54,7 +54,7 @@ def prepare_build(*, build_id: int) -> str:
         return "skipped: not waiting for its pipeline"
     repository: Repository | None = build.repository
     if repository is None:
-        fail_unstarted_build(build=build, error="its repository was deleted", data={})
+        _fail(build, "its repository was deleted", {})
         return "failed"
     try:
         mirror = git.fetch(repository.id, remote_of(repository), sha=build.commit_sha)
@@ -71,6 +71,7 @@ def prepare_build(*, build_id: int) -> str:
             id=build.id, state=BuildState.QUEUED, pipeline_version__isnull=True
         ).exists():
             return "skipped: prepared or cancelled meanwhile"
+        _set_commit(build, sha, commit)  # shown even when the pipeline is refused
         where = f"{repository.pipeline_path} at {sha[:12]}"
         try:
             with transaction.atomic():
@@ -78,19 +79,12 @@ def prepare_build(*, build_id: int) -> str:
                 spec = version_spec(version.id)
                 params = merge_params(spec, build.params)
                 check_claims(build.project, spec)
-        except InvalidInput as exc:
-            problems = [p.as_dict() for p in exc.problems]
-            fail_unstarted_build(
-                build=build, error=f"{where}: {exc.message}", data={"problems": problems}
-            )
-            _set_commit(build, sha, commit)
-            return "failed"
         except DomainError as exc:
-            fail_unstarted_build(build=build, error=f"{where}: {exc.message}", data={})
+            problems = exc.problems if isinstance(exc, InvalidInput) else []
+            data = {"problems": [p.as_dict() for p in problems]} if problems else {}
+            fail_unstarted_build(build=build, error=f"{where}: {exc.message}", data=data)
             return "failed"
-        build.pipeline_version = version
-        build.params = params
-        _set_commit(build, sha, commit)
+        build.pipeline_version, build.params = version, params
         Build.objects.filter(id=build.id).update(pipeline_version=version, params=params)
         start_tasks(build=build, spec=spec)
     return "prepared"

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import QuerySet
 from django.urls import reverse
 
 from buildsite.errors import NotFound
 from buildsite.models import Project
-from buildsite.roles import Role
-from buildsite.selectors import require_role
 
 from .git import Remote
 from .models import Repository
@@ -20,12 +16,10 @@ def repositories_of(*, project: Project) -> QuerySet[Repository]:
     return Repository.objects.filter(project=project).order_by("name")
 
 
-def get_repository(
-    *, user: Any, project: Project, ref: int | str, role: Role = Role.VIEWER
-) -> Repository:
-    """By id or by name, within the project."""
-    require_role(user=user, project=project, role=role)
-    qs = Repository.objects.select_related("project").filter(project=project)
+def get_repository(*, project: Project, ref: int | str) -> Repository:
+    """By id or by name, within a project the caller's role was checked in (callers get
+    it from `get_project`)."""
+    qs = Repository.objects.filter(project=project)
     # isdecimal, not isdigit: "²" is a digit that int() refuses (a 500, not a 404).
     by_id = isinstance(ref, int) or (str(ref).isdecimal() and len(str(ref)) <= 18)
     found: Repository | None = (
@@ -33,6 +27,7 @@ def get_repository(
     )
     if found is None:
         raise NotFound(f"No repository '{ref}' in '{project.slug}'.")
+    found.project = project
     return found
 
 

@@ -23,6 +23,7 @@ from prompts import netguard
 from tasks.models import Event
 from tasks.services import record_event
 from tasks.states import BuildState
+from vault.rules import name_problem as secret_name_problem
 
 from . import webhooks
 from .git import SHA_RE, is_ssh
@@ -31,7 +32,6 @@ from .models import Delivery, Repository
 
 # `\Z`, not `$`: `$` also matches before a trailing newline.
 REF_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/@+-]{1,255}\Z")
-SECRET_NAME_RE = r"^([A-Z_][A-Z0-9_]{0,99})?\Z"
 # The host (and port) of an ssh URL, as git and ssh read it: an allowlist, so that no
 # other parser can see another host in the same text (`ssh://a.example#@10.0.0.1/`).
 SSH_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?", re.ASCII)
@@ -127,12 +127,29 @@ def _check(fields: dict[str, Any]) -> None:
     ):
         problems.append(Problem("a list of branch names or patterns", where="branches"))
     for key in ("credentials_secret", "status_token_secret"):
-        if not re.match(SECRET_NAME_RE, fields[key] or ""):
-            problems.append(Problem("the name of a project secret", where=key))
-    if not (fields["status_api_url"] or "").isprintable():
-        problems.append(Problem("an http(s) URL", where="status_api_url"))
+        if fields[key] and (message := secret_name_problem(fields[key])):
+            problems.append(Problem(message, where=key))
     if fields["status_forge"] not in FORGES:
         problems.append(Problem("one of github, gitlab, gitea (or empty)", where="status_forge"))
+    elif fields["status_forge"] and not fields["status_token_secret"]:
+        problems.append(
+            Problem(
+                "reporting commit statuses needs the secret holding the forge token",
+                where="status_token_secret",
+            )
+        )
+    if api := fields["status_api_url"]:
+        if not api.isprintable():
+            problems.append(Problem("an http(s) URL", where="status_api_url"))
+        else:
+            try:
+                netguard.check_url(
+                    api,
+                    allow_private=settings.BUILDSITE["ALLOW_PRIVATE_URLS"],
+                    where="status_api_url",
+                )
+            except InvalidInput as exc:
+                problems += exc.problems
     if problems:
         raise InvalidInput(problems)
 
@@ -167,12 +184,6 @@ def create_repository(
         "status_token_secret": status_token_secret,
     }
     _check(fields)
-    if status_api_url:
-        netguard.check_url(
-            status_api_url,
-            allow_private=settings.BUILDSITE["ALLOW_PRIVATE_URLS"],
-            where="status_api_url",
-        )
     # Its builds are the builds of a pipeline of the same name, whose versions are
     # the texts read from the repository.
     pipeline, created = Pipeline.objects.get_or_create(project=project, name=name)

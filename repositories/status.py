@@ -22,7 +22,6 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 from django.conf import settings
-from django.db import transaction
 from django.urls import reverse
 from django_q.tasks import async_task
 
@@ -127,9 +126,8 @@ def on_build_state_changed(*, build: Any, old: str, new: str, **_: Any) -> None:
         return
     if new == BuildState.FAILED and old == BuildState.QUEUED and not build.commit_sha:
         return  # failed before it knew its commit: nothing to report on
-    transaction.on_commit(
-        lambda: async_task("repositories.jobs.report_status", build.id, str(new), save=False)
-    )
+    # Already after the commit (the signal is sent on commit): queue it now.
+    async_task("repositories.jobs.report_status", build.id, str(new), save=False)
 
 
 def send_report(*, build_id: int, state: str) -> str:

@@ -12,10 +12,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators import http as http_decorators
 
-from buildsite.errors import DomainError, InvalidInput
+from buildsite.errors import DomainError
 from buildsite.models import Project
-from buildsite.pages import View, page, project_context
-from buildsite.roles import Role
+from buildsite.pages import View, page, problem_messages, project_context
 from buildsite.selectors import get_project
 
 from . import selectors, services
@@ -23,12 +22,6 @@ from . import selectors, services
 require_http_methods: Callable[[list[str]], Callable[[View], View]] = (
     http_decorators.require_http_methods
 )
-
-
-def _problems(exc: DomainError) -> list[str]:
-    if isinstance(exc, InvalidInput):
-        return [str(p) for p in exc.problems]
-    return [exc.message]
 
 
 @page
@@ -40,14 +33,11 @@ def repositories(request: HttpRequest, slug: str) -> HttpResponse:
     action = request.POST.get("action", "")
     try:
         if action == "build":
-            repository = selectors.get_repository(
-                user=request.user, project=project, ref=request.POST.get("id", "")
-            )
+            repository = selectors.get_repository(project=project, ref=request.POST.get("id", ""))
             build = services.trigger_repository_build(
                 user=request.user, repository=repository, ref=request.POST.get("ref") or None
             )
             return redirect("build", build_id=build.id)
-        get_project(user=request.user, slug=slug, role=Role.MAINTAINER)
         if action == "register":
             branches = request.POST.get("branches", "").split()
             repository, secret = services.create_repository(
@@ -61,9 +51,7 @@ def repositories(request: HttpRequest, slug: str) -> HttpResponse:
                 credentials_secret=request.POST.get("credentials_secret", "").strip(),
             )
             return _shown_once(request, project, repository, secret)
-        repository = selectors.get_repository(
-            user=request.user, project=project, ref=request.POST.get("id", "")
-        )
+        repository = selectors.get_repository(project=project, ref=request.POST.get("id", ""))
         if action == "rotate":
             secret = services.rotate_webhook_secret(user=request.user, repository=repository)
             return _shown_once(request, project, repository, secret)
@@ -71,7 +59,7 @@ def repositories(request: HttpRequest, slug: str) -> HttpResponse:
             services.delete_repository(user=request.user, repository=repository)
             messages.success(request, f"Removed repository {repository.name}; its builds stay.")
     except DomainError as exc:
-        context = _context(request, project, problems=_problems(exc), form=request.POST)
+        context = _context(request, project, problems=problem_messages(exc), form=request.POST)
         return render(request, "repositories/repositories.html", context, status=exc.status)
     return redirect("repositories", slug=slug)
 
@@ -79,7 +67,8 @@ def repositories(request: HttpRequest, slug: str) -> HttpResponse:
 def _shown_once(
     request: HttpRequest, project: Project, repository: Any, secret: str
 ) -> HttpResponse:
-    context = _context(request, project, new_secret=secret, new_for=repository)
+    hook = request.build_absolute_uri(selectors.webhook_path(repository))
+    context = _context(request, project, new_secret=secret, new_for=repository, new_hook=hook)
     return render(request, "repositories/repositories.html", context)
 
 

@@ -28,6 +28,7 @@ from buildsite.models import Project
 from buildsite.roles import Role
 from buildsite.selectors import require_role
 from repositories.models import Repository
+from repositories.services import REF_RE
 
 from .models import Schedule
 from .selectors import due_schedules
@@ -128,8 +129,6 @@ def _check_pipeline(
 def _ref_ok(ref: str) -> bool:
     # The rule repository builds apply when they start, so a schedule is refused now
     # rather than failing at every due time.
-    from repositories.services import REF_RE
-
     return bool(REF_RE.match(ref))
 
 

@@ -12,9 +12,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators import http as http_decorators
 
-from buildsite.errors import DomainError, InvalidInput
+from buildsite.errors import DomainError
 from buildsite.models import Project
-from buildsite.pages import View, page, project_context
+from buildsite.pages import View, page, problem_messages, project_context
 from buildsite.roles import Role
 from buildsite.selectors import get_project
 
@@ -24,12 +24,6 @@ from .rules import MAX_VALUE_BYTES, MIN_VALUE_CHARS, NAME_RULE
 require_http_methods: Callable[[list[str]], Callable[[View], View]] = (
     http_decorators.require_http_methods
 )
-
-
-def _problems(exc: DomainError) -> list[str]:
-    if isinstance(exc, InvalidInput):
-        return [str(p) for p in exc.problems]
-    return [exc.message]
 
 
 @page
@@ -51,7 +45,7 @@ def secrets(request: HttpRequest, slug: str) -> HttpResponse:
                 )
                 messages.success(request, f"Saved secret {name} (version {secret.version}).")
         except DomainError as exc:
-            context = _context(request, project, problems=_problems(exc), name=name)
+            context = _context(request, project, problems=problem_messages(exc), name=name)
             return render(request, "vault/secrets.html", context, status=exc.status)
         return redirect("secrets", slug=slug)
     return render(request, "vault/secrets.html", _context(request, project))

@@ -191,8 +191,11 @@ def _gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    with open(f"/proc/{pid}/stat") as fh:  # a zombie is dead for our purposes
-        return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as fh:  # a zombie is dead for our purposes
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True  # reaped between the two looks
 
 
 @pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file

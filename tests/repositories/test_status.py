@@ -126,3 +126,13 @@ def test_report_requests_per_forge():
     )  # fmt: skip
     assert gitlab.url.startswith("https://gitlab.example.com/api/v4/projects/group%2Fsub%2Fapp/")
     assert repo_path("ssh://git@host:22/o/r.git") == "o/r"
+
+
+def test_reporting_statuses_needs_a_token_secret(user, project, repo_settings):
+    response = api_client(user).post(
+        "/api/projects/acme/repositories",
+        {"name": "app", "url": "https://example.com/app.git", "status_forge": "github"},
+        content_type="application/json",
+    )
+    assert response.status_code == 422
+    assert "status_token_secret" in {p["loc"] for p in response.json()["detail"]}
