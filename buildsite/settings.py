@@ -98,6 +98,8 @@ INSTALLED_APPS = [
     "vault",
     "repositories",
     "schedules",
+    "audit",
+    "notifications",
     # After builds: its `qcluster` command (graceful stop) takes the place of django-q2's.
     "django_q",
 ]
