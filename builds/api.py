@@ -15,7 +15,7 @@ from buildsite.selectors import get_project
 from tasks.events import serialize
 from tasks.selectors import events_after
 
-from . import rerun, selectors, services
+from . import rerun, selectors, services, stats
 from .artifacts import open_blob
 from .models import Build
 
@@ -127,6 +127,34 @@ class PurgeIn(Schema):
     task: str | None = None
 
 
+class SlowTaskOut(Schema):
+    task: str
+    runs: int
+    duration_p50: float | None
+    duration_p95: float | None
+
+
+class FlakyTaskOut(Schema):
+    task: str
+    flaky_runs: int
+    builds: list[int]
+    reason: str
+
+
+class PipelineStatsOut(Schema):
+    """Durations in seconds; see docs/pipelines.md, "Pipeline health"."""
+
+    builds: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    success_rate: float | None
+    duration_p50: float | None
+    duration_p95: float | None
+    slowest_tasks: list[SlowTaskOut]
+    flaky_tasks: list[FlakyTaskOut]
+
+
 def commit_out(build: Build) -> dict[str, str] | None:
     if not build.commit_sha and not build.commit_ref:
         return None
@@ -196,6 +224,12 @@ def pipeline_detail(
         "created_at": pv.created_at,
         "versions": numbers,
     }
+
+
+@project_builds_router.get("/{slug}/pipelines/{name}/stats", response=PipelineStatsOut)
+def pipeline_stats(request: HttpRequest, slug: str, name: str, days: int = 30) -> dict[str, Any]:
+    project = get_project(user=request.user, slug=slug)
+    return stats.pipeline_stats(project=project, pipeline=name, days=days)
 
 
 @project_builds_router.post("/{slug}/builds", response={201: BuildOut})

@@ -23,7 +23,7 @@ from buildsite.selectors import get_project, projects_for
 from schedules.selectors import pipeline_schedules
 from tasks.states import TERMINAL, BuildState, TaskState
 
-from . import rerun, selectors, services
+from . import health, rerun, selectors, services, stats
 from .definition import parse_definition
 from .models import Build
 
@@ -32,6 +32,7 @@ require_GET: Callable[[View], View] = http_decorators.require_GET
 require_POST: Callable[[View], View] = http_decorators.require_POST
 
 BUILD_STATES = [s.value for s in BuildState]
+HEALTH_DAYS = 30  # the pipeline page's "Health" window
 NEW_PIPELINE = """tasks:
   hello:
     steps:
@@ -77,7 +78,7 @@ def pipeline_list(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "builds/pipelines.html",
-        project_context(request, project, pipelines=selectors.pipelines_of(project=project)),
+        project_context(request, project, rows=stats.pipeline_rows(project=project)),
     )
 
 
@@ -87,6 +88,7 @@ def pipeline_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     history = selectors.pipeline_history(project=project, name=name)
     number = _int(request.GET.get("version"))
     version = next((v for v in history if v.number == number), history[0])
+    report = stats.pipeline_stats(project=project, pipeline=name, days=HEALTH_DAYS)
     return render(
         request,
         "builds/pipeline.html",
@@ -101,6 +103,8 @@ def pipeline_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
             problems=[],
             builds=selectors.builds_of(project=project, pipeline=name)[:10],
             schedules=pipeline_schedules(project=project, pipeline=name),
+            health=report,
+            health_chart=health.chart(report["daily"]),
         ),
     )
 

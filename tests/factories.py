@@ -73,3 +73,43 @@ def run_job(task_id: int, attempt: int = 1) -> str:
     if isinstance(result, TaskEnd):
         return str(result.outcome) if settle([result]) else "not settled"
     return result
+
+
+def finished_build(
+    project: Project,
+    pipeline: str = "main",
+    *,
+    state: str,
+    created_at,
+    seconds: float | None,
+    commit_sha: str = "",
+    tasks: dict[str, tuple] | None = None,
+):
+    """A build triggered through the service, then recorded as ended in `state`,
+    created at `created_at` and running `seconds` (None: it never started). `tasks` maps
+    a task name to (state, attempts, seconds) or (state, attempts, seconds, max_retries)
+    for its last attempt; the other tasks keep the state the trigger gave them."""
+    from datetime import timedelta
+
+    from builds.models import Build
+    from builds.services import trigger_build
+    from tasks.models import Task
+
+    build = trigger_build(user=None, project=project, pipeline=pipeline)
+    started = created_at if seconds is None else created_at + timedelta(seconds=1)
+    Build.objects.filter(id=build.id).update(
+        state=state,
+        commit_sha=commit_sha,
+        created_at=created_at,
+        started_at=None if seconds is None else started,
+        finished_at=started if seconds is None else started + timedelta(seconds=seconds),
+    )
+    for name, (task_state, attempts, task_seconds, *rest) in (tasks or {}).items():
+        fields = {"state": task_state, "attempts": attempts}
+        if task_seconds is not None:
+            fields["started_at"] = started
+            fields["finished_at"] = started + timedelta(seconds=task_seconds)
+        if rest:
+            fields["max_retries"] = rest[0]
+        assert Task.objects.filter(build=build, name=name).update(**fields) == 1, name
+    return Build.objects.get(id=build.id)
