@@ -3,15 +3,15 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from buildsite.errors import DomainError
 from tasks.states import BuildState
 
-from . import cache
 from .models import Build, CacheEntry, Pipeline, PipelineVersion, ResourcePool
-from .services import cancel_build, check_pool, set_pool
+from .services import cancel_build, check_pool, purge_cache_entries, set_pool
 
 
 class ReadOnlyMixin:
@@ -113,6 +113,7 @@ class ResourcePoolAdmin(admin.ModelAdmin):  # type: ignore[misc]  # Django is un
             project=obj.project if change else data["project"],
             name=obj.name if change else data["name"],
             capacity=data["capacity"],
+            actor=request.user,
         )
         obj.pk = saved.pk
 
@@ -134,10 +135,22 @@ class CacheEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[misc]  #
 
     @admin.action(description="Purge selected cache entries")  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
     def purge_selected(self, request: HttpRequest, queryset: QuerySet[CacheEntry]) -> None:
-        count = 0
-        for entry in queryset:
-            count += cache.purge(project_id=entry.project_id, key=entry.key)
+        count = self.delete_queryset(request, queryset)
         self.message_user(request, f"Purged {count} cache entr(y/ies).", messages.SUCCESS)
+
+    # The admin's own delete goes the same way, so every purge is in the audit log.
+    def delete_model(self, request: HttpRequest, obj: CacheEntry) -> None:
+        self.delete_queryset(request, CacheEntry.objects.filter(id=obj.id))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[CacheEntry]) -> int:
+        by_project: dict[Any, list[str]] = {}
+        for entry in queryset.select_related("project"):
+            by_project.setdefault(entry.project, []).append(entry.key)
+        with transaction.atomic():
+            return sum(
+                purge_cache_entries(actor=request.user, project=project, keys=keys)
+                for project, keys in by_project.items()
+            )
 
     def has_delete_permission(self, request: HttpRequest, obj: CacheEntry | None = None) -> bool:
         return True

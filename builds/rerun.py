@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import transaction
 
+from audit.services import record_action
 from buildsite.errors import Conflict, InvalidInput, Problem
 from buildsite.roles import Role
 from buildsite.selectors import require_role
@@ -108,6 +109,13 @@ def rerun_build(*, user: Any, build: Build, from_task: str) -> Build:
         },
     )
     send_build_state_changed(build=new, old="", new=BuildState.QUEUED)
+    record_action(
+        actor=user,
+        project=build.project,
+        action="build.rerun",
+        target=f"build {new.id}",
+        detail=f"re-run of build {build.id} from task {from_task}",
+    )
     start_tasks(build=new, spec=spec, reused=reused)
     return new
 

@@ -14,6 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit.services import record_action
 from buildsite.errors import Conflict, InvalidInput, Problem
 from buildsite.models import Project
 from buildsite.roles import Role
@@ -64,8 +65,16 @@ def save_pipeline(*, user: Any, project: Project, name: str, definition: str) ->
     pipeline, _ = Pipeline.objects.get_or_create(project=project, name=name)
     latest: PipelineVersion | None = pipeline.versions.order_by("-number").first()
     if latest is not None and latest.definition == definition:
-        return latest
-    return _new_version(pipeline, definition, spec, user)
+        return latest  # nothing changed, so nothing to record
+    version = _new_version(pipeline, definition, spec, user)
+    record_action(
+        actor=user,
+        project=project,
+        action="pipeline.save",
+        target=f"pipeline {name}",
+        detail=f"version {version.number}",
+    )
+    return version
 
 
 @transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
@@ -122,7 +131,10 @@ def trigger_build(
     params: dict[str, Any] | None = None,
     version: int | None = None,
     trigger: str = "manual",
+    via: str = "",
 ) -> Build:
+    """`via` says, for the audit log, what started a build that no person started
+    ("schedule 3 …")."""
     if user is not None:
         require_role(user=user, project=project, role=Role.EDITOR)
     # The spec of a large pipeline is big; it comes from the per-process version cache.
@@ -148,8 +160,24 @@ def trigger_build(
         data={"pipeline": pipeline, "version": pv.number},
     )
     send_build_state_changed(build=build, old="", new=BuildState.QUEUED)
+    record_action(
+        actor=user,
+        project=project,
+        action="build.trigger",
+        target=f"build {build.id}",
+        detail=trigger_detail(via=via, source=f"pipeline {pipeline} v{pv.number}", params=params),
+    )
     start_tasks(build=build, spec=spec)
     return build
+
+
+def trigger_detail(*, via: str, source: str, params: Mapping[str, Any] | None) -> str:
+    """The audit line of a started build: what started it, what it builds, and the
+    names of the params given (not their values: the line stays short)."""
+    detail = f"{via}: {source}" if via else source
+    if params:
+        detail += ", params " + ", ".join(sorted(str(k) for k in params))
+    return detail
 
 
 @dataclass(frozen=True)
@@ -444,6 +472,13 @@ def cancel_build(*, user: Any, build: Build) -> Build:
         require_role(user=user, project=build.project, role=Role.EDITOR)
     if build.state in (BuildState.SUCCEEDED, BuildState.FAILED, BuildState.CANCELLED):
         raise Conflict(f"build #{build.id} already ended ({build.state})", state=build.state)
+    record_action(
+        actor=user,
+        project=build.project,
+        action="build.cancel",
+        target=f"build {build.id}",
+        detail=f"was {build.state}",
+    )
     Build.objects.filter(id=build.id).update(cancel_requested=True)
     build.cancel_requested = True
     now = timezone.now()
@@ -495,6 +530,13 @@ def retry_build(*, user: Any, build: Build) -> Build:
     ]
     if not reset:
         raise Conflict("nothing to retry")
+    record_action(
+        actor=user,
+        project=build.project,
+        action="build.retry",
+        target=f"build {build.id}",
+        detail=f"was {build.state}, {len(reset)} task(s) again",
+    )
     Build.objects.filter(id=build.id).update(
         state=BuildState.RUNNING, finished_at=None, cancel_requested=False
     )
@@ -519,13 +561,28 @@ def retry_build(*, user: Any, build: Build) -> Build:
 
 # --- pools and cache --------------------------------------------------------------------
 @transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
-def set_pool(*, user: Any, project: Project, name: str, capacity: int) -> ResourcePool:
+def set_pool(
+    *, user: Any, project: Project, name: str, capacity: int, actor: Any = None
+) -> ResourcePool:
+    """user=None is the server; the admin passes who acts as `actor` (audit log)."""
     if user is not None:
         require_role(user=user, project=project, role=Role.MAINTAINER)
     check_pool(project=project, name=name, capacity=capacity)
+    old = (
+        ResourcePool.objects.filter(project=project, name=name)
+        .values_list("capacity", flat=True)
+        .first()
+    )
     pool: ResourcePool = ResourcePool.objects.update_or_create(
         project=project, name=name, defaults={"capacity": capacity}
     )[0]
+    record_action(
+        actor=user if user is not None else actor,
+        project=project,
+        action="pool.set",
+        target=f"pool {name}",
+        detail=f"capacity {capacity}" + ("" if old is None else f" (was {old})"),
+    )
     dispatch_on_commit(project.id)
     return pool
 
@@ -553,4 +610,28 @@ def check_pool(*, project: Project, name: str, capacity: int) -> None:
 def purge_cache(*, user: Any, project: Project, task_name: str | None = None) -> int:
     if user is not None:
         require_role(user=user, project=project, role=Role.MAINTAINER)
-    return cache.purge(project_id=project.id, task_name=task_name)
+    purged = cache.purge(project_id=project.id, task_name=task_name)
+    record_action(
+        actor=user,
+        project=project,
+        action="cache.purge",
+        target="cache",
+        detail=f"{f'task {task_name}' if task_name else 'all tasks'}, "
+        f"{purged} entr{'y' if purged == 1 else 'ies'} removed",
+    )
+    return purged
+
+
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def purge_cache_entries(*, actor: Any, project: Project, keys: list[str]) -> int:
+    """Purge chosen entries of one project (the admin's selection); `actor` is who."""
+    purged = sum(cache.purge(project_id=project.id, key=key) for key in keys)
+    record_action(
+        actor=actor,
+        project=project,
+        action="cache.purge",
+        target="cache",
+        detail=f"{len(keys)} selected in the admin, "
+        f"{purged} entr{'y' if purged == 1 else 'ies'} removed",
+    )
+    return purged

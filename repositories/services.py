@@ -11,8 +11,9 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from audit.services import record_action
 from builds.models import Build, Pipeline
-from builds.services import NAME_RE
+from builds.services import NAME_RE, trigger_detail
 from builds.signals import send_build_state_changed
 from buildsite import crypto
 from buildsite.errors import Conflict, InvalidInput, NotFound, Problem
@@ -200,6 +201,13 @@ def create_repository(
             )
     except IntegrityError:
         raise Conflict(f"the project already has a repository named '{name}'") from None
+    record_action(
+        actor=user,
+        project=project,
+        action="repository.create",
+        target=f"repository {name}",
+        detail=f"{fields['url']} ({branch})",  # _check refused credentials in the URL
+    )
     return repository, secret
 
 
@@ -211,6 +219,12 @@ def rotate_webhook_secret(*, user: Any, repository: Repository) -> str:
     Repository.objects.filter(id=repository.id).update(
         webhook_secret_encrypted=crypto.encrypt(secret)
     )
+    record_action(
+        actor=user,
+        project=repository.project,
+        action="repository.rotate_secret",
+        target=f"repository {repository.name}",
+    )
     return secret
 
 
@@ -219,6 +233,13 @@ def delete_repository(*, user: Any, repository: Repository) -> None:
     """Its builds stay (they record the commit they ran); its webhook stops (404)."""
     if user is not None:
         require_role(user=user, project=repository.project, role=Role.MAINTAINER)
+    record_action(
+        actor=user,
+        project=repository.project,
+        action="repository.delete",
+        target=f"repository {repository.name}",
+        detail=repository.url,
+    )
     repository.delete()
 
 
@@ -234,11 +255,13 @@ def trigger_repository_build(
     trigger: str = "manual",
     author: str = "",
     message: str = "",
+    via: str = "",
 ) -> Build:
     """A build of the repository at `ref` (branch, tag or commit id; default its
     branch) or at exactly `sha`. It starts QUEUED without a pipeline version: a worker
     fetches the commit, reads the pipeline file at it and creates the tasks
-    (`repositories/preparation.py`), or fails the build with the file's problems."""
+    (`repositories/preparation.py`), or fails the build with the file's problems.
+    `via` says, for the audit log, what started a build no person started."""
     project = repository.project
     if user is not None:
         require_role(user=user, project=project, role=Role.EDITOR)
@@ -271,6 +294,16 @@ def trigger_repository_build(
         data={"pipeline": repository.name, "repository": repository.name, "ref": ref},
     )
     send_build_state_changed(build=build, old="", new=BuildState.QUEUED)
+    at = f"{ref} ({sha[:12]})" if sha else ref
+    record_action(
+        actor=user,
+        project=project,
+        action="build.trigger",
+        target=f"build {build.id}",
+        detail=trigger_detail(
+            via=via, source=f"repository {repository.name} at {at}", params=params
+        ),
+    )
     enqueue_preparation(build.id)
     return build
 
@@ -325,6 +358,7 @@ def receive_webhook(*, repository_id: int, headers: Any, body: bytes) -> tuple[B
                 trigger="push",
                 author=push.author,
                 message=push.message,
+                via=f"push webhook from {hook.forge or 'a forge'}",
             )
             reason = ""
         if hook.delivery:

@@ -18,6 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone as django_timezone
 
+from audit.services import record_action
 from builds.definition import merge_params
 from builds.models import Build, Pipeline
 from builds.resolution import version_spec
@@ -132,6 +133,7 @@ def _ref_ok(ref: str) -> bool:
     return bool(REF_RE.match(ref))
 
 
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
 def create_schedule(
     *,
     user: Any,
@@ -168,9 +170,17 @@ def create_schedule(
         next_run=next_run(cron=cron, timezone=timezone, after=now or django_timezone.now()),
         created_by=user if user is not None and user.is_authenticated else None,
     )
+    record_action(
+        actor=user,
+        project=project,
+        action="schedule.create",
+        target=f"schedule {schedule.id}",
+        detail=str(schedule),
+    )
     return schedule
 
 
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
 def set_paused(
     *, user: Any, schedule: Schedule, paused: bool, now: datetime | None = None
 ) -> Schedule:
@@ -190,12 +200,27 @@ def set_paused(
         # Only a paused schedule: resuming a running one must not move a time that is due.
         rows.filter(paused=True).update(paused=False, next_run=following)
     schedule.refresh_from_db()
+    record_action(
+        actor=user,
+        project=schedule.project,
+        action="schedule.pause" if paused else "schedule.resume",
+        target=f"schedule {schedule.id}",
+        detail=str(schedule),
+    )
     return schedule
 
 
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
 def delete_schedule(*, user: Any, schedule: Schedule) -> None:
     if user is not None:
         require_role(user=user, project=schedule.project, role=Role.EDITOR)
+    record_action(
+        actor=user,
+        project=schedule.project,
+        action="schedule.delete",
+        target=f"schedule {schedule.id}",
+        detail=str(schedule),
+    )
     schedule.delete()
 
 
@@ -259,6 +284,7 @@ def _trigger(schedule: Schedule) -> Build:
             pipeline=schedule.pipeline.name,
             params=schedule.params,
             trigger=TRIGGER,
+            via=_via(schedule),
         )
         return build
     from repositories.services import trigger_repository_build
@@ -269,5 +295,11 @@ def _trigger(schedule: Schedule) -> Build:
         ref=schedule.ref,
         params=schedule.params,
         trigger=TRIGGER,
+        via=_via(schedule),
     )
     return repository_build
+
+
+def _via(schedule: Schedule) -> str:
+    # Who started it, for the audit log: no person, this schedule.
+    return f"schedule {schedule.id} ('{schedule.cron}' {schedule.timezone})"

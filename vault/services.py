@@ -11,6 +11,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.services import record_action
 from buildsite.crypto import encrypt
 from buildsite.errors import Conflict, InvalidInput, NotFound, Problem
 from buildsite.models import Project
@@ -56,6 +57,14 @@ def set_secret(*, user: Any, project: Project, name: str, value: str, actor: Any
             secret.set_by = who
             secret.set_at = timezone.now()
             secret.save()
+            # The name and version only: never the value.
+            record_action(
+                actor=who,
+                project=project,
+                action="secret.set",
+                target=f"secret {name}",
+                detail=f"version {secret.version}",
+            )
     except IntegrityError as exc:  # created by someone else at the same moment
         raise Conflict(f"Secret '{name}' was set by someone else just now; set it again.") from exc
     audit.info(
@@ -68,6 +77,7 @@ def set_secret(*, user: Any, project: Project, name: str, value: str, actor: Any
     return secret
 
 
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
 def delete_secret(*, user: Any, project: Project, name: str, actor: Any = None) -> None:
     if user is not None:
         require_role(user=user, project=project, role=Role.MAINTAINER)
@@ -75,6 +85,7 @@ def delete_secret(*, user: Any, project: Project, name: str, actor: Any = None) 
     if not deleted:
         raise NotFound(f"No secret '{name}' in '{project.slug}'.")
     who = _actor(user) or _actor(actor)
+    record_action(actor=who, project=project, action="secret.delete", target=f"secret {name}")
     audit.info(
         "%s deleted secret %s in '%s'", getattr(who, "username", "(server)"), name, project.slug
     )
