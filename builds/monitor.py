@@ -65,9 +65,11 @@ def monitor(result_queue: ResultQueue, broker: Broker | None = None) -> None:
 
 def cluster_monitor(result_queue: ResultQueue, broker: Broker | None = None) -> None:
     """The monitor of a cluster: results, and upkeep while this cluster holds its lease."""
+    from django_q.conf import Conf
+
     from .upkeep import UpkeepThread
 
-    upkeep = UpkeepThread()
+    upkeep = UpkeepThread(workers=int(Conf.WORKERS or 0))
     upkeep.start()
     try:
         monitor(result_queue, broker)

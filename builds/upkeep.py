@@ -22,6 +22,8 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
+from buildsite.heartbeats import Beater
+
 from .cluster import kill_orphans, sweep_workspaces
 from .maintenance import tick
 from .models import UpkeepLease
@@ -70,10 +72,13 @@ def new_holder() -> str:
 class UpkeepThread(threading.Thread):
     """Ticks every `TICK_SECONDS` while this process holds the upkeep lease."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, workers: int = 0) -> None:
+        """`workers`: how many job workers the cluster runs (0 for `manage.py ticker`),
+        as its heartbeat reports them to /metrics."""
         super().__init__(daemon=True, name="buildsite-upkeep")
         self.holder = new_holder()
         self.stopped = threading.Event()
+        self.heartbeat = Beater(holder=self.holder, workers=workers)
 
     def run(self) -> None:
         interval = settings.BUILDSITE["TICK_SECONDS"]
@@ -94,11 +99,17 @@ class UpkeepThread(threading.Thread):
             sweep_workspaces()
         except Exception:
             log.warning("cleaning up after lost workers failed", exc_info=True)
+        ticked = False
         try:
             if hold_upkeep_lease(holder=self.holder):
                 tick()
+                ticked = True
         except Exception:  # a passing database error must not end upkeep
             log.warning("upkeep round failed", exc_info=True)
+        try:
+            self.heartbeat.beat(upkeep_done=ticked)
+        except Exception:
+            log.warning("could not record the cluster's heartbeat", exc_info=True)
 
     def stop(self) -> None:
         self.stopped.set()

@@ -54,6 +54,12 @@ class ApiToken(models.Model):  # type: ignore[misc]  # Django is untyped (Any ba
     digest = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # Empty: an API token (with the user's roles). Otherwise the token is good for
+    # these scopes only (`SCOPES`), never for the API: a scrape token that leaks must
+    # not read or change projects.
+    scopes = models.JSONField(default=list, blank=True)
+
+    SCOPES = ("metrics",)
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
@@ -61,3 +67,21 @@ class ApiToken(models.Model):  # type: ignore[misc]  # Django is untyped (Any ba
     @staticmethod
     def digest_of(raw: str) -> str:
         return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ClusterHeartbeat(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
+    """A worker cluster (or `manage.py ticker`) saying it is alive, written by its
+    upkeep thread (`builds/upkeep.py`, `buildsite/heartbeats.py`) and read by
+    `/metrics`. A row in the shared database, because django-q2's own cluster stats
+    live in Django's cache, which is per process unless a shared cache is configured.
+    Rows stay when a cluster stops (it then counts as dead) and go after a day."""
+
+    holder = models.CharField(max_length=200, primary_key=True)  # UpkeepThread.holder
+    host = models.CharField(max_length=200)
+    workers = models.PositiveIntegerField(default=0)  # 0: a ticker, which runs no jobs
+    seen_at = models.DateTimeField()
+    # When this process last ended an upkeep round while holding the upkeep lease.
+    upkeep_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.holder}: {self.workers} workers, seen {self.seen_at:%H:%M:%S}"

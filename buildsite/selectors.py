@@ -80,8 +80,10 @@ def projects_for(*, user: Any) -> QuerySet[Project]:
     return qs.order_by("slug")
 
 
-def user_for_token(raw: str) -> Any:
-    """The token's user (with `token_project_id` set when the token is scoped), or None."""
+def user_for_token(raw: str, *, scope: str | None = None) -> Any:
+    """The token's user (with `token_project_id` set when the token is scoped to a
+    project), or None. Without `scope`, only API tokens (no scopes) count; with one,
+    only tokens that have it, so a metrics token never reaches a project."""
     token = (
         ApiToken.objects.select_related("user")
         .filter(digest=ApiToken.digest_of(raw), user__is_active=True)
@@ -89,9 +91,13 @@ def user_for_token(raw: str) -> Any:
     )
     if token is None:
         return None
+    scopes = token.scopes or []
+    if (scope is None and scopes) or (scope is not None and scope not in scopes):
+        return None
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     user = token.user
     user.token_project_id = token.project_id
+    user.token_prefix = token.prefix  # the audit log names the token that acted
     return user
