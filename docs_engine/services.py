@@ -14,6 +14,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.services import record_action
 from buildsite.errors import Conflict, Forbidden, InvalidInput, NotFound, Problem
 from buildsite.models import Project
 from buildsite.roles import Role
@@ -218,17 +219,28 @@ def _request_publication(*, user, project: Project, document: Document, revision
     if not selectors.doc_settings(project).require_approval:
         Document.objects.filter(pk=document.pk).update(published_revision=revision)
         document.published_revision = revision
+        _published_event(project, document, revision)
+        _record(user, project, "document.publish", document.path, f"revision {revision.number}")
         return True, False
     PublishRequest.objects.filter(document=document, state=PublishRequest.State.PENDING).exclude(
         revision=revision
     ).update(state=PublishRequest.State.SUPERSEDED)
-    PublishRequest.objects.get_or_create(
+    _, requested = PublishRequest.objects.get_or_create(
         document=document,
         revision=revision,
         state=PublishRequest.State.PENDING,
         defaults={"requested_by": user},
     )
+    if requested:
+        detail = f"revision {revision.number}, waiting for approval"
+        _record(user, project, "document.publish", document.path, detail)
     return False, True
+
+
+def _record(user, project: Project, action: str, path: str, detail: str = "") -> None:
+    record_action(
+        actor=user, project=project, action=action, target=f"document {path}", detail=detail
+    )
 
 
 @transaction.atomic
@@ -264,7 +276,22 @@ def approve_publication(
     request.approved_at = timezone.now()
     request.save()
     Document.objects.filter(pk=document.pk).update(published_revision=request.revision)
+    _published_event(project, document, request.revision)
+    detail = f"revision {request.revision.number}"
+    _record(user, project, "document.approve", document.path, detail)
     return request.revision
+
+
+def _published_event(project: Project, document: Document, revision: Revision) -> None:
+    """An outbox event in the publishing transaction: notifications read it."""
+    from tasks.models import Event
+    from tasks.services import record_event
+
+    record_event(
+        project_id=project.id,
+        type=Event.Type.DOCUMENT_PUBLISHED,
+        data={"path": document.path, "revision": revision.number, "title": revision.title[:300]},
+    )
 
 
 @transaction.atomic
@@ -275,7 +302,7 @@ def restore_revision(
     require_role(user=user, project=project, role=Role.EDITOR)
     document, _ = selectors.find_document(project=project, path=path)
     old = selectors.revision_of(document, revision)
-    return save_document(
+    outcome = save_document(
         user=user,
         project=project,
         path=document.path,
@@ -285,6 +312,10 @@ def restore_revision(
         message=message or f"Restore revision {old.number}",
         base_revision=document.current_revision.number,
     )
+    if outcome.created:  # restoring what is already current changes nothing
+        detail = f"revision {old.number} as revision {outcome.revision.number}"
+        _record(user, project, "document.restore", document.path, detail)
+    return outcome
 
 
 def _enqueue_link_check(project: Project, reason: str) -> None:
@@ -314,6 +345,7 @@ def move_document(
     document.path = new_path
     document.save(update_fields=["path"])
     Redirect.objects.create(project=project, old_path=old_path, document=document)
+    _record(user, project, "document.move", old_path, f"to {new_path}")
     log.info("moved %s:%s to %s (%s)", project.slug, old_path, new_path, message)
     _enqueue_link_check(project, f"moved {old_path} to {new_path}")
     return document
@@ -326,6 +358,7 @@ def delete_document(*, user, project: Project, path: str) -> None:
     document, _ = selectors.find_document(project=project, path=path)
     document.deleted_at = timezone.now()
     document.save(update_fields=["deleted_at"])
+    _record(user, project, "document.delete", document.path)
     SearchEntry.objects.filter(document=document).delete()
     Redirect.objects.filter(document=document).delete()
     PublishRequest.objects.filter(document=document, state=PublishRequest.State.PENDING).update(
@@ -354,10 +387,17 @@ def create_snapshot(
         created_by=user if getattr(user, "pk", None) else None,
     )
     docs = selectors.list_documents(project=project, prefix=clean_path(prefix) if prefix else None)
-    SnapshotEntry.objects.bulk_create(
+    entries = SnapshotEntry.objects.bulk_create(
         SnapshotEntry(snapshot=snapshot, path=doc.path, revision_id=doc.current_revision_id)
         for doc in docs
         if doc.current_revision_id
+    )
+    record_action(
+        actor=user,
+        project=project,
+        action="snapshot.create",
+        target=f"snapshot {name}",
+        detail=f"{len(entries)} document(s)" + (f" under {prefix}" if prefix else ""),
     )
     return snapshot
 
@@ -366,6 +406,7 @@ def create_snapshot(
 def delete_snapshot(*, user, project: Project, name: str) -> None:
     require_role(user=user, project=project, role=Role.MAINTAINER)
     selectors.get_snapshot(project=project, name=name).delete()
+    record_action(actor=user, project=project, action="snapshot.delete", target=f"snapshot {name}")
 
 
 @transaction.atomic
@@ -386,6 +427,15 @@ def update_doc_settings(
             "front_matter_schema": front_matter_schema,
             "max_body_bytes": max_body_bytes,
         },
+    )
+    record_action(
+        actor=user,
+        project=project,
+        action="docs.settings",
+        target="docs settings",
+        detail=f"approval {'required' if require_approval else 'not required'}, "
+        f"max body {max_body_bytes} bytes, "
+        f"front-matter schema {'set' if front_matter_schema is not None else 'none'}",
     )
     return settings
 

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit.services import record_action
 from builds import cache
 from builds.cache_key import digest
 from buildsite import crypto
@@ -75,9 +76,17 @@ def create_prompt(
             prompt = PromptTemplate.objects.create(
                 project=project, name=name, description=description, created_by=_actor(user)
             )
-            return PromptVersion.objects.create(
+            version = PromptVersion.objects.create(
                 prompt=prompt, number=1, created_by=_actor(user), note="created", **spec
             )
+            record_action(
+                actor=user,
+                project=project,
+                action="prompt.create",
+                target=f"prompt {name}",
+                detail="version 1",
+            )
+            return version
     except IntegrityError as exc:
         raise Conflict(
             f"prompt '{name}' exists; add a version with POST .../prompts/{name}/versions"
@@ -94,13 +103,21 @@ def add_version(
     number = (prompt.versions.aggregate(n=Max("number"))["n"] or 0) + 1
     try:
         with transaction.atomic():
-            return PromptVersion.objects.create(
+            version = PromptVersion.objects.create(
                 prompt=prompt,
                 number=number,
                 created_by=_actor(user) or _actor(actor),
                 note=note[:500],
                 **spec,
             )
+            record_action(
+                actor=_actor(user) or _actor(actor),
+                project=project,
+                action="prompt.version",
+                target=f"prompt {name}",
+                detail=f"version {number}" + (f": {note[:200]}" if note else ""),
+            )
+            return version
     except IntegrityError as exc:
         raise Conflict("another version was saved at the same time; save again") from exc
 
@@ -152,7 +169,31 @@ def set_label(
             to_number=number,
             moved_by=who,
         )
+        record_action(
+            actor=who,
+            project=project,
+            action="label.move",
+            target=f"prompt {name}",
+            detail=f"{label} v{previous} → v{number}"
+            if previous is not None
+            else f"{label} → v{number} (new label)",
+        )
+        _label_moved_event(project, prompt.name, label, previous, number)
     return current
+
+
+def _label_moved_event(
+    project: Project, prompt: str, label: str, previous: int | None, number: int
+) -> None:
+    """An outbox event in the move's transaction: notifications (and live pages) read it."""
+    from tasks.models import Event
+    from tasks.services import record_event
+
+    record_event(
+        project_id=project.id,
+        type=Event.Type.LABEL_MOVED,
+        data={"prompt": prompt, "label": label, "version": number, "previous_version": previous},
+    )
 
 
 @transaction.atomic
@@ -170,6 +211,13 @@ def remove_label(*, user, project: Project, name: str, label: str, actor=None) -
         from_number=current.version.number,
         to_number=None,
         moved_by=_actor(user) or _actor(actor),
+    )
+    record_action(
+        actor=_actor(user) or _actor(actor),
+        project=project,
+        action="label.remove",
+        target=f"prompt {name}",
+        detail=f"{label} (was v{current.version.number})",
     )
     current.delete()
 
@@ -252,6 +300,25 @@ def save_provider(
         config.max_retries = max_retries if max_retries is not None else config.max_retries
         config.updated_by = _actor(user)
         config.save()
+        # What it is and where its key comes from; never the key itself.
+        key = (
+            f"key from secret {config.api_key_secret}"
+            if config.api_key_secret
+            else f"key from env {config.api_key_env}"
+            if config.api_key_env
+            else "stored key"
+            if config.api_key_encrypted
+            else "no key"
+        )
+        record_action(
+            actor=user,
+            project=project,
+            action="provider.save",
+            target=f"provider {name}",
+            detail=f"{'created' if created else 'updated'}: {kind}"
+            + (f", model {config.model}" if config.model else "")
+            + f", {key}",
+        )
     return config, created
 
 
@@ -360,6 +427,7 @@ def delete_provider(*, user, project: Project, name: str) -> None:
     deleted, _ = ProviderConfig.objects.filter(project=project, name=name).delete()
     if not deleted:
         raise NotFound(f"No provider '{name}' in '{project.slug}'.")
+    record_action(actor=user, project=project, action="provider.delete", target=f"provider {name}")
 
 
 def private_urls_allowed() -> bool:

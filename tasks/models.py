@@ -68,6 +68,9 @@ class Event(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
         LOG = "log"
         DEADLINE_MISSED = "deadline.missed"
         CACHE = "cache"
+        # Written by prompts and docs_engine (no build): notifications read them.
+        LABEL_MOVED = "label.moved"
+        DOCUMENT_PUBLISHED = "document.published"
 
     # project and build are covered by the (project, id) and (build, id) indexes.
     project = models.ForeignKey(
