@@ -121,6 +121,7 @@ def path_patterns() -> list[tuple[str, str, str]]:
         ("/prompts/{name}", "name", f"^{PROMPT_NAME}$"),
         ("/labels/{label}", "label", f"^{LABEL_PATTERN}$"),
         ("/secrets/{name}", "name", SECRET_NAME),
+        ("/datasets/{name}", "name", f"^{PROMPT_NAME}$"),
     ]
 
 
@@ -302,6 +303,9 @@ def _mount_app_routers() -> None:
         "repositories.api",
         "vault.api",
         "schedules.api",
+        "evals.api",
+        "notifications.api",
+        "audit.api",
     ):
         import importlib
 

@@ -100,11 +100,14 @@ INSTALLED_APPS = [
     "schedules",
     "audit",
     "notifications",
+    "evals",
     # After builds: its `qcluster` command (graceful stop) takes the place of django-q2's.
     "django_q",
 ]
 
 MIDDLEWARE = [
+    # Outermost, so it counts every response, the 500s inner layers made of exceptions too.
+    "buildsite.metrics_http.count_requests",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -268,7 +271,23 @@ BUILDSITE = {
     "RELAY_POLL_SECONDS": float(os.environ.get("BUILDSITE_RELAY_POLL_SECONDS", "0.02")),
     "RELAY_IDLE_SECONDS": float(os.environ.get("BUILDSITE_RELAY_IDLE_SECONDS", "30")),
     "RELAY_GAP_SECONDS": float(os.environ.get("BUILDSITE_RELAY_GAP_SECONDS", "2")),
+    # Notifications (docs/notifications.md): per-attempt time limit, attempts, and the
+    # first retry's wait (doubled after each further failure).
+    "NOTIFY_TIMEOUT_SECONDS": float(os.environ.get("BUILDSITE_NOTIFY_TIMEOUT_SECONDS", "10")),
+    "NOTIFY_MAX_ATTEMPTS": env_int("BUILDSITE_NOTIFY_MAX_ATTEMPTS", 5),
+    "NOTIFY_BACKOFF_SECONDS": float(os.environ.get("BUILDSITE_NOTIFY_BACKOFF_SECONDS", "2")),
 }
+
+# --- email (notifications): the console by default, so `make run` needs no mail server --
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "buildsite@localhost")
 
 
 # --- outbound calls and provider keys (prompts/netguard.py, docs/security.md) ---------
@@ -345,3 +364,29 @@ if BUILDSITE_PROJECT_CREATORS not in ("staff", "all"):
     raise SystemExit(
         f"Buildsite: BUILDSITE_PROJECT_CREATORS={BUILDSITE_PROJECT_CREATORS!r}: use staff or all"
     )
+
+
+# --- /metrics (buildsite/metrics_http.py, docs/metrics.md) ------------------------------
+def metrics_allow(raw: str) -> list[str]:
+    """BUILDSITE_METRICS_ALLOW="127.0.0.1/32,10.0.0.0/8": who may scrape without a token."""
+    import ipaddress  # here, to keep this block self-contained
+
+    networks = []
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        try:
+            networks.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            raise SystemExit(
+                f"Buildsite: BUILDSITE_METRICS_ALLOW entry {entry!r}: use IP addresses or "
+                "CIDR networks, comma-separated (e.g. 127.0.0.1/32,::1/128,10.0.0.0/8)"
+            ) from None
+    return networks
+
+
+BUILDSITE_METRICS_ALLOW = metrics_allow(
+    os.environ.get("BUILDSITE_METRICS_ALLOW", "127.0.0.1/32,::1/128")
+)
+# Behind one reverse proxy that appends the client's address to X-Forwarded-For: take the
+# last entry of that header (the one the proxy wrote) instead of REMOTE_ADDR. Off by
+# default: without such a proxy anyone could claim to be 127.0.0.1.
+BUILDSITE_METRICS_TRUST_FORWARDED = env_bool("BUILDSITE_METRICS_TRUST_FORWARDED")

@@ -4,15 +4,35 @@ Bounded: a few examples per operation, derandomized, so a run takes seconds."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.factories import create_token, make_pipeline, make_project, make_user
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 25
+
+# Dataset uploads take JSON Lines (one object per line), which schemathesis cannot
+# produce from a schema: generate such text, well formed or not.
+_JSONL_LINE = st.one_of(
+    st.builds(
+        json.dumps,
+        st.fixed_dictionaries(
+            {"variables": st.dictionaries(st.text(max_size=5), st.text(max_size=10))},
+            optional={"expect": st.lists(st.fixed_dictionaries({"type": st.text(max_size=8)}))},
+        ),
+    ),
+    st.text(max_size=40),
+)
+schemathesis.openapi.media_type(
+    "application/x-ndjson",
+    st.lists(_JSONL_LINE, max_size=5).map(lambda lines: "\n".join(lines).encode()),
+)
 
 
 def test_no_input_gets_a_500_and_responses_match_the_schema(transactional_db):

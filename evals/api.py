@@ -1,0 +1,219 @@
+"""Datasets API under /api/projects/{slug}/datasets: parse input, call a service or a
+selector, shape the output. Viewers read; editors write."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpRequest, StreamingHttpResponse
+from ninja import Query, Router, Schema, Status
+from pydantic import Field
+
+from buildsite.roles import Role
+from buildsite.selectors import get_project
+
+from . import selectors, services
+from .models import Dataset
+
+PREFIX = "/projects"
+router = Router(tags=["datasets"])
+BASE = "/{slug}/datasets/{name}"
+
+
+class DatasetIn(Schema):
+    name: str
+    description: str = ""
+
+
+class DatasetPatch(Schema):
+    description: str
+
+
+class DatasetOut(Schema):
+    name: str
+    description: str
+    version: int
+    items: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ItemIn(Schema):
+    variables: dict[str, Any] = {}
+    expect: list[Any] = []
+
+
+class ItemOut(Schema):
+    item: int
+    variables: dict[str, Any]
+    expect: list[Any]
+
+
+class ItemChanged(Schema):
+    item: int
+    version: int
+
+
+class UploadOut(Schema):
+    added: int
+    version: int
+
+
+class VersionQuery(Schema):
+    version: int | None = Field(None, description="a version of the dataset; default: current")
+
+
+class ItemsQuery(VersionQuery):
+    offset: int = Field(0, ge=0, le=100_000)
+    limit: int = Field(1000, ge=1, le=1000)
+
+
+def dataset_out(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "name": dataset.name,
+        "description": dataset.description,
+        "version": dataset.version,
+        "items": dataset.item_count,
+        "created_at": dataset.created_at,
+        "updated_at": dataset.updated_at,
+    }
+
+
+def _read(request: HttpRequest, slug: str, name: str) -> Dataset:
+    project = get_project(user=request.user, slug=slug, role=Role.VIEWER)
+    return selectors.get_dataset(project=project, name=name)
+
+
+def _detail(project: Any, name: str) -> dict[str, Any]:
+    return dataset_out(selectors.get_dataset(project=project, name=name))
+
+
+@router.post("/{slug}/datasets", response={201: DatasetOut})
+def create_dataset(request: HttpRequest, slug: str, body: DatasetIn) -> Status[dict[str, Any]]:
+    project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
+    dataset = services.create_dataset(
+        user=request.user, project=project, name=body.name, description=body.description
+    )
+    return Status(201, _detail(project, dataset.name))
+
+
+@router.get("/{slug}/datasets", response=list[DatasetOut])
+def list_datasets(request: HttpRequest, slug: str) -> list[dict[str, Any]]:
+    project = get_project(user=request.user, slug=slug, role=Role.VIEWER)
+    return [dataset_out(d) for d in selectors.datasets_of(project=project)]
+
+
+@router.get(BASE, response=DatasetOut)
+def dataset_detail(request: HttpRequest, slug: str, name: str) -> dict[str, Any]:
+    return dataset_out(_read(request, slug, name))
+
+
+@router.patch(BASE, response=DatasetOut)
+def update_dataset(
+    request: HttpRequest, slug: str, name: str, body: DatasetPatch
+) -> dict[str, Any]:
+    project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
+    services.update_dataset(
+        user=request.user, project=project, name=name, description=body.description
+    )
+    return _detail(project, name)
+
+
+@router.delete(BASE, response={204: None})
+def delete_dataset(request: HttpRequest, slug: str, name: str) -> Status[None]:
+    project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
+    services.delete_dataset(user=request.user, project=project, name=name)
+    return Status(204, None)
+
+
+@router.get(f"{BASE}/items", response=list[ItemOut])
+def list_items(
+    request: HttpRequest, slug: str, name: str, query: Query[ItemsQuery]
+) -> list[dict[str, Any]]:
+    dataset = _read(request, slug, name)
+    version = selectors.check_version(dataset, query.version)
+    items = selectors.items_at(dataset, version)[query.offset : query.offset + query.limit]
+    return [{"item": i.number, "variables": i.variables, "expect": i.expect} for i in items]
+
+
+@router.post(f"{BASE}/items", response={201: ItemChanged})
+def add_item(request: HttpRequest, slug: str, name: str, body: ItemIn) -> Status[dict[str, int]]:
+    project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
+    number, version = services.add_item(
+        user=request.user, project=project, name=name, variables=body.variables, expect=body.expect
+    )
+    return Status(201, {"item": number, "version": version})
+
+
+@router.put(f"{BASE}/items/{{int:item}}", response=ItemChanged)
+def update_item(
+    request: HttpRequest, slug: str, name: str, item: int, body: ItemIn
+) -> dict[str, int]:
+    project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
+    version = services.update_item(
+        user=request.user,
+        project=project,
+        name=name,
+        number=item,
+        variables=body.variables,
+        expect=body.expect,
+    )
+    return {"item": item, "version": version}
+
+
+@router.delete(f"{BASE}/items/{{int:item}}", response=ItemChanged)
+def delete_item(request: HttpRequest, slug: str, name: str, item: int) -> dict[str, int]:
+    project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
+    version = services.delete_item(user=request.user, project=project, name=name, number=item)
+    return {"item": item, "version": version}
+
+
+@router.post(
+    f"{BASE}/items/upload",
+    response={201: UploadOut},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": 'One JSON object {"variables", "expect"} per line (JSONL).',
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        }
+    },
+)
+def upload_items(request: HttpRequest, slug: str, name: str) -> Status[dict[str, int]]:
+    """The body is the JSONL text itself, whatever its content type: read here, not by
+    the API's JSON-object parser. Read at most one byte over the limit, so a large body
+    is refused without being held in memory."""
+    project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
+    limit = services.MAX_UPLOAD_BYTES
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if declared.isdigit() and int(declared) > limit:
+        raise services.PayloadTooLarge(f"An upload holds at most {limit} bytes.")
+    data = request.read(limit + 1)
+    added, version = services.upload_items_jsonl(
+        user=request.user, project=project, name=name, data=data
+    )
+    return Status(201, {"added": added, "version": version})
+
+
+@router.get(
+    f"{BASE}/items/export",
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": 'One JSON object {"variables", "expect"} per line (JSONL).',
+                "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            }
+        }
+    },
+)
+def export_items(
+    request: HttpRequest, slug: str, name: str, query: Query[VersionQuery]
+) -> StreamingHttpResponse:
+    dataset = _read(request, slug, name)
+    version = selectors.check_version(dataset, query.version)
+    lines = services.export_lines(selectors.items_at(dataset, version).iterator(chunk_size=500))
+    response = StreamingHttpResponse(lines, content_type="application/x-ndjson; charset=utf-8")
+    filename = f"{dataset.name}-v{version}.jsonl"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -1,0 +1,155 @@
+"""Dataset pages: /p/<slug>/datasets/ (list, create) and /p/<slug>/datasets/<name>/
+(items of any version, add an item, upload JSONL, export, delete). Every write goes
+through the services, as the API's do."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators import http as http_decorators
+
+from buildsite.errors import DomainError, InvalidInput, NotFound, Problem
+from buildsite.models import Project
+from buildsite.pages import View, page, problem_messages, project_context
+from buildsite.roles import Role
+from buildsite.selectors import get_project
+
+from . import selectors, services
+from .assertions import KEYS
+
+require_http_methods: Callable[[list[str]], Callable[[View], View]] = (
+    http_decorators.require_http_methods
+)
+PAGE_ITEMS = 500
+
+
+@page
+@require_http_methods(["GET", "POST"])
+def datasets(request: HttpRequest, slug: str) -> HttpResponse:
+    project = get_project(user=request.user, slug=slug)
+    if request.method == "POST":
+        get_project(user=request.user, slug=slug, role=Role.EDITOR)
+        name = request.POST.get("name", "").strip()
+        try:
+            services.create_dataset(
+                user=request.user,
+                project=project,
+                name=name,
+                description=request.POST.get("description", "").strip(),
+            )
+        except DomainError as exc:
+            context = _list_context(
+                request, project, problems=problem_messages(exc), form=request.POST
+            )
+            return render(request, "evals/datasets.html", context, status=exc.status)
+        return redirect("dataset", slug=slug, name=name)
+    return render(request, "evals/datasets.html", _list_context(request, project))
+
+
+def _list_context(request: HttpRequest, project: Project, **extra: Any) -> dict[str, Any]:
+    return project_context(
+        request, project, datasets=selectors.datasets_of(project=project), **extra
+    )
+
+
+@page
+@require_http_methods(["GET", "POST"])
+def dataset(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    project = get_project(user=request.user, slug=slug)
+    selectors.get_dataset(project=project, name=name)  # 404 before any form is read
+    if request.method == "POST":
+        get_project(user=request.user, slug=slug, role=Role.EDITOR)
+        try:
+            done = _act(request, project, name)
+        except DomainError as exc:
+            context = _detail_context(
+                request, project, name, problems=problem_messages(exc), form=request.POST
+            )
+            return render(request, "evals/dataset.html", context, status=exc.status)
+        messages.success(request, done)
+        if request.POST.get("action") == "delete-dataset":
+            return redirect("datasets", slug=slug)
+        return redirect("dataset", slug=slug, name=name)
+    return render(request, "evals/dataset.html", _detail_context(request, project, name))
+
+
+def _act(request: HttpRequest, project: Project, name: str) -> str:
+    """One form's action; the message to show after it."""
+    action, user = request.POST.get("action", ""), request.user
+    if action == "add":
+        number, version = services.add_item(
+            user=user,
+            project=project,
+            name=name,
+            variables=_json_field(request, "variables", {}),
+            expect=_json_field(request, "expect", []),
+        )
+        return f"Added item {number}: version {version}."
+    if action == "upload":
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise InvalidInput([Problem("choose a JSONL file to upload", where="file")])
+        data = upload.read(services.MAX_UPLOAD_BYTES + 1)
+        added, version = services.upload_items_jsonl(
+            user=user, project=project, name=name, data=data
+        )
+        return f"Uploaded {added} items: version {version}."
+    if action == "delete-item":
+        number = _int(request.POST.get("item", ""), "item")
+        version = services.delete_item(user=user, project=project, name=name, number=number)
+        return f"Removed item {number}: version {version}."
+    if action == "describe":
+        description = request.POST.get("description", "").strip()
+        services.update_dataset(user=user, project=project, name=name, description=description)
+        return "Saved the description."
+    if action == "delete-dataset":
+        services.delete_dataset(user=user, project=project, name=name)
+        return f"Deleted dataset {name}."
+    raise InvalidInput([Problem(f"unknown action {action[:50]!r}", where="action")])
+
+
+def _json_field(request: HttpRequest, field: str, default: Any) -> Any:
+    text = request.POST.get(field, "").strip()
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput([Problem(f"not JSON: {exc}", where=field)]) from None
+
+
+def _int(text: str, field: str) -> int:
+    if not text.isdigit() or len(text) > 9:
+        raise InvalidInput([Problem("a whole number", where=field)])
+    return int(text)
+
+
+def _detail_context(
+    request: HttpRequest, project: Project, name: str, **extra: Any
+) -> dict[str, Any]:
+    current = selectors.get_dataset(project=project, name=name)
+    asked = request.GET.get("version", "")
+    if asked and not (asked.isdigit() and len(asked) <= 9):
+        raise NotFound(f"Dataset '{name}' has no version {asked[:20]!r}.")
+    version = selectors.check_version(current, int(asked) if asked else None)
+    items = [
+        (i.number, json.dumps(i.variables, indent=1), json.dumps(i.expect, indent=1))
+        for i in selectors.items_at(current, version)[:PAGE_ITEMS]
+    ]
+    return project_context(
+        request,
+        project,
+        dataset=current,
+        version=version,
+        versions=range(current.version, -1, -1),
+        items=items,
+        page_items=PAGE_ITEMS,
+        assertion_types=list(KEYS),
+        max_upload_mib=services.MAX_UPLOAD_BYTES // (1024 * 1024),
+        **extra,
+    )
