@@ -40,6 +40,7 @@ test: setup lint typecheck system-deps
 
 bench: setup
 	$(PY) bench/scheduler.py
+	$(PY) bench/notify_latency.py
 
 clean:
 	rm -rf $(VENV) var

@@ -38,11 +38,27 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(tempfile.mkdtemp(prefix="buildsite-bench-notify-"))
 os.environ["BUILDSITE_DATA_DIR"] = str(DATA)
 os.environ["BUILDSITE_ALLOW_PRIVATE_URLS"] = "1"  # the receiver is on 127.0.0.1
-os.environ.pop("DATABASE_URL", None)
-os.environ.pop("REDIS_URL", None)
+# --setup scaled: PostgreSQL + Redis on 127.0.0.1 (a throw-away database), as
+# bench/scheduler.py does; the default is the embedded set-up (SQLite, no Redis).
+SETUP = "scaled" if "--setup=scaled" in sys.argv or "scaled" in sys.argv[1:] else "embedded"
+PG_DB = f"bench_notify_{os.getpid()}"
+if SETUP == "scaled":
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", PG_DB], check=True)
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{PG_DB}"
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{os.getpid() % 14 + 1}"
+    os.environ["BUILDSITE_CHANNEL_PREFIX"] = f"bench{os.getpid()}"
+    os.environ["DJANGO_SECRET_KEY"] = "bench-notify-" + str(os.getpid()) * 4
+    os.environ["BUILDSITE_ARTIFACTS_URL"] = (DATA / "artifact-store").as_uri()
+else:
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("REDIS_URL", None)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "buildsite.settings")
 sys.path.insert(0, str(ROOT))
 
+DESCRIPTION = {
+    "embedded": "SQLite (WAL), django-q2 ORM broker",
+    "scaled": "PostgreSQL + Redis (django-q2 Redis broker)",
+}
 SECRET = "bench-signing-secret"
 PIPELINE = (
     "params: {code: 0}\n"
@@ -116,6 +132,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--setup", choices=["embedded", "scaled"], default="embedded")
     parser.add_argument("--builds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=120)
@@ -157,6 +174,11 @@ def main() -> None:
             os.killpg(cluster.pid, signal.SIGKILL)
         server.shutdown()
         shutil.rmtree(DATA, ignore_errors=True)
+        if SETUP == "scaled":
+            from django.db import connections
+
+            connections.close_all()
+            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", PG_DB], check=False)
     delays = []
     for when, body, _ in receipts.got:
         ended: datetime | None = finished.get(body["build"]["id"])
@@ -164,7 +186,7 @@ def main() -> None:
             delays.append(when - ended.timestamp())
     signed = sum(1 for *_, ok in receipts.got if ok)
     print(
-        f"embedded set-up: SQLite (WAL), django-q2 ORM broker, {args.workers} workers; "
+        f"{SETUP} set-up: {DESCRIPTION[SETUP]}, {args.workers} workers; "
         f"{args.builds} builds (half failing), one signed webhook target on 127.0.0.1"
     )
     print(f"messages received {len(receipts.got)} of {len(builds)}; signature valid {signed}")
