@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -35,8 +35,15 @@ def parse_since(since: str | datetime | None) -> datetime | None:
             raise InvalidInput(
                 [Problem("an ISO 8601 date and time, such as 2026-11-30T12:00:00Z", where="since")]
             )
-    if moment is not None and timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
+    try:
+        if moment is not None and timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        if moment is not None:
+            moment.astimezone(UTC)  # what the database is given: years 1 to 9999 in UTC
+    except OverflowError:
+        raise InvalidInput(
+            [Problem("a date and time between the years 1 and 9999 in UTC", where="since")]
+        ) from None
     return moment
 
 

@@ -35,6 +35,14 @@ METRICS_SCOPE = "metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Any other method is counted as "other": a client must not mint label values at will.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Headers only a reverse proxy adds: a request carrying one did not come from its peer.
+PROXY_HEADERS = (
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_FORWARDED",
+    "HTTP_X_REAL_IP",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
+)
 
 # Registered in no registry of its own: `registry()` adds it (or, in multiprocess mode,
 # the files every process writes) next to the database collector.
@@ -89,11 +97,17 @@ def count_requests(get_response: Handler) -> Handler:
 
 def client_address(request: HttpRequest) -> str:
     """REMOTE_ADDR, or behind a proxy that says so (BUILDSITE_METRICS_TRUST_FORWARDED)
-    the last X-Forwarded-For entry: the one that proxy appended, not one a client sent."""
+    the last X-Forwarded-For entry: the one that proxy appended, not one a client sent.
+    Without the setting, a request with a proxy's headers has no address ("")."""
     if settings.BUILDSITE_METRICS_TRUST_FORWARDED:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if last := forwarded.rsplit(",", 1)[-1].strip():
             return str(last)
+    elif any(request.META.get(header) for header in PROXY_HEADERS):
+        # A proxy passed the request on: the peer is that proxy (loopback when it runs on
+        # this host, as a TLS proxy usually does), not the client, and without the setting
+        # nothing says who the client is. No address, so a token is needed.
+        return ""
     remote: str = request.META.get("REMOTE_ADDR") or ""
     return remote
 

@@ -1,7 +1,10 @@
 from typing import Any
 
 from django.contrib import admin
+from django.db import transaction
 from django.http import HttpRequest
+
+from audit.services import record_action
 
 from . import services
 from .models import Delivery, NotificationTarget
@@ -27,6 +30,34 @@ class NotificationTargetAdmin(admin.ModelAdmin):  # type: ignore[misc]  # Django
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    # Enabling, disabling and removing here are in the audit log, as on the page and API.
+    def save_model(
+        self, request: HttpRequest, obj: NotificationTarget, form: Any, change: bool
+    ) -> None:
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            self._record(request, obj, "notification.update")
+
+    def delete_model(self, request: HttpRequest, obj: NotificationTarget) -> None:
+        with transaction.atomic():
+            self._record(request, obj, "notification.delete")
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        with transaction.atomic():
+            for target in queryset.select_related("project"):
+                self._record(request, target, "notification.delete")
+            super().delete_queryset(request, queryset)
+
+    def _record(self, request: HttpRequest, target: NotificationTarget, action: str) -> None:
+        record_action(
+            actor=request.user,
+            project=target.project,
+            action=action,
+            target=target.name,
+            detail=services._audit_detail(target),
+        )
 
 
 @admin.register(Delivery)

@@ -8,6 +8,8 @@ followed; the answer is read up to RESPONSE_BYTES and its excerpt kept to EXCERP
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -86,16 +88,23 @@ def post(
     }
     # httpx's timeouts bound each read, not the whole call: a receiver that sends one
     # byte every few seconds would hold the worker. The call therefore runs on a
-    # daemon thread and is abandoned (its per-read timeout ends it later) at the deadline.
+    # daemon thread, abandoned at the deadline, and its sockets are shut down then: a
+    # per-read timeout never ends a call whose receiver keeps dripping bytes, so the
+    # thread and its connection would otherwise stay for as long as the receiver likes.
     result: list[Attempt] = []
+    sockets: list[socket.socket] = []
 
     def call() -> None:
-        result.append(_post_once(target, url, body, headers, timeout, transport))
+        result.append(_post_once(target, url, body, headers, timeout, transport, sockets))
 
     thread = threading.Thread(target=call, name="notify-post", daemon=True)
     thread.start()
     thread.join(timeout + 1.0)
     if not result:
+        for sock in list(sockets):
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread's blocked read
+        thread.join(1.0)
         return Attempt(ok=False, retry=True, error=f"timeout: no complete answer in {timeout:g}s")
     return result[0]
 
@@ -107,8 +116,18 @@ def _post_once(
     headers: dict[str, str],
     timeout: float,
     transport: httpx.BaseTransport | None,
+    sockets: list[socket.socket] | None = None,
 ) -> Attempt:
     deadline = time.monotonic() + timeout
+
+    def trace(event: str, info: dict[str, Any]) -> None:
+        # Each connection's socket (the TLS one once TLS starts), for `post` to shut down.
+        if sockets is not None and event.endswith(("connect_tcp.complete", "start_tls.complete")):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                sockets.append(sock)
+
     last: Attempt | None = None
     with httpx.Client(transport=transport, follow_redirects=False) as client:
         # Each checked address in turn (IPv6 and IPv4), within the one deadline.
@@ -123,7 +142,7 @@ def _post_once(
                     content=body,
                     headers=headers,
                     timeout=httpx.Timeout(remaining, connect=min(5.0, remaining)),
-                    extensions={"sni_hostname": target.hostname},
+                    extensions={"sni_hostname": target.hostname, "trace": trace},
                 ) as response:
                     raw = _read_bounded(response, deadline)
                     return _judge(response.status_code, raw)

@@ -25,11 +25,11 @@ class RepositoryAdmin(admin.ModelAdmin):  # type: ignore[misc]  # Django is unty
         return False
 
     def delete_model(self, request: HttpRequest, obj: Repository) -> None:
-        services.delete_repository(user=None, repository=obj)
+        services.delete_repository(user=None, repository=obj, actor=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         for repository in queryset:
-            services.delete_repository(user=None, repository=repository)
+            services.delete_repository(user=None, repository=repository, actor=request.user)
 
 
 @admin.register(Delivery)

@@ -229,12 +229,13 @@ def rotate_webhook_secret(*, user: Any, repository: Repository) -> str:
 
 
 @transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
-def delete_repository(*, user: Any, repository: Repository) -> None:
-    """Its builds stay (they record the commit they ran); its webhook stops (404)."""
+def delete_repository(*, user: Any, repository: Repository, actor: Any = None) -> None:
+    """Its builds stay (they record the commit they ran); its webhook stops (404).
+    user=None is the server, with no role to check (the admin passes who acts as `actor`)."""
     if user is not None:
         require_role(user=user, project=repository.project, role=Role.MAINTAINER)
     record_action(
-        actor=user,
+        actor=user if user is not None else actor,
         project=repository.project,
         action="repository.delete",
         target=f"repository {repository.name}",

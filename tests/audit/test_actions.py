@@ -488,3 +488,13 @@ def test_purging_cache_entries_in_the_admin_is_recorded_per_project(world):
     entry = AuditEntry.objects.get(action="cache.purge")
     assert (entry.actor, entry.project, entry.target) == (world.admin, world.project, "cache")
     assert entry.detail == "2 selected in the admin, 2 entries removed"
+
+
+def test_removing_a_repository_in_the_admin_is_recorded_as_the_staff_user(world):
+    repository_id = repository(world)
+    admin = Client()
+    admin.force_login(world.admin)
+    path = f"/admin/repositories/repository/{repository_id}/delete/"
+    assert admin.post(path, {"post": "yes"}).status_code == 302
+    entry = AuditEntry.objects.get(action="repository.delete")
+    assert (entry.actor, entry.actor_name) == (world.admin, "root")  # not "(server)"

@@ -117,6 +117,9 @@ def test_pages(world):
         ("actor=al%00ice", "actor"),
         ("action=build.%00", "action"),
         ("since=2026-01-01%00", "since"),
+        # Valid ISO 8601, but beyond what a datetime holds once in UTC (was a 500).
+        ("since=9999-12-31T23:59:59-23:59", "since"),
+        ("since=0001-01-01T00:00:00%2B14:00", "since"),
     ],
 )
 def test_bad_filters_are_422_naming_the_field(world, query, field):

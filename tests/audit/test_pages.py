@@ -53,6 +53,8 @@ def test_a_bad_filter_is_shown_not_a_server_error(world):
     page = browser(world.alice.user).get("/p/acme/audit/?since=someday")
     assert page.status_code == 422
     assert "since" in page.content.decode()
+    page = browser(world.alice.user).get("/p/acme/audit/?since=9999-12-31T23:59:59-23:59")
+    assert page.status_code == 422  # out of range in UTC, not a server error
 
 
 @pytest.mark.parametrize(("who", "status"), [("bob", 403), ("vic", 403), ("olga", 404)])

@@ -299,6 +299,22 @@ def test_forwarded_for_counts_only_when_the_setting_says_so(db, settings):
     assert proxy.get("/metrics", HTTP_X_FORWARDED_FOR="127.0.0.1").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "HTTP_X_FORWARDED_FOR",
+        "HTTP_FORWARDED",
+        "HTTP_X_REAL_IP",
+        "HTTP_X_FORWARDED_PROTO",
+        "HTTP_X_FORWARDED_HOST",
+    ],
+)
+def test_a_proxy_on_this_host_does_not_make_every_client_loopback(db, header):
+    # nginx on the same host: the peer is 127.0.0.1 whoever the client is.
+    proxied = Client(REMOTE_ADDR="127.0.0.1")
+    assert proxied.get("/metrics", **{header: OUTSIDE}).status_code == 401
+
+
 def test_allow_list_comes_from_the_setting(db, settings):
     settings.BUILDSITE_METRICS_ALLOW = metrics_allow("10.0.0.0/8, 192.0.2.7")
     assert Client(REMOTE_ADDR="10.20.30.40").get("/metrics").status_code == 200

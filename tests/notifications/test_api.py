@@ -279,3 +279,21 @@ def test_the_admin_lists_targets_and_deliveries_without_the_secret(clients):
         page = client.get(path)
         assert page.status_code == 200, path
         assert SECRET not in page.content.decode() and "abc123" not in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_disabling_and_removing_in_the_admin_are_audited_as_the_staff_user(clients):
+    target = create(clients["maintainer"], secret=SECRET).json()
+    admin = make_user("root", is_superuser=True, is_staff=True)
+    client = browser(admin)
+    change = f"/admin/notifications/notificationtarget/{target['id']}/change/"
+    assert client.post(change, {}).status_code == 302  # the checkbox unticked: disabled
+    assert NotificationTarget.objects.get(id=target["id"]).enabled is False
+    entry = AuditEntry.objects.get(action="notification.update")
+    assert (entry.actor, entry.target) == (admin, "ci")
+    assert "enabled=False" in entry.detail and "abc123" not in entry.detail
+    delete = f"/admin/notifications/notificationtarget/{target['id']}/delete/"
+    assert client.post(delete, {"post": "yes"}).status_code == 302
+    assert not NotificationTarget.objects.exists()
+    entry = AuditEntry.objects.get(action="notification.delete")
+    assert (entry.actor, entry.target) == (admin, "ci")
