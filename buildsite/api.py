@@ -13,7 +13,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 
 from .auth import BrowserSessionAuth, TokenAuth
-from .errors import DomainError, InvalidInput, Problem
+from .errors import DomainError, InvalidInput, NotFound, Problem
 from .models import slug_validator
 from .roles import Role
 from .selectors import get_project, projects_for
@@ -284,6 +284,23 @@ def set_member(request: HttpRequest, slug: str, body: MemberIn) -> dict[str, Any
         actor=request.user, project=project, username=body.username, role=body.role
     )
     return {"username": membership.user.username, "role": membership.role}
+
+
+@projects_router.delete("/{slug}/members/{username}", response={204: None})
+def remove_member(request: HttpRequest, slug: str, username: str) -> Status[None]:
+    from .models import Membership
+    from .services import remove_membership
+
+    project = get_project(user=request.user, slug=slug, role=Role.MAINTAINER)
+    membership = (
+        Membership.objects.select_related("project", "user")
+        .filter(project=project, user__username=username)
+        .first()
+    )
+    if membership is None:
+        raise NotFound(f"'{username}' is not a member of '{slug}'.")
+    remove_membership(actor=request.user, membership=membership)
+    return Status(204, None)
 
 
 api.add_router("/projects", projects_router)

@@ -68,9 +68,12 @@ def set_public_badges(*, actor: Any, project: Project, public: bool) -> Project:
 
 
 @transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
-def set_membership(*, actor: Any, project: Project, username: str, role: str) -> Membership:
-    """Add a member or change a member's role (maintainers only)."""
-    if actor is not None:
+def set_membership(
+    *, actor: Any, project: Project, username: str, role: str, in_admin: bool = False
+) -> Membership:
+    """Add a member or change a member's role (maintainers only; `in_admin`: a staff
+    user in the admin, whose permissions the admin checked)."""
+    if actor is not None and not in_admin:
         require_role(user=actor, project=project, role=Role.MAINTAINER)
     if role not in Role.values:
         raise InvalidInput([Problem(f"Unknown role '{role}'.", where="role")])
@@ -101,6 +104,22 @@ def set_membership(*, actor: Any, project: Project, username: str, role: str) ->
         project.slug,
     )
     return membership
+
+
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def remove_membership(*, actor: Any, membership: Membership, in_admin: bool = False) -> None:
+    """Take a member out of a project (maintainers only; `in_admin` as above)."""
+    project = membership.project
+    if actor is not None and not in_admin:
+        require_role(user=actor, project=project, role=Role.MAINTAINER)
+    membership.delete()
+    record_action(
+        actor=actor,
+        project=project,
+        action="member.remove",
+        target=f"member {membership.user.username}",
+        detail=f"was {membership.role}",
+    )
 
 
 def _cannot_add(*, actor: Any, username: str, exists: bool) -> str:

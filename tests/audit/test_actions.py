@@ -85,6 +85,12 @@ def member_set(w: World, _: Any) -> Expect:
     return Expect("member bob", detail="role viewer (was editor)")
 
 
+def member_remove(w: World, _: Any) -> Expect:
+    response = w.alice.call("DELETE", "/api/projects/acme/members/vic")
+    assert response.status_code == 204, response.content
+    return Expect("member vic", detail="was viewer")
+
+
 def token_create(w: World, _: Any) -> Expect:
     out = io.StringIO()
     call_command("create_token", "alice", "--project", "acme", stdout=out, stderr=io.StringIO())
@@ -305,6 +311,7 @@ CASES: list[tuple[str, Setup, Act]] = [
     ("project.create", nothing, project_create),
     ("project.update", nothing, project_update),
     ("member.set", nothing, member_set),
+    ("member.remove", nothing, member_remove),
     ("token.create", nothing, token_create),
     ("token.revoke", scoped_token, token_revoke),
     ("pipeline.save", nothing, pipeline_save),
@@ -498,3 +505,29 @@ def test_removing_a_repository_in_the_admin_is_recorded_as_the_staff_user(world)
     assert admin.post(path, {"post": "yes"}).status_code == 302
     entry = AuditEntry.objects.get(action="repository.delete")
     assert (entry.actor, entry.actor_name) == (world.admin, "root")  # not "(server)"
+
+
+def test_role_changes_and_removals_in_the_admin_are_recorded_as_the_staff_user(world):
+    from buildsite.models import Membership
+
+    admin = Client()
+    admin.force_login(world.admin)
+    vic = Membership.objects.get(project=world.project, user__username="vic")
+    path = f"/admin/buildsite/membership/{vic.id}/change/"
+    assert admin.post(path, {"role": "editor"}).status_code == 302
+    assert Membership.objects.get(id=vic.id).role == "editor"
+    changed = AuditEntry.objects.get(action="member.set", actor_name="root")
+    assert (changed.actor_name, changed.target, changed.detail) == (
+        "root",
+        "member vic",
+        "role editor (was viewer)",
+    )
+    path = f"/admin/buildsite/membership/{vic.id}/delete/"
+    assert admin.post(path, {"post": "yes"}).status_code == 302
+    assert not Membership.objects.filter(id=vic.id).exists()
+    removed = AuditEntry.objects.get(action="member.remove")
+    assert (removed.actor_name, removed.project, removed.detail) == (
+        "root",
+        world.project,
+        "was editor",
+    )

@@ -132,3 +132,20 @@ def test_a_logged_in_browser_still_needs_the_csrf_token(user, project):
         HTTP_X_CSRFTOKEN="a" * 32,
     )
     assert allowed.status_code == 200, allowed.content
+
+
+def test_only_maintainers_remove_members_and_outsiders_learn_nothing(project, user):
+    editor, viewer, outsider = make_user("ed"), make_user("vi"), make_user("out")
+    add_member(project, editor, "editor")
+    add_member(project, viewer, "viewer")
+    url = f"/api/projects/{project.slug}/members/vi"
+    assert api_client(viewer).delete(url).status_code == 403
+    assert api_client(editor).delete(url).status_code == 403
+    assert api_client(outsider).delete(url).status_code == 404
+    assert Client().delete(url).status_code == 401
+    assert Membership.objects.filter(project=project, user=viewer).exists()
+    maintainer = api_client(user)
+    assert maintainer.delete(url).status_code == 204
+    assert not Membership.objects.filter(project=project, user=viewer).exists()
+    assert maintainer.delete(url).status_code == 404  # no longer a member
+    assert maintainer.delete(f"/api/projects/{project.slug}/members/nobody").status_code == 404
