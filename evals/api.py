@@ -1,20 +1,26 @@
-"""Datasets API under /api/projects/{slug}/datasets: parse input, call a service or a
-selector, shape the output. Viewers read; editors write."""
+"""Datasets API under /api/projects/{slug}/datasets, and evaluations and label gates
+under /api/projects/{slug}/prompts/{name}/: parse input, call a service or a selector,
+shape the output. Viewers read; editors write and start evaluations; maintainers set
+gates (the services check the roles)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
+from buildsite.errors import NotFound
 from buildsite.roles import Role
 from buildsite.selectors import get_project
+from prompts import selectors as prompt_selectors
 
 from . import selectors, services
-from .models import Dataset
+from .models import Dataset, Evaluation, LabelGate
 
 PREFIX = "/projects"
 router = Router(tags=["datasets"])
@@ -217,3 +223,183 @@ def export_items(
     filename = f"{dataset.name}-v{version}.jsonl"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+# --- evaluations and gated labels -------------------------------------------------------
+PROMPT = "/{slug}/prompts/{name}"
+
+
+class EvaluationIn(Schema):
+    dataset: str
+    version: int | None = None
+    label: str | None = None
+    provider: str | None = None
+    model: str | None = None
+
+
+class EvaluationStarted(Schema):
+    id: int
+    build: int
+
+
+class ItemResultOut(Schema):
+    item: int
+    state: str
+    passed: bool | None
+    score: float | None
+    output: str | None
+    failures: list[str]
+    error: str
+
+
+class EvaluationSummary(Schema):
+    id: int
+    build: int
+    state: str
+    version: int
+    dataset: str
+    dataset_version: int
+    provider: str
+    model: str
+    passed: int
+    failed: int
+    pass_rate: float | None
+    score: float | None
+    cost_usd: Decimal | None
+    tokens_in: int
+    tokens_out: int
+    created_by: str | None
+    created_at: datetime
+
+
+class EvaluationOut(EvaluationSummary):
+    items: list[ItemResultOut]
+
+
+class EvaluationsQuery(Schema):
+    limit: int = Field(50, ge=1, le=200)
+
+
+class GateIn(Schema):
+    dataset: str
+    # Any: checked by the service, so a wrong type is a 422 naming the field.
+    min_pass_rate: Any = None
+
+
+class GateOut(Schema):
+    prompt: str
+    label: str
+    dataset: str
+    min_pass_rate: float
+    set_by: str | None
+    set_at: datetime
+
+
+def evaluation_out(evaluation: Evaluation, *, items: bool) -> dict[str, Any]:
+    results = selectors.evaluation_results(evaluation)
+    out: dict[str, Any] = {
+        "id": evaluation.id,
+        "build": evaluation.build_id,
+        "state": results.state,
+        "version": evaluation.version.number,
+        "dataset": evaluation.dataset.name,
+        "dataset_version": evaluation.dataset_version,
+        "provider": evaluation.provider,
+        "model": evaluation.model,
+        "passed": results.passed,
+        "failed": results.failed,
+        "pass_rate": results.pass_rate,
+        "score": results.score,
+        "cost_usd": results.cost_usd,
+        "tokens_in": results.tokens_in,
+        "tokens_out": results.tokens_out,
+        "created_by": evaluation.created_by.username if evaluation.created_by else None,
+        "created_at": evaluation.created_at,
+    }
+    if items:
+        out["items"] = [asdict(r) for r in results.items]
+    return out
+
+
+def gate_out(gate: LabelGate) -> dict[str, Any]:
+    return {
+        "prompt": gate.prompt.name,
+        "label": gate.label,
+        "dataset": gate.dataset.name,
+        "min_pass_rate": gate.min_pass_rate,
+        "set_by": gate.set_by.username if gate.set_by else None,
+        "set_at": gate.set_at,
+    }
+
+
+@router.post(f"{PROMPT}/evaluations", response={201: EvaluationStarted})
+def start_evaluation(
+    request: HttpRequest, slug: str, name: str, body: EvaluationIn
+) -> Status[dict[str, int]]:
+    project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
+    evaluation = services.start_evaluation(
+        user=request.user,
+        project=project,
+        prompt_name=name,
+        dataset_name=body.dataset,
+        version=body.version,
+        label=body.label,
+        provider=body.provider,
+        model=body.model,
+    )
+    return Status(201, {"id": evaluation.id, "build": evaluation.build_id})
+
+
+@router.get(f"{PROMPT}/evaluations", response=list[EvaluationSummary])
+def list_evaluations(
+    request: HttpRequest, slug: str, name: str, query: Query[EvaluationsQuery]
+) -> list[dict[str, Any]]:
+    project = get_project(user=request.user, slug=slug, role=Role.VIEWER)
+    prompt = prompt_selectors.get_prompt(project=project, name=name)
+    evaluations = selectors.evaluations_of(project=project, prompt=prompt)[: query.limit]
+    return [evaluation_out(e, items=False) for e in evaluations]
+
+
+@router.get(f"{PROMPT}/evaluations/{{int:evaluation_id}}", response=EvaluationOut)
+def evaluation_detail(
+    request: HttpRequest, slug: str, name: str, evaluation_id: int
+) -> dict[str, Any]:
+    project = get_project(user=request.user, slug=slug, role=Role.VIEWER)
+    prompt = prompt_selectors.get_prompt(project=project, name=name)
+    evaluation = selectors.get_evaluation(
+        project=project, prompt=prompt, evaluation_id=evaluation_id
+    )
+    return evaluation_out(evaluation, items=True)
+
+
+@router.put(f"{PROMPT}/labels/{{label}}/gate", response=GateOut)
+def set_gate(
+    request: HttpRequest, slug: str, name: str, label: str, body: GateIn
+) -> dict[str, Any]:
+    project = get_project(user=request.user, slug=slug, role=Role.VIEWER)
+    gate = services.set_gate(
+        user=request.user,
+        project=project,
+        prompt_name=name,
+        label=label,
+        dataset_name=body.dataset,
+        min_pass_rate=body.min_pass_rate,
+    )
+    return gate_out(gate)
+
+
+@router.get(f"{PROMPT}/labels/{{label}}/gate", response=GateOut)
+def gate_detail(request: HttpRequest, slug: str, name: str, label: str) -> dict[str, Any]:
+    project = get_project(user=request.user, slug=slug, role=Role.VIEWER)
+    prompt = prompt_selectors.get_prompt(project=project, name=name)
+    gate = selectors.gate_of(prompt=prompt, label=label)
+    if gate is None:
+        raise NotFound(f"Label '{label}' of prompt '{name}' has no gate.")
+    return gate_out(gate)
+
+
+@router.delete(f"{PROMPT}/labels/{{label}}/gate", response={204: None})
+def remove_gate(request: HttpRequest, slug: str, name: str, label: str) -> Status[None]:
+    project = get_project(user=request.user, slug=slug, role=Role.VIEWER)
+    services.remove_gate(user=request.user, project=project, prompt_name=name, label=label)
+    return Status(204, None)

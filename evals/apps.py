@@ -4,3 +4,22 @@ from django.apps import AppConfig
 class EvalsConfig(AppConfig):  # type: ignore[misc]  # Django is untyped (Any base)
     name = "evals"
     verbose_name = "Datasets and evaluations"
+
+    def ready(self) -> None:
+        from builds.steps import StepKind, register_step
+        from prompts.gates import register_label_check
+
+        from .services import check_label_move
+        from .steps import check_assert_step, run_assert_step
+
+        # Judging an answer runs no model unless an assertion is `graded_by`, whose
+        # judge call happens in the same task, under the task's claims (prompt: llm).
+        register_step(
+            StepKind(
+                name="assert",
+                keys=frozenset({"assert", "name", "expect"}),
+                run=run_assert_step,
+                check=check_assert_step,
+            )
+        )
+        register_label_check(check_label_move)

@@ -2,6 +2,7 @@
 with their dataset so that an evaluation can pin `(dataset, version)` and read exactly
 the items of that version later."""
 
+from django.conf import settings
 from django.db import models
 
 
@@ -49,3 +50,68 @@ class DatasetItem(models.Model):  # type: ignore[misc]  # Django is untyped (Any
 
     def __str__(self) -> str:
         return f"item {self.number} (v{self.added_in}–{self.removed_in or ''})"
+
+
+class Evaluation(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
+    """A prompt version run over the items of one dataset version, as an ordinary build
+    (one task per item). Results are not stored here: they are read from the build's
+    tasks (evals.selectors.evaluation_results), so they are always what the build did."""
+
+    project = models.ForeignKey(
+        "buildsite.Project", on_delete=models.CASCADE, related_name="evaluations"
+    )
+    prompt = models.ForeignKey(
+        "prompts.PromptTemplate", on_delete=models.CASCADE, related_name="evaluations"
+    )
+    version = models.ForeignKey(
+        "prompts.PromptVersion", on_delete=models.CASCADE, related_name="evaluations"
+    )
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="evaluations")
+    dataset_version = models.PositiveIntegerField()
+    build = models.OneToOneField(
+        "builds.Build", on_delete=models.CASCADE, related_name="evaluation"
+    )
+    # Overrides of the version's provider / model; blank: the version's own.
+    provider = models.CharField(max_length=80, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["prompt", "-created_at"], name="evaluation_recent"),
+            models.Index(fields=["version", "dataset"], name="evaluation_gate"),
+        ]
+
+    def __str__(self) -> str:
+        return f"evaluation {self.id}: {self.prompt_id}#{self.version_id} on {self.dataset_id}"
+
+
+class LabelGate(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
+    """A label that moves only to a version with a finished evaluation on `dataset` (at
+    its current version) whose pass rate is at least `min_pass_rate`."""
+
+    prompt = models.ForeignKey(
+        "prompts.PromptTemplate", on_delete=models.CASCADE, related_name="label_gates"
+    )
+    label = models.CharField(max_length=50)
+    # PROTECT: deleting the dataset would silently lift the gate; the service refuses
+    # it with a message naming the gated labels instead.
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="gates")
+    min_pass_rate = models.FloatField()
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    set_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["prompt", "label"], name="label_gate_per_label")
+        ]
+        ordering = ["prompt", "label"]
+
+    def __str__(self) -> str:
+        return f"gate {self.label} (≥ {self.min_pass_rate:g} on {self.dataset_id})"

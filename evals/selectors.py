@@ -1,14 +1,21 @@
-"""Reads of datasets: a project's datasets with their current item counts, one dataset,
-and the items of any version."""
+"""Reads of datasets (a project's datasets with their current item counts, one dataset,
+the items of any version), evaluations and their results, and label gates."""
 
 from __future__ import annotations
 
-from django.db.models import Count, Q, QuerySet
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet, Sum
 
 from buildsite.errors import NotFound
 from buildsite.models import Project
+from prompts.models import PromptRun
+from tasks.models import Task
 
-from .models import Dataset, DatasetItem
+from .models import Dataset, DatasetItem, Evaluation, LabelGate
+from .pipeline import item_number
 
 CURRENT = Q(items__removed_in__isnull=True)
 
@@ -58,3 +65,102 @@ def current_item(dataset: Dataset, number: int) -> DatasetItem:
     if item is None:
         raise NotFound(f"Dataset '{dataset.name}' has no item {number}.")
     return item
+
+
+# --- evaluations ------------------------------------------------------------------------
+def evaluations_of(*, project: Project, prompt: Any) -> QuerySet[Evaluation]:
+    """Newest first."""
+    return (
+        Evaluation.objects.filter(project=project, prompt=prompt)
+        .select_related("version", "dataset", "build", "created_by")
+        .order_by("-created_at", "-id")
+    )
+
+
+def get_evaluation(*, project: Project, prompt: Any, evaluation_id: int) -> Evaluation:
+    evaluation: Evaluation | None = None
+    if 0 < evaluation_id < 2**31:  # beyond what a column holds: absent (SQLite would raise)
+        evaluation = evaluations_of(project=project, prompt=prompt).filter(id=evaluation_id).first()
+    if evaluation is None:
+        raise NotFound(f"Prompt '{prompt.name}' has no evaluation {evaluation_id}.")
+    return evaluation
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    item: int
+    state: str  # the item's task state
+    passed: bool | None  # None: not judged (not run yet, or could not run)
+    score: float | None
+    output: str | None
+    failures: list[str]
+    error: str  # why the item could not be run (the task's error)
+
+
+@dataclass(frozen=True)
+class Results:
+    state: str
+    passed: int
+    failed: int
+    pass_rate: float | None  # passed / items; None for an evaluation without items
+    score: float | None  # mean score of the judged items
+    cost_usd: Decimal | None  # None while any run's cost is unknown
+    tokens_in: int
+    tokens_out: int
+    items: list[ItemResult]
+
+
+def evaluation_results(evaluation: Evaluation) -> Results:
+    """What the build did, read from its tasks (the assert step's outputs) and the runs
+    they made (judges' included), so the figures are never out of step with the build."""
+    items: list[ItemResult] = []
+    for name, state, outputs, error in Task.objects.filter(
+        build_id=evaluation.build_id
+    ).values_list("name", "state", "outputs", "error"):
+        number = item_number(name)
+        if number is None:
+            continue
+        judged = isinstance(outputs, dict) and isinstance(outputs.get("passed"), bool)
+        items.append(
+            ItemResult(
+                item=number,
+                state=state,
+                passed=outputs["passed"] if judged else None,
+                score=float(outputs["score"]) if judged else None,
+                output=outputs.get("output") if judged else None,
+                failures=list(outputs.get("failures") or []) if judged else [],
+                error=error or "",
+            )
+        )
+    items.sort(key=lambda r: r.item)
+    judged_items = [r for r in items if r.passed is not None]
+    passed = sum(1 for r in judged_items if r.passed)
+    runs = PromptRun.objects.filter(task__build_id=evaluation.build_id)
+    sums = runs.aggregate(
+        tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"), cost=Sum("cost_usd")
+    )
+    unknown_cost = runs.filter(cost_usd__isnull=True).exists()
+    return Results(
+        state=evaluation.build.state,
+        passed=passed,
+        failed=len(judged_items) - passed,
+        pass_rate=passed / len(items) if items else None,
+        score=sum(r.score or 0.0 for r in judged_items) / len(judged_items)
+        if judged_items
+        else None,
+        cost_usd=None if unknown_cost else (sums["cost"] or Decimal("0")),
+        tokens_in=sums["tokens_in"] or 0,
+        tokens_out=sums["tokens_out"] or 0,
+        items=items,
+    )
+
+
+def gate_of(*, prompt: Any, label: str) -> LabelGate | None:
+    gate: LabelGate | None = (
+        LabelGate.objects.filter(prompt=prompt, label=label).select_related("dataset").first()
+    )
+    return gate
+
+
+def gates_of(*, prompt: Any) -> QuerySet[LabelGate]:
+    return LabelGate.objects.filter(prompt=prompt).select_related("dataset", "set_by")

@@ -16,15 +16,19 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from audit.services import record_action
-from buildsite.errors import Conflict, DomainError, InvalidInput, Problem
+from builds.models import Pipeline, PipelineVersion
+from builds.services import trigger_build, version_of_text
+from buildsite.errors import Conflict, DomainError, InvalidInput, NotFound, Problem
 from buildsite.models import Project
 from buildsite.roles import Role
 from buildsite.selectors import require_role
-from prompts.refs import NAME_RE, parse_ref
+from prompts import selectors as prompt_selectors
+from prompts.refs import LABEL_RE, LATEST, NAME_RE, parse_ref, selector_ref
+from tasks.states import BuildState
 
-from . import selectors
+from . import pipeline, selectors
 from .assertions import check_expectations, graded_prompts
-from .models import Dataset, DatasetItem
+from .models import Dataset, DatasetItem, Evaluation, LabelGate
 
 MAX_DESCRIPTION_CHARS = 2000
 MAX_ITEM_BYTES = 100_000
@@ -76,6 +80,11 @@ def delete_dataset(*, user: Any, project: Project, name: str) -> None:
     require_role(user=user, project=project, role=Role.EDITOR)
     with transaction.atomic():
         dataset = selectors.get_dataset(project=project, name=name, lock=True)
+        gated = [f"{g.prompt.name}@{g.label}" for g in dataset.gates.select_related("prompt")]
+        if gated:
+            raise Conflict(
+                f"Dataset '{name}' gates the label(s) {', '.join(gated)}; remove those gates first."
+            )
         _audit(user, dataset, "dataset.delete")
         dataset.delete()
 
@@ -306,3 +315,231 @@ def _audit(user: Any, dataset: Dataset, action: str, detail: str = "") -> None:
         target=f"dataset {dataset.name}",
         detail=line,
     )
+
+
+# --- evaluations ------------------------------------------------------------------------
+MAX_MODEL_CHARS = 200
+
+
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def start_evaluation(
+    *,
+    user: Any,
+    project: Project,
+    prompt_name: str,
+    dataset_name: str,
+    version: int | None = None,
+    label: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+) -> Evaluation:
+    """Run a prompt version over the current items of a dataset as an ordinary build:
+    a generated pipeline (evals.pipeline) saved as a version of the prompt's `eval-…`
+    pipeline, then triggered like any build, so it is dispatched, claims the `llm`
+    pool, uses the prompt cache, is watched live and cancelled like any build."""
+    require_role(user=user, project=project, role=Role.EDITOR)
+    prompt = prompt_selectors.get_prompt(project=project, name=prompt_name)
+    pinned = prompt_selectors.resolve_version(
+        prompt=prompt, ref=selector_ref(prompt_name, label=label, version=version)
+    )
+    dataset = selectors.get_dataset(project=project, name=dataset_name)
+    provider = _override(provider, "provider", 80)
+    model = _override(model, "model", MAX_MODEL_CHARS)
+    if provider:
+        prompt_selectors.provider_config(project=project, name=provider)  # 422 when unknown
+    items = [
+        (item.number, item.variables, item.expect)
+        for item in selectors.items_at(dataset, dataset.version)
+    ]
+    if not items:
+        raise InvalidInput(
+            [Problem(f"dataset '{dataset.name}' has no items to evaluate", where="dataset")]
+        )
+    text = pipeline.definition(
+        prompt=prompt.name,
+        version=pinned.number,
+        items=items,
+        provider=provider,
+        model=model,
+    )
+    pipeline_version = _evaluation_pipeline_version(project, prompt.name, dataset, text)
+    build = trigger_build(
+        user=user,
+        project=project,
+        pipeline=pipeline_version.pipeline.name,
+        version=pipeline_version.number,
+        trigger="evaluation",
+        via=f"evaluation of {prompt.name}#{pinned.number}",
+    )
+    evaluation: Evaluation = Evaluation.objects.create(
+        project=project,
+        prompt=prompt,
+        version=pinned,
+        dataset=dataset,
+        dataset_version=dataset.version,
+        build=build,
+        provider=provider,
+        model=model,
+        created_by=user if user.is_authenticated else None,
+    )
+    overrides = "".join(f", {k} {v}" for k, v in (("provider", provider), ("model", model)) if v)
+    record_action(
+        actor=user,
+        project=project,
+        action="evaluation.start",
+        target=f"prompt {prompt.name}",
+        detail=f"evaluation {evaluation.id}: v{pinned.number} on dataset {dataset.name} "
+        f"v{dataset.version} ({len(items)} items), build {build.id}{overrides}",
+    )
+    return evaluation
+
+
+def _override(value: Any, field: str, limit: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise InvalidInput(
+            [Problem(f"give a non-empty {field} of at most {limit} characters", where=field)]
+        )
+    return value.strip()
+
+
+def _evaluation_pipeline_version(
+    project: Project, prompt: str, dataset: Dataset, text: str
+) -> PipelineVersion:
+    """The version of the prompt's evaluation pipeline holding `text` (the same
+    evaluation asked again reuses it). A pipeline of that name that is not this prompt's
+    evaluation pipeline (a user's own, or one of a prompt whose name differs only in '.'
+    and '_') is never written to."""
+    name = pipeline.pipeline_name(prompt)
+    found, _ = Pipeline.objects.get_or_create(project=project, name=name)
+    latest = found.versions.order_by("-number").values_list("spec", flat=True).first()
+    if latest is not None and latest.get("description") != pipeline.description(prompt):
+        raise Conflict(
+            f"Pipeline '{name}' exists and is not the evaluation pipeline of prompt "
+            f"'{prompt}'; rename that pipeline to evaluate this prompt."
+        )
+    try:
+        result: PipelineVersion = version_of_text(pipeline=found, definition=text)
+    except InvalidInput as exc:
+        # Only the size of the data can make a generated definition invalid.
+        reason = exc.problems[0].message if exc.problems else exc.message
+        raise InvalidInput(
+            [
+                Problem(
+                    f"dataset '{dataset.name}' v{dataset.version} cannot run as one "
+                    f"build: {reason}",
+                    where="dataset",
+                )
+            ]
+        ) from exc
+    return result
+
+
+# --- gated labels -----------------------------------------------------------------------
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def set_gate(
+    *,
+    user: Any,
+    project: Project,
+    prompt_name: str,
+    label: str,
+    dataset_name: Any,
+    min_pass_rate: Any,
+) -> LabelGate:
+    require_role(user=user, project=project, role=Role.MAINTAINER)
+    problems = []
+    if label == LATEST or not LABEL_RE.match(label or ""):
+        problems.append(Problem("a gate guards a label that can be moved", where="label"))
+    if not isinstance(dataset_name, str) or not dataset_name:
+        problems.append(Problem("name a dataset of the project", where="dataset"))
+    if (
+        isinstance(min_pass_rate, bool)
+        or not isinstance(min_pass_rate, int | float)
+        or not 0 <= min_pass_rate <= 1
+    ):
+        problems.append(Problem("min_pass_rate is a number from 0 to 1", where="min_pass_rate"))
+    if problems:
+        raise InvalidInput(problems)
+    prompt = prompt_selectors.get_prompt(project=project, name=prompt_name)
+    dataset = selectors.datasets_of(project=project).filter(name=dataset_name).first()
+    if dataset is None:
+        raise InvalidInput(
+            [Problem(f"no dataset '{dataset_name}' in '{project.slug}'", where="dataset")]
+        )
+    gate: LabelGate
+    gate, _ = LabelGate.objects.update_or_create(
+        prompt=prompt,
+        label=label,
+        defaults={"dataset": dataset, "min_pass_rate": float(min_pass_rate), "set_by": user},
+    )
+    record_action(
+        actor=user,
+        project=project,
+        action="gate.set",
+        target=f"prompt {prompt.name}",
+        detail=f"{label}: pass rate ≥ {float(min_pass_rate):g} on dataset {dataset.name}",
+    )
+    return gate
+
+
+@transaction.atomic  # type: ignore[untyped-decorator]  # Django is untyped; keeps the signature
+def remove_gate(*, user: Any, project: Project, prompt_name: str, label: str) -> None:
+    require_role(user=user, project=project, role=Role.MAINTAINER)
+    prompt = prompt_selectors.get_prompt(project=project, name=prompt_name)
+    gate = selectors.gate_of(prompt=prompt, label=label)
+    if gate is None:
+        raise NotFound(f"Label '{label}' of prompt '{prompt.name}' has no gate.")
+    record_action(
+        actor=user,
+        project=project,
+        action="gate.remove",
+        target=f"prompt {prompt.name}",
+        detail=f"{label} (was ≥ {gate.min_pass_rate:g} on dataset {gate.dataset.name})",
+    )
+    gate.delete()
+
+
+GATE_CANDIDATES = 50  # newest finished evaluations of a version a gate looks at
+
+
+def check_label_move(*, prompt: Any, label: str, version: Any, force: bool) -> int | None:
+    """The label check evals registers with prompts.gates (called inside set_label's
+    transaction). An ungated label or a forced move: None. Otherwise the id of the best
+    evaluation of exactly this version on the gate's dataset at its current version
+    whose build succeeded (every item ran and was judged) with a pass rate at or above
+    the gate's; none: Conflict naming the gate and the best evaluation found."""
+    gate = selectors.gate_of(prompt=prompt, label=label)
+    if gate is None or force:
+        return None
+    dataset = gate.dataset
+    finished = (
+        Evaluation.objects.filter(
+            prompt=prompt, version=version, dataset=dataset, build__state=BuildState.SUCCEEDED
+        )
+        .select_related("build")
+        .order_by("-created_at", "-id")[:GATE_CANDIDATES]
+    )
+    rated = [(selectors.evaluation_results(e).pass_rate or 0.0, e) for e in finished]
+    current = [(rate, e) for rate, e in rated if e.dataset_version == dataset.version]
+    passing = [(rate, e) for rate, e in current if rate >= gate.min_pass_rate]
+    if passing:
+        best = max(passing, key=lambda pair: pair[0])  # max keeps the first (newest) of ties
+        return int(best[1].id)
+    rule = (
+        f"Label '{label}' is gated: it moves only to a version with a finished evaluation on "
+        f"dataset '{dataset.name}' v{dataset.version} with a pass rate of at least "
+        f"{gate.min_pass_rate:g}."
+    )
+    if current:
+        rate, best_e = max(current, key=lambda pair: pair[0])
+        found = f"The best evaluation of v{version.number} is {best_e.id}, with {rate:g}."
+    elif rated:
+        rate, best_e = max(rated, key=lambda pair: pair[0])
+        found = (
+            f"The best evaluation of v{version.number} is {best_e.id} ({rate:g}), on dataset "
+            f"v{best_e.dataset_version}, not the current v{dataset.version}."
+        )
+    else:
+        found = f"No finished evaluation of v{version.number} on '{dataset.name}' was found."
+    raise Conflict(f"{rule} {found} A maintainer may force the move with a reason.")

@@ -119,8 +119,8 @@ def _json_field(request: HttpRequest, field: str, default: Any) -> Any:
         return default
     try:
         return json.loads(text)
-    except ValueError as exc:
-        raise InvalidInput([Problem(f"not JSON: {exc}", where=field)]) from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
+        raise InvalidInput([Problem(f"not JSON: {str(exc)[:150]}", where=field)]) from None
 
 
 def _int(text: str, field: str) -> int:

@@ -80,6 +80,9 @@ class LabelMoveOut(Schema):
     to_version: int | None
     moved_by: str | None
     moved_at: datetime
+    evaluation: int | None  # the evaluation that allowed a gated label's move
+    forced: bool
+    reason: str
 
 
 class PromptDetail(PromptSummary):
@@ -91,6 +94,8 @@ class PromptDetail(PromptSummary):
 
 class LabelIn(Schema):
     version: int
+    force: bool = False  # maintainers: move a gated label without a passing evaluation
+    reason: str = ""  # required with force
 
 
 class LabelOut(Schema):
@@ -307,6 +312,9 @@ def prompt_detail(request, slug: str, name: str):
                 "to_version": m.to_number,
                 "moved_by": m.moved_by.username if m.moved_by else None,
                 "moved_at": m.moved_at,
+                "evaluation": m.evaluation_id,
+                "forced": m.forced,
+                "reason": m.reason,
             }
             for m in selectors.label_history(prompt=prompt)
         ],
@@ -363,7 +371,13 @@ def diff_versions(request, slug: str, name: str, query: Query[DiffQuery]):
 def set_label(request, slug: str, name: str, label: str, body: LabelIn):
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
     services.set_label(
-        user=request.user, project=project, name=name, label=label, number=body.version
+        user=request.user,
+        project=project,
+        name=name,
+        label=label,
+        number=body.version,
+        force=body.force,
+        reason=body.reason,
     )
     return {"name": name, "label": label, "version": body.version}
 

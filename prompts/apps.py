@@ -13,7 +13,9 @@ class PromptsConfig(AppConfig):
         register_step(
             StepKind(
                 name="prompt",
-                keys=frozenset({"prompt", "name", "vars", "output", "cache", "timeout"}),
+                keys=frozenset(
+                    {"prompt", "name", "vars", "output", "cache", "timeout", "provider", "model"}
+                ),
                 run=run_prompt_step,
                 # Model calls claim the `llm` pool, so a pool can cap concurrent calls.
                 claims={"llm": 1},

@@ -155,6 +155,11 @@ class LabelMove(models.Model):
         USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     moved_at = models.DateTimeField(auto_now_add=True)
+    # A gated label's move names the evaluation that allowed it (an id of the evals app,
+    # which the prompt library does not import); a forced move says why instead.
+    evaluation_id = models.PositiveIntegerField(null=True, blank=True)
+    forced = models.BooleanField(default=False)
+    reason = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["-moved_at", "-id"]

@@ -30,7 +30,7 @@ from buildsite.selectors import require_role
 from vault.rules import name_problem as secret_name_problem
 from vault.selectors import has_secret, secret_value
 
-from . import netguard, selectors
+from . import gates, netguard, selectors
 from .models import LabelMove, PromptLabel, PromptRun, PromptTemplate, PromptVersion, ProviderConfig
 from .pricing import cost_of
 from .processing import process, repair_message
@@ -139,10 +139,26 @@ def _clean_for(project: Project, body: dict[str, Any]) -> dict[str, Any]:
 
 @transaction.atomic
 def set_label(
-    *, user, project: Project, name: str, label: str, number: int, actor=None
+    *,
+    user,
+    project: Project,
+    name: str,
+    label: str,
+    number: int,
+    actor=None,
+    force: bool = False,
+    reason: str = "",
 ) -> PromptLabel:
-    _check(user, project, Role.EDITOR)
+    """Point a label at a version. Registered label checks (prompts.gates: the evals
+    app's gated labels) run first and may refuse the move or name the evaluation that
+    justifies it; `force` skips them and needs a maintainer and a reason."""
+    _check(user, project, Role.MAINTAINER if force else Role.EDITOR)
     who = _actor(user) or _actor(actor)
+    reason = (reason or "").strip()
+    if force and not reason:
+        raise InvalidInput([Problem("a forced move needs a reason", where="reason")])
+    if len(reason) > 500:
+        raise InvalidInput([Problem("a reason has at most 500 characters", where="reason")])
     if label == LATEST:
         raise InvalidInput([Problem("'latest' always means the newest version", where="label")])
     if not LABEL_RE.match(label or ""):
@@ -153,6 +169,11 @@ def set_label(
     version = selectors.get_version(prompt=prompt, number=number)
     current = PromptLabel.objects.select_for_update().filter(prompt=prompt, name=label).first()
     previous = current.version.number if current else None
+    evaluation = (
+        gates.check_label_move(prompt=prompt, label=label, version=version, force=force)
+        if previous != number
+        else None
+    )
     if current is None:
         current = PromptLabel.objects.create(
             prompt=prompt, name=label, version=version, updated_by=who
@@ -168,15 +189,21 @@ def set_label(
             from_number=previous,
             to_number=number,
             moved_by=who,
+            evaluation_id=evaluation,
+            forced=force,
+            reason=reason if force else "",
         )
-        record_action(
-            actor=who,
-            project=project,
-            action="label.move",
-            target=f"prompt {name}",
-            detail=f"{label} v{previous} → v{number}"
+        detail = (
+            f"{label} v{previous} → v{number}"
             if previous is not None
-            else f"{label} → v{number} (new label)",
+            else f"{label} → v{number} (new label)"
+        )
+        if evaluation is not None:
+            detail += f", evaluation {evaluation}"
+        if force:
+            detail += f", forced: {reason}"
+        record_action(
+            actor=who, project=project, action="label.move", target=f"prompt {name}", detail=detail
         )
         _label_moved_event(project, prompt.name, label, previous, number)
     return current
@@ -518,25 +545,31 @@ def run_prompt(
     task=None,
     actor=None,
     sleep: Callable[[float], None] | None = None,
+    provider: str | None = None,
+    model: str | None = None,
 ) -> PromptRun:
     """Render, call the provider (or the cache), process the answer, repair if needed,
     and store the run. Bad input (unknown prompt, missing variable) raises; anything
     that goes wrong with the model ends in a stored failed run.
 
-    `cache_mode`: None = on when temperature is 0; True/False forces it."""
+    `cache_mode`: None = on when temperature is 0; True/False forces it.
+    `provider` / `model` override the version's (an evaluation on another model); with
+    another provider the version's model is not used, since it names a model of its
+    own provider: the given model, else that provider's default."""
     _check(user, project, Role.EDITOR)
     prompt = selectors.get_prompt(project=project, name=ref.name)
     version = selectors.resolve_version(prompt=prompt, ref=ref)
     values = resolve_variables(version.variables, variables)
     messages = _render(version, values)
-    config = selectors.provider_config(project=project, name=version.provider)
+    config = selectors.provider_config(project=project, name=provider or version.provider)
     if config.api_key_env and not env_key_allowed(project, config.api_key_env):
         # saved before the operator withdrew the permission (or by hand): refused
         # before anything is stored or looked up in the cache
         raise InvalidInput(
             [Problem(env_key_refused(project, config.api_key_env), where="provider")]
         )
-    model = version.model or config.model or ("offline" if config.kind == "offline" else "")
+    own_model = version.model if not provider or provider == version.provider else ""
+    model = model or own_model or config.model or ("offline" if config.kind == "offline" else "")
     if not model:
         raise InvalidInput(
             [

@@ -5,6 +5,8 @@
       output: notes        # parsed answer -> task outputs["notes"]
       cache: false         # optional: bypass the response cache
       timeout: 120         # optional: seconds for the whole call, repairs included
+      provider: local      # optional: another provider of the project (evaluations)
+      model: gpt-4o-mini   # optional: another model
 
 The engine renders `vars` before the step runs. The run is stored like any other,
 linked to the task; its id is in the outputs (`prompt_run`, and `<output>_run`).
@@ -26,7 +28,11 @@ def check_prompt_step(step: dict[str, Any]) -> list[tuple[str, str]]:
     """What a pipeline's `prompt` step must satisfy beyond its keys."""
     if not isinstance(step.get("vars", {}), dict):
         return [("vars must be a mapping", "vars")]
-    return []
+    return [
+        (f"{key} must be a non-empty string", key)
+        for key in ("provider", "model")
+        if key in step and not (isinstance(step[key], str) and step[key].strip())
+    ]
 
 
 def run_prompt_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
@@ -48,6 +54,8 @@ def run_prompt_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         timeout=timeout,
         task=ctx.task,
         actor=ctx.build.triggered_by,
+        provider=step.get("provider") or None,
+        model=step.get("model") or None,
     )
     if ctx.hidden:
         _mask_run(run, Masker(ctx.hidden))

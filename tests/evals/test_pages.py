@@ -74,3 +74,11 @@ def test_admin_shows_datasets_read_only(browser, user):
     assert browser.get("/admin/evals/dataset/add/").status_code == 403
     r = browser.post(f"/admin/evals/dataset/{dataset.id}/delete/", {"post": "yes"})
     assert r.status_code == 403 and Dataset.objects.exists()
+
+
+def test_json_nested_too_deeply_in_a_form_is_a_422(browser):
+    browser.post("/p/acme/datasets/", {"name": "deep"})
+    deep = '{"a":' * 100_000 + "1" + "}" * 100_000  # json.loads: RecursionError
+    r = browser.post("/p/acme/datasets/deep/", {"action": "add", "variables": deep})
+    assert r.status_code == 422
+    assert "not JSON" in r.content.decode()
