@@ -48,7 +48,8 @@ def test_a_backlog_is_read_in_bounded_batches(project, monkeypatch, notify_setti
     monkeypatch.setattr(outbox, "BATCH", 3)
     monkeypatch.setattr(outbox, "ROUND_SECONDS", -1.0)  # one batch per round
     assert outbox.process_outbox() == 3
-    assert position() == start + 3
+    new_ids = list(Event.objects.filter(id__gt=start).order_by("id").values_list("id", flat=True))
+    assert position() == new_ids[2]  # ids need not follow `start` at once on PostgreSQL
     assert outbox.process_outbox() == 3
     assert outbox.process_outbox() == 1
     assert outbox.process_outbox() == 0
