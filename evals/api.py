@@ -19,7 +19,7 @@ from buildsite.roles import Role
 from buildsite.selectors import get_project
 from prompts import selectors as prompt_selectors
 
-from . import selectors, services
+from . import compare, selectors, services
 from .models import Dataset, Evaluation, LabelGate
 
 PREFIX = "/projects"
@@ -276,6 +276,34 @@ class EvaluationOut(EvaluationSummary):
     items: list[ItemResultOut]
 
 
+class CompareQuery(Schema):
+    a: int = Field(description="the evaluation compared from")
+    b: int = Field(description="the evaluation compared to")
+
+
+class CompareSummary(EvaluationSummary):
+    latency_ms: float | None
+
+
+class CompareSide(Schema):
+    passed: bool | None
+    output: str | None
+
+
+class CompareItem(Schema):
+    item: int
+    change: str
+    a: CompareSide | None
+    b: CompareSide | None
+    diff: str
+
+
+class CompareOut(Schema):
+    a: CompareSummary
+    b: CompareSummary
+    items: list[CompareItem]
+
+
 class EvaluationsQuery(Schema):
     limit: int = Field(50, ge=1, le=200)
 
@@ -295,8 +323,10 @@ class GateOut(Schema):
     set_at: datetime
 
 
-def evaluation_out(evaluation: Evaluation, *, items: bool) -> dict[str, Any]:
-    results = selectors.evaluation_results(evaluation)
+def evaluation_out(
+    evaluation: Evaluation, *, items: bool, results: selectors.Results | None = None
+) -> dict[str, Any]:
+    results = results or selectors.evaluation_results(evaluation)
     out: dict[str, Any] = {
         "id": evaluation.id,
         "build": evaluation.build_id,
@@ -319,6 +349,18 @@ def evaluation_out(evaluation: Evaluation, *, items: bool) -> dict[str, Any]:
     if items:
         out["items"] = [asdict(r) for r in results.items]
     return out
+
+
+def comparison_out(a: Evaluation, b: Evaluation) -> dict[str, Any]:
+    ra, rb = selectors.evaluation_results(a), selectors.evaluation_results(b)
+    changes = compare.compare_items(
+        ra.items, rb.items, a_name=f"evaluation {a.id}", b_name=f"evaluation {b.id}"
+    )
+    return {
+        "a": {**evaluation_out(a, items=False, results=ra), "latency_ms": ra.latency_ms},
+        "b": {**evaluation_out(b, items=False, results=rb), "latency_ms": rb.latency_ms},
+        "items": [asdict(c) for c in changes],
+    }
 
 
 def gate_out(gate: LabelGate) -> dict[str, Any]:
@@ -358,6 +400,21 @@ def list_evaluations(
     prompt = prompt_selectors.get_prompt(project=project, name=name)
     evaluations = selectors.evaluations_of(project=project, prompt=prompt)[: query.limit]
     return [evaluation_out(e, items=False) for e in evaluations]
+
+
+@router.get(f"{PROMPT}/evaluations/compare", response=CompareOut)
+def compare_evaluations(
+    request: HttpRequest, slug: str, name: str, query: Query[CompareQuery]
+) -> dict[str, Any]:
+    """Two evaluations of the prompt item by item (evals.compare); each must be one of
+    this prompt's, else 404."""
+    project = get_project(user=request.user, slug=slug, role=Role.VIEWER)
+    prompt = prompt_selectors.get_prompt(project=project, name=name)
+    a, b = (
+        selectors.get_evaluation(project=project, prompt=prompt, evaluation_id=i)
+        for i in (query.a, query.b)
+    )
+    return comparison_out(a, b)
 
 
 @router.get(f"{PROMPT}/evaluations/{{int:evaluation_id}}", response=EvaluationOut)

@@ -8,9 +8,11 @@ class EvalsConfig(AppConfig):  # type: ignore[misc]  # Django is untyped (Any ba
     def ready(self) -> None:
         from builds.steps import StepKind, register_step
         from prompts.gates import register_label_check
+        from prompts.sections import register_prompt_section
 
         from .services import check_label_move
         from .steps import check_assert_step, run_assert_step
+        from .views import prompt_section
 
         # Judging an answer runs no model unless an assertion is `graded_by`, whose
         # judge call happens in the same task, under the task's claims (prompt: llm).
@@ -23,3 +25,4 @@ class EvalsConfig(AppConfig):  # type: ignore[misc]  # Django is untyped (Any ba
             )
         )
         register_label_check(check_label_move)
+        register_prompt_section(prompt_section)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Avg, Count, Q, QuerySet, Sum
 
 from buildsite.errors import NotFound
 from buildsite.models import Project
@@ -108,12 +108,14 @@ class Results:
     tokens_in: int
     tokens_out: int
     items: list[ItemResult]
+    latency_ms: float | None = None  # mean of the items' prompt calls (judges not counted)
 
 
 def evaluation_results(evaluation: Evaluation) -> Results:
     """What the build did, read from its tasks (the assert step's outputs) and the runs
     they made (judges' included), so the figures are never out of step with the build."""
     items: list[ItemResult] = []
+    item_runs: list[int] = []
     for name, state, outputs, error in Task.objects.filter(
         build_id=evaluation.build_id
     ).values_list("name", "state", "outputs", "error"):
@@ -121,6 +123,8 @@ def evaluation_results(evaluation: Evaluation) -> Results:
         if number is None:
             continue
         judged = isinstance(outputs, dict) and isinstance(outputs.get("passed"), bool)
+        if isinstance(outputs, dict) and isinstance(outputs.get("prompt_run"), int):
+            item_runs.append(outputs["prompt_run"])
         items.append(
             ItemResult(
                 item=number,
@@ -140,6 +144,7 @@ def evaluation_results(evaluation: Evaluation) -> Results:
         tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"), cost=Sum("cost_usd")
     )
     unknown_cost = runs.filter(cost_usd__isnull=True).exists()
+    latency = runs.filter(id__in=item_runs).aggregate(mean=Avg("latency_ms"))["mean"]
     return Results(
         state=evaluation.build.state,
         passed=passed,
@@ -152,6 +157,7 @@ def evaluation_results(evaluation: Evaluation) -> Results:
         tokens_in=sums["tokens_in"] or 0,
         tokens_out=sums["tokens_out"] or 0,
         items=items,
+        latency_ms=float(latency) if latency is not None else None,
     )
 
 

@@ -21,6 +21,7 @@ from . import selectors, services
 from .forms import form_values, variables_from, version_body
 from .refs import LATEST, selector_ref
 from .rendering import render_messages
+from .sections import prompt_sections
 from .spec import clean_version, diff
 
 
@@ -65,6 +66,7 @@ def detail(request, slug, name):
         providers=selectors.providers_of(project=project),
         form=form_values(versions[0] if versions else None),
         sample=request.POST.get("sample", "{}"),
+        sections=prompt_sections(request=request, project=project, prompt=prompt),
     )
     if request.method == "POST":
         get_project(user=request.user, slug=slug, role=Role.EDITOR)
