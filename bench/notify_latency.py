@@ -106,7 +106,8 @@ def setup(url: str) -> Any:
 
     from builds.services import save_pipeline
     from buildsite.services import create_project
-    from notifications.services import _position, create_target
+    from notifications.outbox import _position
+    from notifications.services import create_target
 
     call_command("migrate", verbosity=0)
     owner = get_user_model().objects.create_user("bench", password="bench-pw-1")
