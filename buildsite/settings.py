@@ -276,6 +276,8 @@ BUILDSITE = {
     "NOTIFY_TIMEOUT_SECONDS": float(os.environ.get("BUILDSITE_NOTIFY_TIMEOUT_SECONDS", "10")),
     "NOTIFY_MAX_ATTEMPTS": env_int("BUILDSITE_NOTIFY_MAX_ATTEMPTS", 5),
     "NOTIFY_BACKOFF_SECONDS": float(os.environ.get("BUILDSITE_NOTIFY_BACKOFF_SECONDS", "2")),
+    # How long the outbox reader waits for a hole in event ids to fill (PostgreSQL).
+    "NOTIFY_GAP_SECONDS": float(os.environ.get("BUILDSITE_NOTIFY_GAP_SECONDS", "2")),
 }
 
 # --- email (notifications): the console by default, so `make run` needs no mail server --

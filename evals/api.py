@@ -399,7 +399,9 @@ def list_evaluations(
     project = get_project(user=request.user, slug=slug, role=Role.VIEWER)
     prompt = prompt_selectors.get_prompt(project=project, name=name)
     evaluations = selectors.evaluations_of(project=project, prompt=prompt)[: query.limit]
-    return [evaluation_out(e, items=False) for e in evaluations]
+    evaluations = list(evaluations)
+    results = selectors.results_of(evaluations)
+    return [evaluation_out(e, items=False, results=results[e.id]) for e in evaluations]
 
 
 @router.get(f"{PROMPT}/evaluations/compare", response=CompareOut)

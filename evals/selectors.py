@@ -3,11 +3,13 @@ the items of any version), evaluations and their results, and label gates."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Avg, Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet
 
 from buildsite.errors import NotFound
 from buildsite.models import Project
@@ -112,20 +114,26 @@ class Results:
 
 
 def evaluation_results(evaluation: Evaluation) -> Results:
-    """What the build did, read from its tasks (the assert step's outputs) and the runs
-    they made (judges' included), so the figures are never out of step with the build."""
-    items: list[ItemResult] = []
-    item_runs: list[int] = []
-    for name, state, outputs, error in Task.objects.filter(
-        build_id=evaluation.build_id
-    ).values_list("name", "state", "outputs", "error"):
+    return results_of([evaluation])[evaluation.id]
+
+
+def results_of(evaluations: Sequence[Evaluation]) -> dict[int, Results]:
+    """What each build did, read from its tasks (the assert step's outputs) and the runs
+    they made (judges' included), so the figures are never out of step with the build.
+    Two queries for any number of evaluations (lists, the gate check, the prompt page)."""
+    by_build = {e.build_id: e for e in evaluations}
+    items: dict[int, list[ItemResult]] = defaultdict(list)
+    item_runs: set[int] = set()
+    for build_id, name, state, outputs, error in Task.objects.filter(
+        build_id__in=by_build
+    ).values_list("build_id", "name", "state", "outputs", "error"):
         number = item_number(name)
         if number is None:
             continue
         judged = isinstance(outputs, dict) and isinstance(outputs.get("passed"), bool)
         if isinstance(outputs, dict) and isinstance(outputs.get("prompt_run"), int):
-            item_runs.append(outputs["prompt_run"])
-        items.append(
+            item_runs.add(outputs["prompt_run"])
+        items[build_id].append(
             ItemResult(
                 item=number,
                 state=state,
@@ -136,15 +144,33 @@ def evaluation_results(evaluation: Evaluation) -> Results:
                 error=error or "",
             )
         )
-    items.sort(key=lambda r: r.item)
+    runs: dict[int, list[tuple[int, int, int, Decimal | None, int | None]]] = defaultdict(list)
+    for build_id, *run in PromptRun.objects.filter(task__build_id__in=by_build).values_list(
+        "task__build_id", "id", "tokens_in", "tokens_out", "cost_usd", "latency_ms"
+    ):
+        runs[build_id].append(tuple(run))
+    return {
+        e.id: _results(
+            e, sorted(items[e.build_id], key=lambda r: r.item), runs[e.build_id], item_runs
+        )
+        for e in evaluations
+    }
+
+
+def _by_item(result: ItemResult) -> int:
+    return result.item
+
+
+def _results(
+    evaluation: Evaluation,
+    items: list[ItemResult],
+    runs: list[tuple[int, int, int, Decimal | None, int | None]],
+    item_runs: set[int],
+) -> Results:
     judged_items = [r for r in items if r.passed is not None]
     passed = sum(1 for r in judged_items if r.passed)
-    runs = PromptRun.objects.filter(task__build_id=evaluation.build_id)
-    sums = runs.aggregate(
-        tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"), cost=Sum("cost_usd")
-    )
-    unknown_cost = runs.filter(cost_usd__isnull=True).exists()
-    latency = runs.filter(id__in=item_runs).aggregate(mean=Avg("latency_ms"))["mean"]
+    costs = [cost for _, _, _, cost, _ in runs]
+    latencies = [ms for run_id, _, _, _, ms in runs if run_id in item_runs and ms is not None]
     return Results(
         state=evaluation.build.state,
         passed=passed,
@@ -153,11 +179,13 @@ def evaluation_results(evaluation: Evaluation) -> Results:
         score=sum(r.score or 0.0 for r in judged_items) / len(judged_items)
         if judged_items
         else None,
-        cost_usd=None if unknown_cost else (sums["cost"] or Decimal("0")),
-        tokens_in=sums["tokens_in"] or 0,
-        tokens_out=sums["tokens_out"] or 0,
+        cost_usd=None
+        if any(c is None for c in costs)
+        else sum((c for c in costs if c is not None), Decimal("0")),
+        tokens_in=sum(t or 0 for _, t, _, _, _ in runs),
+        tokens_out=sum(t or 0 for _, _, t, _, _ in runs),
         items=items,
-        latency_ms=float(latency) if latency is not None else None,
+        latency_ms=sum(latencies) / len(latencies) if latencies else None,
     )
 
 

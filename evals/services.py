@@ -520,7 +520,8 @@ def check_label_move(*, prompt: Any, label: str, version: Any, force: bool) -> i
         .select_related("build")
         .order_by("-created_at", "-id")[:GATE_CANDIDATES]
     )
-    rated = [(selectors.evaluation_results(e).pass_rate or 0.0, e) for e in finished]
+    results = selectors.results_of(list(finished))
+    rated = [(results[e.id].pass_rate or 0.0, e) for e in finished]
     current = [(rate, e) for rate, e in rated if e.dataset_version == dataset.version]
     passing = [(rate, e) for rate, e in current if rate >= gate.min_pass_rate]
     if passing:

@@ -168,7 +168,7 @@ def prompt_section(*, request: HttpRequest, project: Project, prompt: Any) -> di
     shown = selectors.evaluations_of(project=project, prompt=prompt)[:SECTION_EVALUATIONS]
     return {
         "template": "evals/_prompt_evaluations.html",
-        "evaluations": [_summary(e) for e in shown],
+        "evaluations": _summaries(list(shown)),
         "limit": SECTION_EVALUATIONS,
         "datasets": selectors.datasets_of(project=project),
         "labels": sorted(prompt_selectors.labels_of(prompt=prompt).items()),
@@ -272,12 +272,18 @@ def compare_evaluations(request: HttpRequest, slug: str, name: str) -> HttpRespo
     return render(request, "evals/compare.html", context)
 
 
+def _summaries(evaluations: list[Evaluation]) -> list[dict[str, Any]]:
+    """Evaluations and their results, with the pass rate as a percentage for pages."""
+    results = selectors.results_of(evaluations)
+    return [
+        {"evaluation": e, "results": results[e.id], "pass_pct": _percent(results[e.id].pass_rate)}
+        for e in evaluations
+    ]
+
+
+def _percent(rate: float | None) -> float | None:
+    return None if rate is None else round(rate * 100, 1)
+
+
 def _summary(evaluation: Evaluation) -> dict[str, Any]:
-    """An evaluation and its results, with the pass rate as a percentage for pages."""
-    results = selectors.evaluation_results(evaluation)
-    rate = results.pass_rate
-    return {
-        "evaluation": evaluation,
-        "results": results,
-        "pass_pct": None if rate is None else round(rate * 100, 1),
-    }
+    return _summaries([evaluation])[0]

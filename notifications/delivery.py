@@ -12,6 +12,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from buildsite import crypto
+from prompts.services import private_urls_allowed
 
 from . import payloads, selectors, sending
 from .models import Delivery
@@ -20,7 +21,6 @@ from .services import (
     State,
     backoff_seconds,
     max_attempts,
-    private_urls_allowed,
     timeout_seconds,
 )
 

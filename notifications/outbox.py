@@ -79,7 +79,7 @@ def _contiguous(after: int, ids: list[int]) -> int:
     """How far the position may move over `ids` (ascending, all > after)."""
     if connection.vendor == "sqlite":  # one writer at a time: ids appear in order
         return ids[-1]
-    wait = notify_setting("NOTIFY_GAP_SECONDS", notify_setting("RELAY_GAP_SECONDS", 2.0))
+    wait = notify_setting("NOTIFY_GAP_SECONDS")
     expected, upto = after + 1, after
     for event_id in ids:
         if event_id != expected:

@@ -30,6 +30,7 @@ from buildsite.errors import Conflict, InvalidInput, Problem
 from buildsite.models import Project
 from buildsite.roles import Role
 from buildsite.selectors import require_role
+from prompts.services import private_urls_allowed
 
 from . import sending
 from .models import EVENTS, Delivery, NotificationTarget
@@ -45,29 +46,24 @@ MAX_SECRET = 200
 MAX_URL = 2000
 
 
-def notify_setting(name: str, default: float) -> float:
-    value: float = float(settings.BUILDSITE.get(name, default))
+def notify_setting(name: str) -> float:
+    """A number from settings.BUILDSITE (defaults and environment: buildsite/settings.py)."""
+    value: float = float(settings.BUILDSITE[name])
     return value
 
 
 def timeout_seconds() -> float:
-    return notify_setting("NOTIFY_TIMEOUT_SECONDS", 10.0)
+    return notify_setting("NOTIFY_TIMEOUT_SECONDS")
 
 
 def max_attempts() -> int:
-    return int(notify_setting("NOTIFY_MAX_ATTEMPTS", 5))
+    return int(notify_setting("NOTIFY_MAX_ATTEMPTS"))
 
 
 def backoff_seconds(attempts: int) -> float:
     """Wait after the `attempts`-th failed attempt: base x 2^(attempts-1)."""
-    base = notify_setting("NOTIFY_BACKOFF_SECONDS", 2.0)
+    base = notify_setting("NOTIFY_BACKOFF_SECONDS")
     return base * float(2 ** max(0, attempts - 1))
-
-
-def private_urls_allowed() -> bool:
-    """BUILDSITE_ALLOW_PRIVATE_URLS: the switch model providers
-    (prompts.services.private_urls_allowed) and status reports obey too."""
-    return bool(settings.BUILDSITE.get("ALLOW_PRIVATE_URLS", False))
 
 
 # --- targets -----------------------------------------------------------------------------

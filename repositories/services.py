@@ -21,6 +21,7 @@ from buildsite.models import Project
 from buildsite.roles import Role
 from buildsite.selectors import require_role
 from prompts import netguard
+from prompts.services import private_urls_allowed
 from tasks.models import Event
 from tasks.services import record_event
 from tasks.states import BuildState
@@ -72,7 +73,7 @@ def url_problems(url: str) -> list[Problem]:
             )
         ]
     try:
-        netguard.check_url(url, allow_private=settings.BUILDSITE["ALLOW_PRIVATE_URLS"], where="url")
+        netguard.check_url(url, allow_private=private_urls_allowed(), where="url")
     except InvalidInput as exc:
         return list(exc.problems)
     return []
@@ -98,7 +99,7 @@ def _ssh_problems(url: str) -> list[Problem]:
     try:
         netguard.check(
             f"https://{hostport}/",
-            allow_private=settings.BUILDSITE["ALLOW_PRIVATE_URLS"],
+            allow_private=private_urls_allowed(),
             where="url",
         )
     except InvalidInput as exc:
@@ -146,7 +147,7 @@ def _check(fields: dict[str, Any]) -> None:
             try:
                 netguard.check_url(
                     api,
-                    allow_private=settings.BUILDSITE["ALLOW_PRIVATE_URLS"],
+                    allow_private=private_urls_allowed(),
                     where="status_api_url",
                 )
             except InvalidInput as exc:

@@ -26,6 +26,7 @@ from django.urls import reverse
 from django_q.tasks import async_task
 
 from prompts import netguard
+from prompts.services import private_urls_allowed
 from tasks.states import BuildState
 
 from .models import Repository
@@ -154,9 +155,7 @@ def send_report(*, build_id: int, state: str) -> str:
             target=settings.BUILDSITE["BASE_URL"] + reverse("build", args=[build.id]),
             context=f"buildsite/{build.pipeline.name}",
         )
-        netguard.check_url(
-            report.url, allow_private=settings.BUILDSITE["ALLOW_PRIVATE_URLS"], where="status"
-        )
+        netguard.check_url(report.url, allow_private=private_urls_allowed(), where="status")
         response = httpx.post(
             report.url,
             headers=report.headers,

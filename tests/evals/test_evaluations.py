@@ -229,3 +229,23 @@ def test_graded_by_runs_the_judge_and_a_bad_judge_is_a_failed_assertion(
     assert item["failures"][1].startswith("expect.2 (graded_by): the judge chatty gave no score")
     judged = PromptRun.objects.filter(task__build=build, version__prompt__name="judge").first()
     assert judged.variables["country"] == "Peru" and "Peru" in judged.variables["output"]
+
+
+def test_listing_evaluations_reads_their_results_in_a_fixed_number_of_queries(capital, user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    alice = api_client(user)
+
+    def queries_for_list() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert alice.get(URL).status_code == 200
+        return len(captured)
+
+    for _ in range(2):
+        send(alice, "post", URL, {"dataset": "capitals"})
+    few = queries_for_list()
+    for _ in range(4):
+        send(alice, "post", URL, {"dataset": "capitals"})
+    assert len(alice.get(URL).json()) == 6
+    assert queries_for_list() == few
