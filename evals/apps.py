@@ -11,7 +11,12 @@ class EvalsConfig(AppConfig):  # type: ignore[misc]  # Django is untyped (Any ba
         from prompts.sections import register_prompt_section
 
         from .services import check_label_move
-        from .steps import check_assert_step, run_assert_step
+        from .steps import (
+            check_assert_step,
+            check_evaluate_step,
+            run_assert_step,
+            run_evaluate_step,
+        )
         from .views import prompt_section
 
         # Judging an answer runs no model unless an assertion is `graded_by`, whose
@@ -22,6 +27,19 @@ class EvalsConfig(AppConfig):  # type: ignore[misc]  # Django is untyped (Any ba
                 keys=frozenset({"assert", "name", "expect"}),
                 run=run_assert_step,
                 check=check_assert_step,
+            )
+        )
+        # A whole evaluation inside one task (evals.inline): its model calls claim the
+        # `llm` pool as a prompt step's do.
+        register_step(
+            StepKind(
+                name="evaluate",
+                keys=frozenset(
+                    {"evaluate", "name", "dataset", "min_pass_rate", "provider", "model", "timeout"}
+                ),
+                run=run_evaluate_step,
+                claims={"llm": 1},
+                check=check_evaluate_step,
             )
         )
         register_label_check(check_label_move)

@@ -53,9 +53,22 @@ class DatasetItem(models.Model):  # type: ignore[misc]  # Django is untyped (Any
 
 
 class Evaluation(models.Model):  # type: ignore[misc]  # Django is untyped (Any base)
-    """A prompt version run over the items of one dataset version, as an ordinary build
-    (one task per item). Results are not stored here: they are read from the build's
-    tasks (evals.selectors.evaluation_results), so they are always what the build did."""
+    """A prompt version run over the items of one dataset version, in one of two ways:
+
+    - started from the API or a page: an ordinary build of its own (one task per item).
+      Its results are not stored here: they are read from the build's tasks
+      (evals.selectors.evaluation_results), so they are always what the build did.
+    - by an `evaluate` step (evals.inline): inside one task of a pipeline's build, which
+      `task` names. That task runs every item itself, so its results are stored here
+      (`item_results`) as the step writes them, and `state` is the evaluation's own.
+    """
+
+    # The state of an inline evaluation (an evaluation build's is its build's).
+    class State(models.TextChoices):  # type: ignore[misc]  # Django is untyped (Any base)
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"  # every item ran and was judged
+        FAILED = "failed"  # an item could not run, or the step stopped on an error
+        CANCELLED = "cancelled"
 
     project = models.ForeignKey(
         "buildsite.Project", on_delete=models.CASCADE, related_name="evaluations"
@@ -68,9 +81,15 @@ class Evaluation(models.Model):  # type: ignore[misc]  # Django is untyped (Any 
     )
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="evaluations")
     dataset_version = models.PositiveIntegerField()
-    build = models.OneToOneField(
-        "builds.Build", on_delete=models.CASCADE, related_name="evaluation"
+    # Its own build, or (inline) the build of the task that ran it: a build may hold
+    # several evaluate steps.
+    build = models.ForeignKey("builds.Build", on_delete=models.CASCADE, related_name="evaluations")
+    task = models.ForeignKey(
+        "tasks.Task", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
+    state = models.CharField(max_length=20, choices=State.choices, blank=True)
+    # Inline only: one object per item, by item number (evals.inline.item_result).
+    item_results = models.JSONField(null=True, blank=True)
     # Overrides of the version's provider / model; blank: the version's own.
     provider = models.CharField(max_length=80, blank=True)
     model = models.CharField(max_length=200, blank=True)

@@ -15,6 +15,7 @@ from buildsite.errors import NotFound
 from buildsite.models import Project
 from prompts.models import PromptRun
 from tasks.models import Task
+from tasks.states import TERMINAL
 
 from .models import Dataset, DatasetItem, Evaluation, LabelGate
 from .pipeline import item_number
@@ -118,9 +119,21 @@ def evaluation_results(evaluation: Evaluation) -> Results:
 
 
 def results_of(evaluations: Sequence[Evaluation]) -> dict[int, Results]:
+    """The results of each evaluation, in one shape whichever way it ran: at most two
+    queries for the evaluation builds and two for the inline ones, for any number of
+    evaluations (lists, the gate check, the prompt page)."""
+    inline = [e for e in evaluations if e.task_id is not None]
+    return {
+        **_build_results([e for e in evaluations if e.task_id is None]),
+        **(_inline_results(inline) if inline else {}),
+    }
+
+
+def _build_results(evaluations: Sequence[Evaluation]) -> dict[int, Results]:
     """What each build did, read from its tasks (the assert step's outputs) and the runs
-    they made (judges' included), so the figures are never out of step with the build.
-    Two queries for any number of evaluations (lists, the gate check, the prompt page)."""
+    they made (judges' included), so the figures are never out of step with the build."""
+    if not evaluations:
+        return {}
     by_build = {e.build_id: e for e in evaluations}
     items: dict[int, list[ItemResult]] = defaultdict(list)
     item_runs: set[int] = set()
@@ -151,10 +164,52 @@ def results_of(evaluations: Sequence[Evaluation]) -> dict[int, Results]:
         runs[build_id].append(tuple(run))
     return {
         e.id: _results(
-            e, sorted(items[e.build_id], key=lambda r: r.item), runs[e.build_id], item_runs
+            sorted(items[e.build_id], key=_by_item),
+            runs[e.build_id],
+            item_runs,
+            state=e.build.state,
         )
         for e in evaluations
     }
+
+
+def _inline_results(evaluations: Sequence[Evaluation]) -> dict[int, Results]:
+    """Evaluations an `evaluate` step ran: items as the step recorded them, figures from
+    the runs each item made (its answer and its judges'). One still `running` whose task
+    has ended was cut short (its worker was lost): it is reported failed."""
+    run_ids = {
+        run for e in evaluations for r in e.item_results or [] for run in r.get("runs") or []
+    }
+    rows = PromptRun.objects.filter(id__in=run_ids).values_list(
+        "id", "tokens_in", "tokens_out", "cost_usd", "latency_ms"
+    )
+    by_id = {row[0]: row for row in rows}
+    ended = set(
+        Task.objects.filter(
+            id__in={e.task_id for e in evaluations if e.state == Evaluation.State.RUNNING},
+            state__in=TERMINAL,
+        ).values_list("id", flat=True)
+    )
+    out: dict[int, Results] = {}
+    for e in evaluations:
+        recorded = e.item_results or []
+        items = [
+            ItemResult(
+                item=r["item"],
+                state=r["state"],
+                passed=r.get("passed"),
+                score=r.get("score"),
+                output=r.get("output"),
+                failures=list(r.get("failures") or []),
+                error=r.get("error") or "",
+            )
+            for r in recorded
+        ]
+        runs = [by_id[i] for r in recorded for i in r.get("runs") or [] if i in by_id]
+        item_runs = {r["prompt_run"] for r in recorded if r.get("prompt_run")}
+        state = Evaluation.State.FAILED if e.task_id in ended else e.state
+        out[e.id] = _results(items, runs, item_runs, state=state)
+    return out
 
 
 def _by_item(result: ItemResult) -> int:
@@ -162,17 +217,18 @@ def _by_item(result: ItemResult) -> int:
 
 
 def _results(
-    evaluation: Evaluation,
     items: list[ItemResult],
     runs: list[tuple[int, int, int, Decimal | None, int | None]],
     item_runs: set[int],
+    *,
+    state: str,
 ) -> Results:
     judged_items = [r for r in items if r.passed is not None]
     passed = sum(1 for r in judged_items if r.passed)
     costs = [cost for _, _, _, cost, _ in runs]
     latencies = [ms for run_id, _, _, _, ms in runs if run_id in item_runs and ms is not None]
     return Results(
-        state=evaluation.build.state,
+        state=state,
         passed=passed,
         failed=len(judged_items) - passed,
         pass_rate=passed / len(items) if items else None,

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.apps import apps
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 
 from audit.services import record_action
 from builds.models import Pipeline, PipelineVersion
@@ -507,16 +507,18 @@ def check_label_move(*, prompt: Any, label: str, version: Any, force: bool) -> i
     """The label check evals registers with prompts.gates (called inside set_label's
     transaction). An ungated label or a forced move: None. Otherwise the id of the best
     evaluation of exactly this version on the gate's dataset at its current version
-    whose build succeeded (every item ran and was judged) with a pass rate at or above
+    that finished (every item ran and was judged) with a pass rate at or above
     the gate's; none: Conflict naming the gate and the best evaluation found."""
     gate = selectors.gate_of(prompt=prompt, label=label)
     if gate is None or force:
         return None
     dataset = gate.dataset
+    # Finished: an evaluation build that succeeded, or an `evaluate` step's evaluation
+    # that ran and judged every item (whatever threshold its step then applied).
+    built = Q(task__isnull=True, build__state=BuildState.SUCCEEDED)
+    inline = Q(task__isnull=False, state=Evaluation.State.SUCCEEDED)
     finished = (
-        Evaluation.objects.filter(
-            prompt=prompt, version=version, dataset=dataset, build__state=BuildState.SUCCEEDED
-        )
+        Evaluation.objects.filter(built | inline, prompt=prompt, version=version, dataset=dataset)
         .select_related("build")
         .order_by("-created_at", "-id")[:GATE_CANDIDATES]
     )

@@ -56,6 +56,21 @@ def version_body(data) -> dict[str, Any]:
     return body
 
 
+def label_move(data) -> dict[str, Any]:
+    """The label form's fields as services.set_label takes them. `force` is a checkbox
+    (only maintainers are offered it); the service asks a reason of a forced move."""
+    try:
+        number = int((data.get("version") or "").strip())
+    except ValueError:
+        raise InvalidInput([Problem("choose a version", where="version")]) from None
+    return {
+        "label": (data.get("label") or "").strip(),
+        "number": number,
+        "force": data.get("force") in ("on", "true", "1"),
+        "reason": (data.get("reason") or "").strip(),
+    }
+
+
 def variables_from(data, declared: dict[str, dict]) -> dict[str, Any]:
     """Playground values: one field per declared variable, `var:NAME`. An empty field
     leaves the variable out (so its default applies, or the error names it)."""

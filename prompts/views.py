@@ -18,7 +18,7 @@ from buildsite.roles import Role
 from buildsite.selectors import get_project
 
 from . import selectors, services
-from .forms import form_values, variables_from, version_body
+from .forms import form_values, label_move, variables_from, version_body
 from .refs import LATEST, selector_ref
 from .rendering import render_messages
 from .sections import prompt_sections
@@ -55,19 +55,7 @@ def detail(request, slug, name):
     """The prompt's versions and labels, and the editor for a new version with preview."""
     project = get_project(user=request.user, slug=slug)
     prompt = selectors.get_prompt(project=project, name=name)
-    versions = list(selectors.versions_of(prompt=prompt))
-    context = project_context(
-        request,
-        project,
-        prompt=prompt,
-        versions=versions,
-        labels=selectors.labels_of(prompt=prompt),
-        history=selectors.label_history(prompt=prompt, limit=20),
-        providers=selectors.providers_of(project=project),
-        form=form_values(versions[0] if versions else None),
-        sample=request.POST.get("sample", "{}"),
-        sections=prompt_sections(request=request, project=project, prompt=prompt),
-    )
+    context = _detail_context(request, project, prompt)
     if request.method == "POST":
         get_project(user=request.user, slug=slug, role=Role.EDITOR)
         context["form"] = request.POST
@@ -91,6 +79,24 @@ def detail(request, slug, name):
     return render(request, "prompts/detail.html", context)
 
 
+def _detail_context(request, project, prompt, **extra) -> dict:
+    """What the prompt page shows; the label form's refusals render it again."""
+    versions = list(selectors.versions_of(prompt=prompt))
+    return project_context(
+        request,
+        project,
+        prompt=prompt,
+        versions=versions,
+        labels=selectors.labels_of(prompt=prompt),
+        history=selectors.label_history(prompt=prompt, limit=20),
+        providers=selectors.providers_of(project=project),
+        form=form_values(versions[0] if versions else None),
+        sample=request.POST.get("sample", "{}"),
+        sections=prompt_sections(request=request, project=project, prompt=prompt),
+        **extra,
+    )
+
+
 def _preview(body: dict, sample: str) -> list[dict[str, str]]:
     """Render an unsaved version with sample variables (validated like a save)."""
     spec = clean_version(body)
@@ -109,22 +115,27 @@ def _preview(body: dict, sample: str) -> list[dict[str, str]]:
 @page
 @require_POST
 def set_label(request, slug, name):
+    """Point or remove a label. A refused move (a gate's 409, a forced move without a
+    reason) shows the page again with the message in the label form, its fields kept."""
     project = get_project(user=request.user, slug=slug, role=Role.EDITOR)
-    label = request.POST.get("label", "").strip()
+    prompt = selectors.get_prompt(project=project, name=name)
     try:
         if request.POST.get("action") == "remove":
+            label = request.POST.get("label", "").strip()
             services.remove_label(user=request.user, project=project, name=name, label=label)
             messages.success(request, f"Removed label '{label}'.")
         else:
-            number = int(request.POST.get("version", "0"))
-            services.set_label(
-                user=request.user, project=project, name=name, label=label, number=number
+            move = label_move(request.POST)
+            services.set_label(user=request.user, project=project, name=name, **move)
+            forced = " (forced)" if move["force"] else ""
+            messages.success(
+                request, f"'{move['label']}' now points to version {move['number']}{forced}."
             )
-            messages.success(request, f"'{label}' now points to version {number}.")
-    except ValueError:
-        messages.error(request, "Choose a version.")
     except DomainError as exc:
-        messages.error(request, "; ".join(problem_messages(exc)))
+        context = _detail_context(
+            request, project, prompt, label_form=request.POST, label_problems=problem_messages(exc)
+        )
+        return render(request, "prompts/detail.html", context, status=exc.status)
     return redirect("prompt-detail", slug=slug, name=name)
 
 

@@ -95,7 +95,7 @@ def test_bad_steps_are_located():
     by_where = {w: (m, line) for m, line, w in problems}
     assert by_where["tasks.a.steps[1]"][1] == 5
     assert "template syntax error" in by_where["tasks.a.steps[1]"][0]
-    # The kinds are those registered by the installed apps (evals adds `assert`).
+    # The kinds are those registered by the installed apps (evals adds `assert`, `evaluate`).
     kinds = ", ".join(step_kinds())
     assert by_where["tasks.a.steps[2]"] == (f"a step needs exactly one of: {kinds}", 6)
     assert {"run", "document", "prompt"} <= set(step_kinds())

@@ -139,3 +139,57 @@ def test_the_gate_path_does_not_shadow_the_label_routes(alice):
     assert send(alice, "put", f"{PROMPT}/labels/staging", {"version": 1}).status_code == 200
     assert alice.delete(f"{PROMPT}/labels/staging").status_code == 204
     assert alice.get(GATE).status_code == 200
+
+
+# --- the label form of the prompt page --------------------------------------------------
+PAGE = "/p/acme/prompts/capital/"
+
+
+def browser_of(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_label_form_shows_a_refused_move_and_a_maintainer_forces_it(alice, user):
+    browser = browser_of(user)
+    page = browser.get(PAGE).content.decode()
+    assert 'name="force"' in page and 'name="reason"' in page
+    move = {"label": "production", "version": "1", "action": "set"}
+    r = browser.post(f"{PAGE}labels/", move)
+    assert r.status_code == 409
+    page = r.content.decode()
+    assert "Label not moved:" in page and "Label &#x27;production&#x27; is gated" in page
+    assert 'value="production"' in page  # the form keeps what was typed
+    r = browser.post(f"{PAGE}labels/", {**move, "force": "on", "reason": " "})
+    assert r.status_code == 422 and "a forced move needs a reason" in r.content.decode()
+    assert not LabelMove.objects.exists()
+    r = browser.post(f"{PAGE}labels/", {**move, "force": "on", "reason": "incident 42"})
+    assert r.status_code == 302
+    move = LabelMove.objects.get()
+    assert (move.forced, move.reason, move.to_number) == (True, "incident 42", 1)
+    page = browser.get(PAGE).content.decode()
+    assert "production → #1" in page and "<strong>forced</strong>: incident 42" in page
+
+
+def test_editors_are_not_offered_force_and_cannot_post_it(alice, capital):
+    editor = make_user("eddie")
+    add_member(capital, editor, Role.EDITOR)
+    browser = browser_of(editor)
+    page = browser.get(PAGE).content.decode()
+    assert 'name="label"' in page and 'name="force"' not in page
+    move = {"label": "production", "version": "1", "force": "on", "reason": "x"}
+    assert browser.post(f"{PAGE}labels/", move).status_code == 403
+    assert not LabelMove.objects.exists()
+
+
+def test_the_history_names_the_evaluation_that_allowed_a_move(
+    alice, user, inline_workers, fast_engine
+):
+    evaluation = evaluate(alice, version=1)
+    browser = browser_of(user)
+    r = browser.post(f"{PAGE}labels/", {"label": "production", "version": "1"})
+    assert r.status_code == 302
+    assert f"allowed by evaluation {evaluation}" in browser.get(PAGE).content.decode()
