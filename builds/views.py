@@ -26,6 +26,7 @@ from tasks.states import TERMINAL, BuildState, TaskState
 from . import health, rerun, selectors, services, stats
 from .definition import parse_definition
 from .models import Build
+from .sections import build_sections
 
 # Django is untyped here (Any); these keep the view they wrap callable the same way.
 require_GET: Callable[[View], View] = http_decorators.require_GET
@@ -249,6 +250,7 @@ def build_detail(request: HttpRequest, build_id: int) -> HttpResponse:
             counts=snapshot["counts"],
             done=sum(1 for t in tasks if t["state"] in TERMINAL),
             params_json=json.dumps(build.params, indent=2),
+            sections=build_sections(request=request, build=build),
         ),
     )
 

@@ -41,6 +41,14 @@ class SaveOut(Schema):
     pending_approval: bool
 
 
+class ProvenanceOut(Schema):
+    """Where a revision a build wrote came from (null for people's revisions)."""
+
+    build: int | None  # None once the build was deleted
+    task: str  # the task's name in that build
+    prompt_runs: list[int]
+
+
 class DocumentOut(Schema):
     path: str
     title: str
@@ -54,6 +62,7 @@ class DocumentOut(Schema):
     redirected_from: str | None = None
     updated_at: datetime
     author: str | None
+    provenance: ProvenanceOut | None
 
 
 class DocumentListItem(Schema):
@@ -74,6 +83,7 @@ class RevisionOut(Schema):
     message: str
     created_at: datetime
     warnings: list[dict[str, Any]]
+    provenance: ProvenanceOut | None
 
 
 class RevisionDetail(RevisionOut):
@@ -219,6 +229,7 @@ def _revision_out(rev) -> dict:
         "message": rev.message,
         "created_at": rev.created_at,
         "warnings": rev.warnings,
+        "provenance": selectors.provenance_of(rev),
     }
 
 
@@ -477,6 +488,7 @@ def get_document(
         "redirected_from": redirected_from,
         "updated_at": rev.created_at,
         "author": _name(rev.author),
+        "provenance": selectors.provenance_of(rev),
     }
 
 

@@ -6,8 +6,10 @@ class DocsEngineConfig(AppConfig):
     verbose_name = "Documentation"
 
     def ready(self) -> None:
+        from builds.sections import register_build_section
         from builds.steps import StepKind, register_step
 
+        from .build_page import build_section
         from .steps import run_document_step
 
         register_step(
@@ -19,3 +21,4 @@ class DocsEngineConfig(AppConfig):
                 run=run_document_step,
             )
         )
+        register_build_section(build_section)

@@ -89,6 +89,19 @@ class Revision(models.Model):
     # Rendered-HTML cache; re-rendered when the renderer's version changes.
     html = models.TextField(blank=True, editable=False)
     html_version = models.PositiveIntegerField(default=0, editable=False)
+    # Provenance of a revision a build's `document` step wrote (all empty for people's
+    # saves). The task's name is kept as text too: deleting old builds sets the links to
+    # NULL but the revision still says it was written by a build (steps.py: which runs).
+    build = models.ForeignKey(
+        "builds.Build", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    task = models.ForeignKey(
+        "tasks.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    task_name = models.CharField(max_length=100, blank=True)
+    prompt_runs = models.ManyToManyField(
+        "prompts.PromptRun", blank=True, related_name="document_revisions"
+    )
 
     class Meta:
         ordering = ["document", "-number"]
@@ -98,6 +111,15 @@ class Revision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document.path}@{self.number}"
+
+    @property
+    def written_by_build(self) -> bool:
+        return bool(self.task_name)
+
+    def used_runs(self):
+        """The prompt runs this revision's text came from, with their prompt and version
+        (templates call this; it reads only through the relation, importing no app)."""
+        return self.prompt_runs.select_related("version__prompt").order_by("id")
 
 
 class PublishRequest(models.Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
@@ -111,7 +112,34 @@ def docs_base(project: Project) -> str:
 
 
 def revisions_of(document: Document) -> QuerySet[Revision]:
-    return document.revisions.select_related("author").order_by("-number")
+    return (
+        document.revisions.select_related("author")
+        .prefetch_related("prompt_runs")
+        .order_by("-number")
+    )
+
+
+def provenance_of(revision: Revision) -> dict[str, Any] | None:
+    """`{"build": id, "task": name, "prompt_runs": [ids]}` for a revision a build wrote,
+    None for one written by a person. `build` turns None when the build was deleted;
+    the task is named by its name (a task's id means nothing outside its build)."""
+    if not revision.task_name:
+        return None
+    return {
+        "build": revision.build_id,
+        "task": revision.task_name,
+        "prompt_runs": sorted(run.id for run in revision.prompt_runs.all()),
+    }
+
+
+def revisions_of_build(*, build: Any) -> QuerySet[Revision]:
+    """The revisions a build's document steps wrote, oldest first."""
+    return (
+        Revision.objects.filter(build=build)
+        .select_related("document")
+        .prefetch_related("prompt_runs")
+        .order_by("id")
+    )
 
 
 def revision_of(

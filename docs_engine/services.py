@@ -54,6 +54,17 @@ class SaveResult:
     pending_approval: bool = False
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a build-written revision came from: the build, its task and the ids of the
+    prompt runs whose output the text used (steps.py decides which; the ids are kept
+    only for runs of the same project). People's saves have none."""
+
+    build: Any
+    task: Any
+    prompt_run_ids: tuple[int, ...] = ()
+
+
 def _index(document: Document, revision: Revision) -> None:
     SearchEntry.objects.update_or_create(
         document=document,
@@ -111,9 +122,11 @@ def save_document(
     base_revision: int | None = None,
     tags: list[str] | None = None,
     publish: bool = False,
+    provenance: Provenance | None = None,
 ) -> SaveResult:
     """Write a new revision (or nothing, when nothing changed). `base_revision` is the
-    revision the writer started from: None or 0 for a new document."""
+    revision the writer started from: None or 0 for a new document. When nothing changed
+    the current revision keeps its own provenance (no build takes over a person's text)."""
     require_role(user=user, project=project, role=Role.EDITOR)
     path = clean_path(path)
     if len(message) > MAX_MESSAGE:
@@ -153,6 +166,7 @@ def save_document(
             anchors=result.anchors,
             message=message,
             warnings=warnings,
+            provenance=provenance,
         )
     if publish:
         outcome.published, outcome.pending_approval = _request_publication(
@@ -174,6 +188,7 @@ def _write_revision(
     anchors: list[str],
     message: str,
     warnings: list[dict],
+    provenance: Provenance | None = None,
 ) -> SaveResult:
     now = timezone.now()
     if document is None:
@@ -200,7 +215,12 @@ def _write_revision(
         warnings=warnings,
         html=render_markdown(body, link_base=selectors.docs_base(project)),
         html_version=RENDERER_VERSION,
+        build=provenance.build if provenance else None,
+        task=provenance.task if provenance else None,
+        task_name=provenance.task.name if provenance else "",
     )
+    if provenance is not None:
+        _link_runs(project, revision, provenance.prompt_run_ids)
     document.title = title
     document.tags = tags
     document.anchors = anchors
@@ -210,6 +230,14 @@ def _write_revision(
     document.save()
     _index(document, revision)
     return SaveResult(document, revision, created=True, warnings=warnings)
+
+
+def _link_runs(project: Project, revision: Revision, run_ids: tuple[int, ...]) -> None:
+    # Ids come from task outputs, which a shell step's output could imitate: only runs
+    # of this project are linked, so a revision never points into another project.
+    if run_ids:
+        runs = revision.prompt_runs.model.objects.filter(id__in=run_ids, project=project)
+        revision.prompt_runs.set(runs)
 
 
 def _request_publication(*, user, project: Project, document: Document, revision: Revision):

@@ -10,10 +10,22 @@
 
 Identical content writes no new revision; a validation error fails the task with every
 problem (and its line) in the task log.
+
+A revision written here records its provenance: the build, the task, and the prompt runs
+whose output it used. Those runs are read from run ids in task outputs (`prompt_run`
+and every `<name>_run` key a prompt step sets) of
+  - this task's earlier steps, and
+  - the tasks this task needs that a `document` step of the task refers to in its
+    templates (`tasks.<name>...` or `tasks['<name>']...`); when the step's definition is
+    not at hand, every task it needs.
+A run of an upstream task restored from the cache is the run that produced the text, so
+it is linked as it is (it belongs to the build that ran it).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from builds.steps import StepContext, StepFailed
@@ -23,6 +35,8 @@ from . import selectors, services
 from .paths import clean_path
 
 TRUE_WORDS = {"true", "yes", "on", "1"}
+# `tasks.notes.outputs...` or `tasks["notes"]...`, as a template of the step names them.
+TASK_REFERENCE = re.compile(r"""\btasks\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['"]([^'"]+)['"]\s*\])""")
 
 
 def _flag(value: Any) -> bool:
@@ -55,9 +69,10 @@ def run_document_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     body = str(step.get("body", ""))
     message = str(step.get("message") or f"Written by build #{ctx.build.id}, task {ctx.task.name}")
     outcome = None
+    provenance = _provenance(ctx)
     for _attempt in range(3):
         try:
-            outcome = _save(step, ctx, author, path, body, message)
+            outcome = _save(step, ctx, author, path, body, message, provenance)
             break
         except Conflict:
             continue  # someone saved between our read and our write: read again
@@ -88,7 +103,15 @@ def run_document_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     return outputs
 
 
-def _save(step, ctx: StepContext, author, path: str, body: str, message: str):
+def _save(
+    step,
+    ctx: StepContext,
+    author,
+    path: str,
+    body: str,
+    message: str,
+    provenance: services.Provenance,
+):
     try:
         document, _ = selectors.find_document(project=ctx.project, path=path)
     except DomainError:
@@ -110,7 +133,54 @@ def _save(step, ctx: StepContext, author, path: str, body: str, message: str):
         ),
         tags=_tags(step.get("tags")),
         publish=_flag(step.get("publish", False)),
+        provenance=provenance,
     )
+
+
+def _provenance(ctx: StepContext) -> services.Provenance:
+    """The build, the task and the prompt runs the text used (the rule is in the module
+    docstring)."""
+    run_ids = _run_ids(ctx.outputs)
+    names = _referenced_tasks(ctx)
+    if names:
+        for outputs in ctx.build.tasks.filter(name__in=names).values_list("outputs", flat=True):
+            run_ids |= _run_ids(outputs or {})
+    return services.Provenance(
+        build=ctx.build, task=ctx.task, prompt_run_ids=tuple(sorted(run_ids))
+    )
+
+
+def _referenced_tasks(ctx: StepContext) -> set[str]:
+    needs = set(ctx.task.needs or [])
+    # The engine hands the step rendered; the task's definition still has the raw text.
+    # Which of several document steps is running is not known here, so the references
+    # of all of them count.
+    raw = [s for s in ctx.task_spec.get("steps", []) if isinstance(s, dict) and "document" in s]
+    if not raw:
+        return needs
+    found = {a or b for text in _strings(raw) for a, b in TASK_REFERENCE.findall(text)}
+    return needs & found
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _run_ids(outputs: dict[str, Any]) -> set[int]:
+    return {
+        value
+        for key, value in outputs.items()
+        if (key == "prompt_run" or key.endswith("_run"))
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+    }
 
 
 def _snapshot(name: str, ctx: StepContext, author) -> str:

@@ -347,6 +347,40 @@ def get_version(request, slug: str, name: str, number: int):
     )
 
 
+class UsageQuery(Schema):
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0)
+
+
+class UsageOut(Schema):
+    build: int
+    pipeline: str
+    state: str
+    created_at: datetime
+    finished_at: datetime | None
+    tasks: list[str]
+
+
+@router.get("/{slug}/prompts/{name}/versions/{number}/usage", response=list[UsageOut])
+def version_usage(request, slug: str, name: str, number: int, query: Query[UsageQuery]):
+    """The builds whose prompt steps ran this version, newest first."""
+    project = get_project(user=request.user, slug=slug)
+    version = selectors.get_version(
+        prompt=selectors.get_prompt(project=project, name=name), number=number
+    )
+    return [
+        {
+            "build": u.build.id,
+            "pipeline": u.build.pipeline.name,
+            "state": u.build.state,
+            "created_at": u.build.created_at,
+            "finished_at": u.build.finished_at,
+            "tasks": u.tasks,
+        }
+        for u in selectors.version_usage(version=version, limit=query.limit, offset=query.offset)
+    ]
+
+
 class DiffQuery(Schema):
     from_: int = Field(..., alias="from", ge=1)
     to: int = Field(..., ge=1)

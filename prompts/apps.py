@@ -6,8 +6,10 @@ class PromptsConfig(AppConfig):
     verbose_name = "Prompt library"
 
     def ready(self) -> None:
+        from builds.sections import register_build_section
         from builds.steps import StepKind, register_step
 
+        from .build_page import build_section
         from .steps import check_prompt_step, run_prompt_step
 
         register_step(
@@ -22,3 +24,4 @@ class PromptsConfig(AppConfig):
                 check=check_prompt_step,
             )
         )
+        register_build_section(build_section)

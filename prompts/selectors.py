@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from django.db.models import Count, Max, QuerySet
 
+from builds.models import Build
 from buildsite.errors import InvalidInput, NotFound, Problem
 from buildsite.models import Project
 
@@ -90,6 +94,46 @@ def get_run(*, project: Project, run_id: int) -> PromptRun:
     if run is None:
         raise NotFound(f"No prompt run {run_id} in '{project.slug}'.")
     return run
+
+
+def runs_of_build(*, build: Any) -> QuerySet[PromptRun]:
+    """The runs a build's prompt steps stored (every attempt's), oldest first."""
+    return (
+        PromptRun.objects.filter(task__build=build)
+        .select_related("version__prompt", "task")
+        .order_by("created_at", "id")
+    )
+
+
+def revisions_from_run(*, run: PromptRun) -> QuerySet[Any]:
+    """The document revisions whose text used this run's output. The relation is the
+    documentation engine's (its Revision.prompt_runs); read through it, nothing of that
+    app is imported."""
+    return run.document_revisions.select_related("document").order_by("id")
+
+
+@dataclass
+class BuildUsage:
+    build: Build
+    tasks: list[str]  # the names of its tasks whose prompt steps ran the version
+
+
+def version_usage(*, version: PromptVersion, limit: int, offset: int = 0) -> list[BuildUsage]:
+    """The builds that ran `version` (from the runs their prompt steps stored), newest
+    first. A task restored from the build cache ran nothing: its build is not counted;
+    the build that made the cached result is."""
+    builds = list(
+        Build.objects.filter(tasks__prompt_runs__version=version)
+        .select_related("pipeline")
+        .distinct()
+        .order_by("-created_at", "-id")[offset : offset + limit]
+    )
+    names: dict[int, set[str]] = {}
+    for build_id, name in PromptRun.objects.filter(
+        version=version, task__build__in=[b.id for b in builds]
+    ).values_list("task__build_id", "task__name"):
+        names.setdefault(build_id, set()).add(name)
+    return [BuildUsage(build=b, tasks=sorted(names.get(b.id, ()))) for b in builds]
 
 
 def builtin_offline(project: Project) -> ProviderConfig:

@@ -241,6 +241,7 @@ def run_detail(request, slug, run_id):
             request,
             project,
             run=run,
+            revisions=selectors.revisions_from_run(run=run),
             parsed_json=json.dumps(run.parsed, indent=2, ensure_ascii=False),
             variables_json=json.dumps(run.variables, indent=2, ensure_ascii=False),
         ),
