@@ -5,7 +5,6 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from builds.models import Build, Pipeline
 from buildsite.models import ApiToken
 from buildsite.selectors import user_for_token
 
@@ -46,24 +45,6 @@ def test_ensure_admin_generates_and_prints_a_password_once(db, monkeypatch):
     out, _ = run("ensure_admin")
     assert "password:" in out
     assert run("ensure_admin")[0] == ""
-
-
-def test_seed_demo_is_idempotent_and_the_demo_runs_green(
-    db, monkeypatch, inline_workers, fast_engine
-):
-    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "pw-123456")
-    run("ensure_admin")
-    run("seed_demo")
-    run("seed_demo")
-    assert Pipeline.objects.filter(project__slug="demo", name="demo").count() == 1
-    out, _ = run("build", "demo", "demo", "--param", "version=9.9", "--follow")
-    build = Build.objects.get()
-    assert build.state == "succeeded", out
-    assert "5/5 done" in out
-    report = build.tasks.get(name="report").outputs["stdout_tail"]
-    assert "version 9.9" in report
-    second, _ = run("build", "demo", "demo", "--param", "version=9.9", "--follow")
-    assert Build.objects.order_by("-id").first().tasks.get(name="package").state == "cached"
 
 
 def test_build_command_reports_bad_params(db, monkeypatch):
