@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "audit",
     "notifications",
     "evals",
+    "search",
     # After builds: its `qcluster` command (graceful stop) takes the place of django-q2's.
     "django_q",
 ]

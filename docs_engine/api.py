@@ -14,6 +14,7 @@ from ninja import Field, Query, Router, Schema, Status
 
 from buildsite.roles import Role
 from buildsite.selectors import get_project
+from search import selectors as search_selectors
 
 from . import selectors, services
 
@@ -173,6 +174,8 @@ class SnapshotChangeOut(Schema):
 
 class SearchParams(Schema):
     q: str = ""
+    # docs, logs, prompts, runs: comma-separated (`in` is a Python keyword)
+    in_: str = Field("docs", alias="in")
     tag: str | None = None
     prefix: str | None = None
     author: str | None = None
@@ -182,13 +185,21 @@ class SearchParams(Schema):
 
 
 class SearchHitOut(Schema):
-    path: str
+    kind: str  # doc, log, prompt, run
+    url: str
+    path: str | None  # doc
     title: str
     title_html: str
     snippet: str
     rank: float
     tags: list[str]
     updated_at: datetime | None
+    build: int | None = None  # log
+    task: str | None = None  # log
+    attempt: int | None = None  # log
+    prompt: str | None = None  # prompt; run (the reference it was run by)
+    version: int | None = None  # prompt
+    run: int | None = None  # run
 
 
 class SearchOut(Schema):
@@ -317,9 +328,10 @@ def list_link_reports(request, slug: str):
 @router.get("/{slug}/search", response=SearchOut)
 def search(request, slug: str, params: Query[SearchParams]):
     project = get_project(user=request.user, slug=slug)
-    hits = selectors.search_documents(
+    results = search_selectors.search(
         project=project,
         q=params.q,
+        kinds=search_selectors.parse_kinds(params.in_),
         tag=params.tag,
         prefix=params.prefix,
         author=params.author,
@@ -327,7 +339,7 @@ def search(request, slug: str, params: Query[SearchParams]):
         limit=params.limit,
         offset=params.offset,
     )
-    return {"results": [hit.__dict__ for hit in hits]}
+    return {"results": [result.__dict__ for result in results]}
 
 
 @router.get("/{slug}/snapshots", response=list[SnapshotOut])

@@ -18,6 +18,7 @@ from buildsite.errors import DomainError, Forbidden, InvalidInput, NotFound
 from buildsite.pages import page, project_context
 from buildsite.roles import Role
 from buildsite.selectors import get_project
+from search import selectors as search_selectors
 
 from . import selectors, services
 
@@ -279,8 +280,18 @@ def approve(request, slug, path):
     return redirect(_reader(slug, path))
 
 
+SEARCH_LABELS = {
+    "docs": "Documents",
+    "logs": "Task logs",
+    "prompts": "Prompts",
+    "runs": "Prompt runs",
+}
+
+
 @page
 def search(request, slug):
+    """One search box over documents, task logs, prompts and runs (`in`, checkboxes),
+    results grouped by kind; documents alone by default, as the page always searched."""
     project = get_project(user=request.user, slug=slug)
     since = parse_date(request.GET.get("since", "") or "") if request.GET.get("since") else None
     params = {
@@ -290,8 +301,12 @@ def search(request, slug):
         "author": request.GET.get("author") or None,
     }
     asked = any(params.values()) or since
-    hits = []
-    if asked:
+    groups, problems, kinds = [], [], ("docs",)
+    try:
+        kinds = search_selectors.parse_kinds(",".join(request.GET.getlist("in")))
+    except InvalidInput as exc:
+        problems = [str(p) for p in exc.problems]
+    if asked and not problems:
         from datetime import datetime, time
 
         from django.utils import timezone
@@ -299,17 +314,25 @@ def search(request, slug):
         since_dt = (
             timezone.make_aware(datetime.combine(since, time.min)) if since is not None else None
         )
-        hits = selectors.search_documents(project=project, since=since_dt, limit=50, **params)
+        for kind in kinds:
+            results = search_selectors.search(
+                project=project, kinds=(kind,), since=since_dt,
+                limit=50 if kind == "docs" else 20, **params,
+            )  # fmt: skip
+            groups.append({"kind": kind, "label": SEARCH_LABELS[kind], "results": results})
     return render(
         request,
         "docs_engine/search.html",
         project_context(
             request,
             project,
-            hits=hits,
+            groups=groups,
             asked=asked,
+            problems=problems,
+            kinds=[(k, SEARCH_LABELS[k], k in kinds) for k in search_selectors.KINDS],
             params={**params, "since": request.GET.get("since", "")},
         ),
+        status=422 if problems else 200,
     )
 
 
