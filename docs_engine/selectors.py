@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from buildsite.errors import NotFound
 from buildsite.models import Project
@@ -111,11 +111,15 @@ def docs_base(project: Project) -> str:
     return f"/p/{project.slug}/docs/"
 
 
+def _run_ids() -> Prefetch:
+    # Provenance shows run ids only: never load the runs' prompts and answers.
+    runs = Revision._meta.get_field("prompt_runs").related_model.objects.only("id")
+    return Prefetch("prompt_runs", queryset=runs)
+
+
 def revisions_of(document: Document) -> QuerySet[Revision]:
     return (
-        document.revisions.select_related("author")
-        .prefetch_related("prompt_runs")
-        .order_by("-number")
+        document.revisions.select_related("author").prefetch_related(_run_ids()).order_by("-number")
     )
 
 
@@ -137,7 +141,8 @@ def revisions_of_build(*, build: Any) -> QuerySet[Revision]:
     return (
         Revision.objects.filter(build=build)
         .select_related("document")
-        .prefetch_related("prompt_runs")
+        .defer("body", "html", "front_matter", "warnings")
+        .prefetch_related(_run_ids())
         .order_by("id")
     )
 

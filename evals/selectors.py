@@ -207,7 +207,10 @@ def _inline_results(evaluations: Sequence[Evaluation]) -> dict[int, Results]:
         ]
         runs = [by_id[i] for r in recorded for i in r.get("runs") or [] if i in by_id]
         item_runs = {r["prompt_run"] for r in recorded if r.get("prompt_run")}
-        state = Evaluation.State.FAILED if e.task_id in ended else e.state
+        # Only a row still `running` whose task has ended is stale (its worker died);
+        # another evaluation of the same task (a retry, a second step) keeps its state.
+        stale = e.state == Evaluation.State.RUNNING and e.task_id in ended
+        state = Evaluation.State.FAILED if stale else e.state
         out[e.id] = _results(items, runs, item_runs, state=state)
     return out
 

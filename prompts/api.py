@@ -347,9 +347,14 @@ def get_version(request, slug: str, name: str, number: int):
     )
 
 
+# Past any real number of builds; the databases take OFFSET as a signed 64-bit integer, so
+# an unbounded one was a 500.
+MAX_USAGE_OFFSET = 1_000_000
+
+
 class UsageQuery(Schema):
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_USAGE_OFFSET)
 
 
 class UsageOut(Schema):

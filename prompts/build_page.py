@@ -7,9 +7,18 @@ from typing import Any
 
 from . import selectors
 
+SHOWN = 100  # an evaluation build holds thousands: the page lists the first ones
+
 
 def build_section(*, request: Any, build: Any) -> dict[str, Any] | None:
-    runs = list(selectors.runs_of_build(build=build))
+    rows = selectors.runs_of_build(build=build)
+    runs = list(rows[: SHOWN + 1])
     if not runs:
         return None
-    return {"template": "prompts/_build_runs.html", "runs": runs}
+    total = len(runs) if len(runs) <= SHOWN else rows.count()
+    return {
+        "template": "prompts/_build_runs.html",
+        "runs": runs[:SHOWN],
+        "total": total,
+        "shown": SHOWN,
+    }

@@ -97,10 +97,23 @@ def get_run(*, project: Project, run_id: int) -> PromptRun:
 
 
 def runs_of_build(*, build: Any) -> QuerySet[PromptRun]:
-    """The runs a build's prompt steps stored (every attempt's), oldest first."""
+    """The runs a build's steps stored (every attempt's), oldest first: only the columns
+    a listing shows (an evaluation build holds thousands of runs with long texts)."""
     return (
         PromptRun.objects.filter(task__build=build)
         .select_related("version__prompt", "task")
+        .only(
+            "id",
+            "status",
+            "cached",
+            "created_at",
+            "task",
+            "task__name",
+            "version",
+            "version__number",
+            "version__prompt",
+            "version__prompt__name",
+        )  # fmt: skip
         .order_by("created_at", "id")
     )
 
@@ -129,9 +142,11 @@ def version_usage(*, version: PromptVersion, limit: int, offset: int = 0) -> lis
         .order_by("-created_at", "-id")[offset : offset + limit]
     )
     names: dict[int, set[str]] = {}
-    for build_id, name in PromptRun.objects.filter(
-        version=version, task__build__in=[b.id for b in builds]
-    ).values_list("task__build_id", "task__name"):
+    for build_id, name in (
+        PromptRun.objects.filter(version=version, task__build__in=[b.id for b in builds])
+        .values_list("task__build_id", "task__name")
+        .distinct()
+    ):
         names.setdefault(build_id, set()).add(name)
     return [BuildUsage(build=b, tasks=sorted(names.get(b.id, ()))) for b in builds]
 

@@ -1,10 +1,9 @@
 """Seeding the demo project (`manage.py seed_demo`, run by `make run` on every start).
 
-One transaction; safe to run again. Pipelines are saved each time (the same text
-gives the same version, new text a new one). Everything else is first-run content,
-written only when it is missing, so what a user changed, removed or added afterwards
-is left alone: the prompt (its two versions, `production` on #1 and the gate come
-with it), the dataset, the documents (when the project has none). Builds are started
+One transaction; safe to run again. Everything is first-run content, written only
+when it is missing, so what a user changed, removed or added afterwards is left alone:
+each pipeline (by name), the prompt (its two versions, `production` on #1, the dataset
+and the gate come with it), the documents (when the project has none). Builds are started
 only when there is nothing to show yet: a pipeline's first build, and one evaluation
 of each version that has none on the dataset. They are dispatched when the
 transaction commits, so the workers of `manage.py up` run them.
@@ -23,7 +22,7 @@ from typing import Any
 from django.apps import apps
 from django.db import transaction
 
-from builds.models import Build, ResourcePool
+from builds.models import Build, Pipeline, ResourcePool
 from builds.services import save_pipeline, trigger_build
 from buildsite.models import Membership, Project
 from buildsite.roles import Role
@@ -68,8 +67,11 @@ def seed_demo(*, admin: Any) -> Seeded:
         project=project, name="cpu", defaults={"capacity": CPU_CAPACITY}
     )
     for name, text in content.PIPELINES.items():
-        version = save_pipeline(user=admin, project=project, name=name, definition=text)
-        seeded.pipelines[name] = version.number
+        # Only a missing pipeline is written: saving the seed's text again would turn a
+        # team's edit into an older version on the next `make run`.
+        if not Pipeline.objects.filter(project=project, name=name).exists():
+            version = save_pipeline(user=admin, project=project, name=name, definition=text)
+            seeded.pipelines[name] = version.number
     _seed_prompt(admin, project, seeded)
     _seed_documents(admin, project, seeded)
     _start_first_builds(admin, project, seeded)
@@ -100,7 +102,8 @@ def _seed_prompt(admin: Any, project: Project, seeded: Seeded) -> None:
             user=admin, project=project, name=content.PROMPT, label=content.GATED_LABEL, number=1
         )
         seeded.created.append(f"prompt {content.PROMPT} (#1, #2; {content.GATED_LABEL} → #1)")
-    if not Dataset.objects.filter(project=project, name=content.DATASET).exists():
+    # With the prompt only: a dataset the team deleted stays deleted.
+    if new_prompt and not Dataset.objects.filter(project=project, name=content.DATASET).exists():
         evals_services.create_dataset(
             user=admin,
             project=project,

@@ -9,8 +9,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEntry
-from builds.demo import content
+from builds.demo import DEMO_PIPELINE, content
 from builds.models import Build, Pipeline
+from builds.services import save_pipeline
+from buildsite.models import Project
 from docs_engine.models import Document
 from evals.models import Dataset, Evaluation, LabelGate
 from evals.selectors import results_of
@@ -93,10 +95,19 @@ def test_seed_demo_leaves_what_the_team_changed(admin):
     run("seed_demo")
     Document.objects.filter(path="prompts/overview").delete()
     LabelGate.objects.all().delete()
+    Dataset.objects.all().delete()
     Build.objects.filter(pipeline__name="demo").delete()
+    project = Project.objects.get(slug="demo")
+    edited = DEMO_PIPELINE.replace("lint pass", "style pass")
+    save_pipeline(user=admin, project=project, name="demo", definition=edited)
+    evaluations = Evaluation.objects.count()
     run("seed_demo")
     assert not Document.objects.filter(path="prompts/overview").exists()
     assert not LabelGate.objects.exists(), "a removed gate stays removed"
+    assert not Dataset.objects.exists(), "a removed dataset stays removed"
+    assert Evaluation.objects.count() == evaluations, "and starts no evaluation"
+    pipeline = Pipeline.objects.get(project=project, name="demo")
+    assert "style pass" in pipeline.versions.order_by("-number")[0].definition
     # Nothing to show for the demo pipeline: it gets a first build again.
     assert Build.objects.filter(pipeline__name="demo").count() == 1
 

@@ -239,3 +239,18 @@ def test_running_out_of_time_fails_the_step_and_the_evaluation(step_context):
     with pytest.raises(StepFailed, match=r"evaluation \d+ timed out after 0 of 3 items"):
         run_evaluate_step({"evaluate": "capital#1", "dataset": "capitals"}, context(timeout=0.0))
     assert Evaluation.objects.get().state == "failed"
+
+
+def test_a_stale_running_evaluation_does_not_mark_its_tasks_other_evaluation_failed(
+    capital, user, inline_workers, fast_engine
+):
+    """A worker died in attempt 1 (its row stayed running) and the retry finished: the
+    lists show the retry's evaluation as it is and the dead one as failed."""
+    build, task = build_with(capital, user, "{evaluate: 'capital#1', dataset: capitals}")
+    finished = Evaluation.objects.get()
+    stale = Evaluation.objects.get(pk=finished.pk)
+    stale.pk = None
+    stale.state = Evaluation.State.RUNNING
+    stale.save()
+    listed = {e["id"]: e["state"] for e in api_client(user).get(f"{PROMPT}/evaluations").json()}
+    assert listed == {finished.id: "succeeded", stale.id: "failed"}

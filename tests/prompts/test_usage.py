@@ -83,3 +83,25 @@ def test_usage_needs_a_version_and_a_role_in_the_project(builds, project):
     assert api_client(viewer).get(f"{BASE}/1/usage").status_code == 200
     assert api_client(viewer).get(f"{BASE}/9/usage").status_code == 404
     assert api_client(outsider).get(f"{BASE}/1/usage").status_code == 404
+
+
+def test_an_offset_past_any_build_is_refused_not_a_server_error(builds, user):
+    r = api_client(user).get(f"{BASE}/1/usage?offset=99999999999999999999")
+    assert r.status_code == 422
+    assert "offset" in str(r.json()["detail"])
+
+
+def test_the_build_page_lists_the_first_runs_and_says_how_many_there_are(
+    builds, user, monkeypatch
+):
+    from django.test import Client
+
+    from prompts import build_page
+
+    monkeypatch.setattr(build_page, "SHOWN", 1)  # an evaluation build holds thousands
+    first = builds[0]
+    browser = Client()
+    browser.force_login(user)
+    page = browser.get(f"/builds/{first.id}/").content.decode()
+    assert page.count("/prompts/_runs/") == 1
+    assert "The first 1 of 2 runs." in page

@@ -18,8 +18,9 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped (Any base
             raise CommandError("no user 'admin': run `manage.py ensure_admin` first")
         seeded = seed_demo(admin=admin)
         verb = "Created" if seeded.created_project else "Updated"
-        pipelines = ", ".join(f"'{n}' v{v}" for n, v in seeded.pipelines.items())
-        self.stdout.write(f"{verb} project '{seeded.project.slug}' with pipelines {pipelines}.")
+        self.stdout.write(f"{verb} project '{seeded.project.slug}'.")
+        for name, number in seeded.pipelines.items():
+            self.stdout.write(f"  created pipeline '{name}' v{number}")
         for line in seeded.created:
             self.stdout.write(f"  created {line}")
         for build in seeded.builds:
