@@ -117,7 +117,7 @@ def _run_items(
                 return f"timed out after {index} of {len(items)} items"
             _save(evaluation, State.CANCELLED)
             return "cancelled"
-        results[index] = _run_item(ctx, evaluation, item, ref, remaining)
+        results[index] = _run_item(ctx, evaluation, item, ref, deadline)
         ctx.log(_line(results[index]))
         if time.monotonic() - saved >= PROGRESS_SECONDS:
             _save(evaluation, State.RUNNING)
@@ -128,7 +128,7 @@ def _run_items(
 
 
 def _run_item(
-    ctx: StepContext, evaluation: Evaluation, item: DatasetItem, ref: PromptRef, timeout: float
+    ctx: StepContext, evaluation: Evaluation, item: DatasetItem, ref: PromptRef, deadline: float
 ) -> dict[str, Any]:
     result = _pending(item.number)
     try:
@@ -137,7 +137,7 @@ def _run_item(
             project=ctx.project,
             ref=ref,
             variables=item.variables,
-            timeout=timeout,
+            timeout=max(deadline - time.monotonic(), 0.001),  # checked > 0 by the caller
             task=ctx.task,
             actor=ctx.build.triggered_by,
             provider=evaluation.provider or None,
@@ -149,7 +149,7 @@ def _run_item(
     result.update(prompt_run=run.id, runs=[run.id])
     if run.status != PromptRun.Status.SUCCEEDED:
         return {**result, "state": "failed", "error": f"prompt run {run.id}: {run.error}"}
-    judged = judge_run(run, item.expect, ctx, timeout=timeout)
+    judged = judge_run(run, item.expect, ctx, deadline=deadline)
     return {
         **result,
         "state": "succeeded",

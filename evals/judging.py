@@ -7,6 +7,7 @@ item inside one task), so both judge alike."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -18,7 +19,7 @@ from prompts import selectors as prompt_selectors
 from prompts import services as prompt_services
 from prompts.models import PromptRun
 from prompts.refs import parse_ref
-from prompts.steps import _mask_run  # noqa: PLC2701  # the prompt step's masking, reused
+from prompts.steps import mask_run as mask_prompt_run
 from vault.masking import Masker
 
 from .assertions import GradeError, Result, evaluate
@@ -33,13 +34,15 @@ class Judged:
     judge_runs: list[int] = field(default_factory=list)  # ids of the judges' runs
 
 
-def judge_run(run: PromptRun, expect: list[Any], ctx: StepContext, *, timeout: float) -> Judged:
+def judge_run(run: PromptRun, expect: list[Any], ctx: StepContext, *, deadline: float) -> Judged:
     """The verdict of `expect` on the run's answer (its latency and cost included).
-    Failed assertions, a judge's bad answer included, are the verdict, not an error."""
+    Failed assertions, a judge's bad answer included, are the verdict, not an error.
+    Every judge gets the time left before `deadline` (time.monotonic()), so judging
+    never runs a step past its own timeout."""
     judge_runs: list[int] = []
 
     def grade(ref_text: str, answer: str, variables: Mapping[str, Any]) -> float:
-        return _grade(ctx, ref_text, answer, variables, timeout=timeout, runs=judge_runs)
+        return _grade(ctx, ref_text, answer, variables, deadline=deadline, runs=judge_runs)
 
     cost = float(run.cost_usd) if isinstance(run.cost_usd, Decimal) else None
     result = evaluate(
@@ -57,7 +60,7 @@ def mask_run(run: PromptRun, ctx: StepContext) -> None:
     """A run made by a step sits next to the task's log and outputs, which never show
     the project's secret values: masked the same way."""
     if ctx.hidden:
-        _mask_run(run, Masker(ctx.hidden))
+        mask_prompt_run(run, Masker(ctx.hidden))
 
 
 def _grade(
@@ -66,13 +69,16 @@ def _grade(
     answer: str,
     variables: Mapping[str, Any],
     *,
-    timeout: float,
+    deadline: float,
     runs: list[int],
 ) -> float:
     """Run the judge prompt through the same providers and cache as any run, attributed
     to the task, with the answer as its `output` variable and those of the item's
     variables it declares (others would be refused as undeclared). It must answer a JSON
     object with a numeric `score`; anything else is a GradeError (a failed assertion)."""
+    timeout = deadline - time.monotonic()
+    if timeout <= 0:
+        raise GradeError("no time left to run the judge (the step's timeout)")
     try:
         ref = parse_ref(ref_text, where="prompt")
         judge = prompt_selectors.resolve_version(

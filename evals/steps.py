@@ -30,6 +30,7 @@ fails when an item could not run, or when the pass rate is below `min_pass_rate`
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from builds.steps import StepCancelled, StepContext, StepFailed
@@ -58,7 +59,9 @@ def run_assert_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     )
     if run is None:
         raise StepFailed("no prompt run to judge: an assert step follows a prompt step")
-    result = judge_run(run, step.get("expect", []), ctx, timeout=ctx.timeout).result
+    result = judge_run(
+        run, step.get("expect", []), ctx, deadline=time.monotonic() + ctx.timeout
+    ).result
     verdict = "passed" if result.passed else f"failed ({len(result.failures)} assertion(s))"
     ctx.log(f"{step['assert']}: {verdict}, score {result.score:.3f}\n")
     for failure in result.failures:

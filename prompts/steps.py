@@ -58,7 +58,7 @@ def run_prompt_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         model=step.get("model") or None,
     )
     if ctx.hidden:
-        _mask_run(run, Masker(ctx.hidden))
+        mask_run(run, Masker(ctx.hidden))
     version = run.version
     cost = "unknown" if run.cost_usd is None else f"${run.cost_usd}"
     ctx.log(
@@ -80,7 +80,7 @@ def run_prompt_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
 MASKED_FIELDS = ("variables", "rendered", "raw_response", "output", "parsed", "error", "attempts")
 
 
-def _mask_run(run: PromptRun, masker: Masker) -> None:
+def mask_run(run: PromptRun, masker: Masker) -> None:
     """The run a build step made, with the project's secret values masked: its record
     sits next to the task's log and outputs, which never show them. (Templates cannot
     read secrets, so this only matters when a model or a provider's error repeats

@@ -254,3 +254,22 @@ def test_a_stale_running_evaluation_does_not_mark_its_tasks_other_evaluation_fai
     stale.save()
     listed = {e["id"]: e["state"] for e in api_client(user).get(f"{PROMPT}/evaluations").json()}
     assert listed == {finished.id: "succeeded", stale.id: "failed"}
+
+
+def test_a_judge_gets_only_the_time_left_of_the_step(step_context, capital):
+    """Judges run after the answer, within the same step timeout: with none left the
+    graded assertion fails with the reason, and no judge is called."""
+    import time
+
+    from evals.judging import judge_run
+    from prompts.refs import parse_ref
+
+    context, _ = step_context
+    run = prompt_services.run_prompt(
+        user=None, project=capital, ref=parse_ref("capital#1"), variables={"country": "Peru"}
+    )
+    expect = [{"type": "graded_by", "prompt": "capital#1"}]
+    judged = judge_run(run, expect, context(), deadline=time.monotonic() - 1)
+    assert not judged.result.passed and judged.judge_runs == []
+    assert "no time left to run the judge" in judged.result.failures[0]
+    assert PromptRun.objects.count() == 1

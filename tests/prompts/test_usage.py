@@ -91,9 +91,7 @@ def test_an_offset_past_any_build_is_refused_not_a_server_error(builds, user):
     assert "offset" in str(r.json()["detail"])
 
 
-def test_the_build_page_lists_the_first_runs_and_says_how_many_there_are(
-    builds, user, monkeypatch
-):
+def test_the_build_page_lists_the_first_runs_and_says_how_many_there_are(builds, user, monkeypatch):
     from django.test import Client
 
     from prompts import build_page
