@@ -11,11 +11,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from tasks.models import Event
+from tasks.outbox import IdGaps
 from tasks.states import BuildState, TaskState
 
 from . import payloads, selectors
@@ -28,10 +29,8 @@ POSITION = "notifications"
 # few rounds, and no round holds the upkeep lease holder's other work for long.
 BATCH = 2000
 ROUND_SECONDS = 0.5
-# On PostgreSQL a lower id can commit after a higher one: a hole below the newest row
-# holds the position back until it fills or this long passes (a rolled-back
-# transaction leaves a permanent hole), as the event relay does (tasks/relay.py).
-_gap_seen: dict[int, float] = {}
+# Holes in the ids (PostgreSQL) hold the position back a while: tasks/outbox.py.
+GAPS = IdGaps(lambda: notify_setting("NOTIFY_GAP_SECONDS"))
 
 
 def run_upkeep() -> int:
@@ -75,22 +74,6 @@ def _outbox_name(event: Event) -> str:
     return str(event.type)
 
 
-def _contiguous(after: int, ids: list[int]) -> int:
-    """How far the position may move over `ids` (ascending, all > after)."""
-    if connection.vendor == "sqlite":  # one writer at a time: ids appear in order
-        return ids[-1]
-    wait = notify_setting("NOTIFY_GAP_SECONDS")
-    expected, upto = after + 1, after
-    for event_id in ids:
-        if event_id != expected:
-            seen = _gap_seen.setdefault(upto, time.monotonic())
-            if time.monotonic() - seen < wait:
-                return upto
-            _gap_seen.pop(upto, None)
-        upto, expected = event_id, event_id + 1
-    return upto
-
-
 def process_outbox() -> int:
     created = 0
     deadline = time.monotonic() + ROUND_SECONDS
@@ -111,7 +94,7 @@ def _process_batch() -> tuple[int, bool]:
     )
     if not rows:
         return 0, False
-    upto = _contiguous(after, [r[0] for r in rows])
+    upto = GAPS.contiguous(after, [r[0] for r in rows])
     if upto == after:
         return 0, False
     relevant = [r for r in rows if r[0] <= upto and _relevant(r[1], r[2])]

@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Min
 
 from tasks.models import Event
+from tasks.outbox import IdGaps
 
 from . import services
 from .models import IndexPosition
@@ -24,15 +25,15 @@ POSITION = "logs"
 BATCH = 500
 ROUND_SECONDS = 0.5
 SWEEP_SECONDS = 600.0
-# On PostgreSQL a lower id can commit after a higher one: a hole below the newest row
-# holds the position back until it fills or this long passes (a rolled-back
-# transaction leaves a permanent hole), as the event relay does (tasks/relay.py).
-_gap_seen: dict[int, float] = {}
 _last_sweep: list[float] = []
 
 
 def gap_seconds() -> float:
     return float(settings.BUILDSITE.get("SEARCH_GAP_SECONDS", 2.0))
+
+
+# Holes in the ids (PostgreSQL) hold the position back a while: tasks/outbox.py.
+GAPS = IdGaps(gap_seconds)
 
 
 def run_upkeep() -> int:
@@ -61,21 +62,6 @@ def _position() -> int:
     return int(position.last_event_id)
 
 
-def _contiguous(after: int, ids: list[int]) -> int:
-    """How far the position may move over `ids` (ascending, all > after)."""
-    if connection.vendor == "sqlite":  # one writer at a time: ids appear in order
-        return ids[-1]
-    expected, upto = after + 1, after
-    for event_id in ids:
-        if event_id != expected:
-            seen = _gap_seen.setdefault(upto, time.monotonic())
-            if time.monotonic() - seen < gap_seconds():
-                return upto
-            _gap_seen.pop(upto, None)
-        upto, expected = event_id, event_id + 1
-    return upto
-
-
 def index_new_logs() -> int:
     written = 0
     deadline = time.monotonic() + ROUND_SECONDS
@@ -92,7 +78,7 @@ def _index_batch() -> tuple[int, bool]:
     rows = list(Event.objects.filter(id__gt=after).order_by("id").values_list("id", "type")[:BATCH])
     if not rows:
         return 0, False
-    upto = _contiguous(after, [r[0] for r in rows])
+    upto = GAPS.contiguous(after, [r[0] for r in rows])
     if upto == after:
         return 0, False
     logs = [event_id for event_id, type_ in rows if event_id <= upto and type_ == Event.Type.LOG]

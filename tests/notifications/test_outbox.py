@@ -9,6 +9,7 @@ import pytest
 
 from notifications import outbox, services
 from notifications.models import Delivery, OutboxPosition
+from tasks import outbox as tasks_outbox
 from tasks.models import Event
 from tasks.services import record_event
 
@@ -59,12 +60,12 @@ def test_a_backlog_is_read_in_bounded_batches(project, monkeypatch, notify_setti
 
 @pytest.mark.django_db
 def test_a_hole_in_the_ids_holds_the_position_back_for_a_while(monkeypatch, settings):
-    monkeypatch.setattr(outbox, "connection", SimpleNamespace(vendor="postgresql"))
-    outbox._gap_seen.clear()
+    monkeypatch.setattr(tasks_outbox, "connection", SimpleNamespace(vendor="postgresql"))
+    outbox.GAPS.clear()
     settings.BUILDSITE = {**settings.BUILDSITE, "NOTIFY_GAP_SECONDS": 3600.0}
-    assert outbox._contiguous(10, [11, 12, 14, 15]) == 12  # 13 may still commit
-    assert outbox._contiguous(10, [11, 12, 13, 14, 15]) == 15
+    assert outbox.GAPS.contiguous(10, [11, 12, 14, 15]) == 12  # 13 may still commit
+    assert outbox.GAPS.contiguous(10, [11, 12, 13, 14, 15]) == 15
     settings.BUILDSITE = {**settings.BUILDSITE, "NOTIFY_GAP_SECONDS": 0.0}
-    assert outbox._contiguous(10, [11, 12, 14, 15]) == 15  # an old hole is given up on
-    monkeypatch.setattr(outbox, "connection", SimpleNamespace(vendor="sqlite"))
-    assert outbox._contiguous(10, [14, 20]) == 20  # one writer: ids appear in order
+    assert outbox.GAPS.contiguous(10, [11, 12, 14, 15]) == 15  # an old hole is given up on
+    monkeypatch.setattr(tasks_outbox, "connection", SimpleNamespace(vendor="sqlite"))
+    assert outbox.GAPS.contiguous(10, [14, 20]) == 20  # one writer: ids appear in order

@@ -8,4 +8,4 @@ def _no_gap_wait(settings):
     from search import indexing
 
     settings.BUILDSITE = {**settings.BUILDSITE, "SEARCH_GAP_SECONDS": 0.0}
-    indexing._gap_seen.clear()
+    indexing.GAPS.clear()

@@ -8,6 +8,7 @@ import pytest
 from builds.services import trigger_build
 from search import indexing, services
 from search.models import IndexPosition, LogChunk
+from tasks import outbox as tasks_outbox
 from tasks.models import Event, Task
 from tasks.services import record_event
 from tests.factories import make_pipeline
@@ -59,11 +60,11 @@ def test_other_events_move_the_position_but_index_nothing(task, project):
 
 def test_a_hole_holds_the_position_back_until_it_fills_or_times_out(monkeypatch, settings):
     settings.BUILDSITE = {**settings.BUILDSITE, "SEARCH_GAP_SECONDS": 2.0}
-    monkeypatch.setattr(indexing, "connection", SimpleNamespace(vendor="postgresql"))
+    monkeypatch.setattr(tasks_outbox, "connection", SimpleNamespace(vendor="postgresql"))
     clock = [100.0]
-    monkeypatch.setattr(indexing.time, "monotonic", lambda: clock[0])
-    indexing._gap_seen.clear()
-    assert indexing._contiguous(10, [11, 12, 14]) == 12  # 13 may still commit
+    monkeypatch.setattr(tasks_outbox.time, "monotonic", lambda: clock[0])
+    indexing.GAPS.clear()
+    assert indexing.GAPS.contiguous(10, [11, 12, 14]) == 12  # 13 may still commit
     clock[0] += 3
-    assert indexing._contiguous(12, [14]) == 14  # waited long enough: rolled back
-    assert indexing._contiguous(14, [15, 16]) == 16
+    assert indexing.GAPS.contiguous(12, [14]) == 14  # waited long enough: rolled back
+    assert indexing.GAPS.contiguous(14, [15, 16]) == 16
