@@ -525,7 +525,13 @@ def check_label_move(*, prompt: Any, label: str, version: Any, force: bool) -> i
     results = selectors.results_of(list(finished))
     rated = [(results[e.id].pass_rate or 0.0, e) for e in finished]
     current = [(rate, e) for rate, e in rated if e.dataset_version == dataset.version]
-    passing = [(rate, e) for rate, e in current if rate >= gate.min_pass_rate]
+    # A label serves the version with its own provider and model: an evaluation run on
+    # another (a comparison) says nothing about what the label would serve.
+    passing = [
+        (rate, e)
+        for rate, e in current
+        if rate >= gate.min_pass_rate and not e.provider and not e.model
+    ]
     if passing:
         best = max(passing, key=lambda pair: pair[0])  # max keeps the first (newest) of ties
         return int(best[1].id)
@@ -537,6 +543,11 @@ def check_label_move(*, prompt: Any, label: str, version: Any, force: bool) -> i
     if current:
         rate, best_e = max(current, key=lambda pair: pair[0])
         found = f"The best evaluation of v{version.number} is {best_e.id}, with {rate:g}."
+        if best_e.provider or best_e.model:
+            found += (
+                " It ran with another provider or model; only an evaluation with the "
+                "version's own counts."
+            )
     elif rated:
         rate, best_e = max(rated, key=lambda pair: pair[0])
         found = (

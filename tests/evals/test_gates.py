@@ -193,3 +193,19 @@ def test_the_history_names_the_evaluation_that_allowed_a_move(
     r = browser.post(f"{PAGE}labels/", {"label": "production", "version": "1"})
     assert r.status_code == 302
     assert f"allowed by evaluation {evaluation}" in browser.get(PAGE).content.decode()
+
+
+def test_an_evaluation_on_another_model_does_not_open_the_gate(alice, inline_workers, fast_engine):
+    """The label serves the version with its own provider and model: a comparison run
+    on another model passes, but proves nothing about what the label would serve."""
+    evaluation = evaluate(alice, version=1, model="other-model")  # 2/3 >= 0.6
+    r = send(alice, "put", LABEL, {"version": 1})
+    assert r.status_code == 409
+    assert (
+        f"is {evaluation}, with 0.666667. It ran with another provider or model"
+        in (r.json()["detail"])
+    )
+    own = evaluate(alice, version=1)
+    r = send(alice, "put", LABEL, {"version": 1})
+    assert r.status_code == 200, r.json()
+    assert alice.get(PROMPT).json()["label_history"][0]["evaluation"] == own
