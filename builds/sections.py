@@ -24,6 +24,17 @@ def register_build_section(section: Section) -> None:
         _SECTIONS.append(section)
 
 
+SHOWN = 100  # rows a section lists: an evaluation build holds thousands
+
+
+def first_rows(rows: Any, shown: int = SHOWN) -> tuple[list[Any], int]:
+    """The first `shown` rows of a queryset and how many there are in all (counted only
+    when there are more than shown)."""
+    first = list(rows[: shown + 1])
+    total = len(first) if len(first) <= shown else rows.count()
+    return first[:shown], total
+
+
 def build_sections(*, request: Any, build: Any) -> list[dict[str, Any]]:
     found = (s(request=request, build=build) for s in _SECTIONS)
     return [section for section in found if section is not None]

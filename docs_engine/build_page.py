@@ -5,20 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import selectors
+from builds.sections import SHOWN, first_rows
 
-SHOWN = 100  # an evaluation build holds thousands: the page lists the first ones
+from . import selectors
 
 
 def build_section(*, request: Any, build: Any) -> dict[str, Any] | None:
-    rows = selectors.revisions_of_build(build=build)
-    revisions = list(rows[: SHOWN + 1])
+    revisions, total = first_rows(selectors.revisions_of_build(build=build), SHOWN)
     if not revisions:
         return None
-    total = len(revisions) if len(revisions) <= SHOWN else rows.count()
     return {
         "template": "docs_engine/_build_revisions.html",
-        "revisions": revisions[:SHOWN],
+        "revisions": revisions,
         "total": total,
         "shown": SHOWN,
     }

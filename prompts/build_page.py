@@ -5,20 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import selectors
+from builds.sections import SHOWN, first_rows
 
-SHOWN = 100  # an evaluation build holds thousands: the page lists the first ones
+from . import selectors
 
 
 def build_section(*, request: Any, build: Any) -> dict[str, Any] | None:
-    rows = selectors.runs_of_build(build=build)
-    runs = list(rows[: SHOWN + 1])
+    runs, total = first_rows(selectors.runs_of_build(build=build), SHOWN)
     if not runs:
         return None
-    total = len(runs) if len(runs) <= SHOWN else rows.count()
-    return {
-        "template": "prompts/_build_runs.html",
-        "runs": runs[:SHOWN],
-        "total": total,
-        "shown": SHOWN,
-    }
+    return {"template": "prompts/_build_runs.html", "runs": runs, "total": total, "shown": SHOWN}

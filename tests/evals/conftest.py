@@ -56,3 +56,27 @@ def capital(user, project):
             user=user, project=project, name="capitals", variables=variables, expect=expect
         )
     return project
+
+
+@pytest.fixture
+def down_provider(capital, user, settings):
+    """Provider `down` of the project: an OpenAI-compatible URL on a port nobody
+    listens on, no retries."""
+    import socket
+
+    settings.BUILDSITE = {**settings.BUILDSITE, "ALLOW_PRIVATE_URLS": True}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    prompt_services.save_provider(
+        user=user,
+        project=capital,
+        name="down",
+        kind="openai",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        model="m",
+        api_key="sk-test",
+        max_retries=0,
+        timeout=5,
+    )
+    return "down"

@@ -3,8 +3,6 @@ pipeline, run by the real engine on the offline provider (fixture `capital`: ite
 and 3 pass, item 2 fails, score 0.25), recorded as an Evaluation like an API-started
 one, failing its task below `min_pass_rate`."""
 
-import socket
-
 import pytest
 from django.test import Client
 
@@ -116,23 +114,8 @@ def test_a_missing_dataset_or_prompt_fails_the_task_with_a_clear_message(
 
 
 def test_an_item_that_cannot_run_fails_the_step_and_the_evaluation(
-    capital, user, inline_workers, fast_engine, settings
+    capital, user, inline_workers, fast_engine, down_provider
 ):
-    settings.BUILDSITE = {**settings.BUILDSITE, "ALLOW_PRIVATE_URLS": True}
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    prompt_services.save_provider(
-        user=user,
-        project=capital,
-        name="down",
-        kind="openai",
-        base_url=f"http://127.0.0.1:{port}/v1",
-        model="m",
-        api_key="sk-test",
-        max_retries=0,
-        timeout=5,
-    )
     step = "{evaluate: 'capital#1', dataset: capitals, min_pass_rate: 0, provider: down}"
     _, task = build_with(capital, user, step)
     assert task.state == "failed"

@@ -93,25 +93,8 @@ def test_cancelling_the_build_cancels_the_evaluation(capital, user):
 
 
 def test_a_provider_that_is_down_fails_the_build(
-    capital, user, inline_workers, fast_engine, settings
+    capital, user, inline_workers, fast_engine, down_provider
 ):
-    import socket
-
-    settings.BUILDSITE = {**settings.BUILDSITE, "ALLOW_PRIVATE_URLS": True}
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    prompt_services.save_provider(
-        user=user,
-        project=capital,
-        name="down",
-        kind="openai",
-        base_url=f"http://127.0.0.1:{port}/v1",
-        model="m",
-        api_key="sk-test",
-        max_retries=0,
-        timeout=5,
-    )
     alice = api_client(user)
     r = send(alice, "post", URL, {"dataset": "capitals", "provider": "down", "model": "other"})
     assert r.status_code == 201, r.json()
