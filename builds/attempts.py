@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from tasks import rawsql
 from tasks.models import Task
-from tasks.services import Change
+from tasks.services import Change, TaskRow
 from tasks.states import TaskState, can_transition
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def claim_fields(attempt: int, now: datetime, worker: str) -> dict[str, Any]:
     }
 
 
-def claim_change(task: Task, attempt: int, now: datetime, worker: str) -> Change:
+def claim_change(task: TaskRow, attempt: int, now: datetime, worker: str) -> Change:
     """QUEUED -> RUNNING for `attempt`, only while the task waits for that attempt."""
     return Change(
         task,

@@ -24,6 +24,7 @@ from tasks.models import Task
 from tasks.services import Change, apply_transitions
 from tasks.states import TaskState
 
+from .attempts import claim_change
 from .models import Build, ResourcePool
 from .resolution import TaskNode
 from .scheduling import Candidate, choose
@@ -103,7 +104,7 @@ def dispatch_ready_tasks(
         project_ids = {project_id}
     queued = 0
     for pid in sorted(project_ids):
-        queued += _dispatch_project(pid, now, capacity if pid == project_id else None)
+        queued += _dispatch_project(pid, now, capacity if pid == project_id else None)[0]
     return queued
 
 
@@ -152,17 +153,32 @@ def pool_in_use(project_id: int, capacity: dict[str, int]) -> Counter[str]:
     return in_use
 
 
-def _dispatch_project(project_id: int, now: datetime, capacity: dict[str, int] | None) -> int:
+def lock_project(project_id: int) -> None:
+    """Serialises dispatchers of one project, so pools are never over-committed. SQLite
+    needs no lock: its IMMEDIATE transactions already run one at a time."""
+    if connection.features.has_select_for_update:
+        sql = f"SELECT id FROM {rawsql.table(Project)} WHERE id = %s FOR UPDATE"
+        rawsql.fetch(sql, [project_id])
+
+
+def dispatch_and_take(*, project_id: int, worker: str) -> int | None:
+    """Dispatch as `dispatch_ready_tasks` does, but the best task chosen is the calling
+    worker's: queued and claimed for it in the same step, with no job (a worker that
+    has just settled a task of the project's pools runs it next; `builds/execution.py`).
+    Returns its id, or None when nothing may run now."""
+    return _dispatch_project(project_id, timezone.now(), None, worker=worker)[1]
+
+
+def _dispatch_project(
+    project_id: int, now: datetime, capacity: dict[str, int] | None, *, worker: str = ""
+) -> tuple[int, int | None]:
+    """Queue what may run now (with `worker`, the best of it claimed for that worker);
+    returns how many were queued and the id of the task claimed, if any."""
     with transaction.atomic(savepoint=False):
-        if connection.features.has_select_for_update:
-            # Serialises dispatchers of one project, so pools are never over-committed.
-            # SQLite needs no lock: its IMMEDIATE transactions already run one at a time.
-            rawsql.fetch(
-                f"SELECT id FROM {rawsql.table(Project)} WHERE id = %s FOR UPDATE", [project_id]
-            )
+        lock_project(project_id)
         waiting = _waiting(project_id, now)
         if not waiting:
-            return 0
+            return 0, None
         if capacity is None:
             capacity = pool_capacity(project_id)
         in_use = pool_in_use(project_id, capacity) if capacity else Counter()
@@ -183,14 +199,17 @@ def _dispatch_project(project_id: int, now: datetime, capacity: dict[str, int] |
             aging_per_minute=settings.BUILDSITE["AGING_PER_MINUTE"],
         )
         by_id = {t["id"]: t for t in waiting}
-        applied = apply_transitions(
-            project_id=project_id,
-            changes=[
-                Change(_node(by_id[i]), S(by_id[i]["state"]), S.QUEUED, {"queued_at": now})
-                for i in decision.dispatch
-            ],
-        )
-        return queue_jobs(applied)
+        changes = [
+            Change(_node(by_id[i]), S(by_id[i]["state"]), S.QUEUED, {"queued_at": now})
+            for i in decision.dispatch
+        ]
+        taken = changes[0].task if worker and changes else None
+        if taken is not None:
+            changes.insert(1, claim_change(taken, taken.attempts + 1, now, worker))
+        applied = apply_transitions(project_id=project_id, changes=changes)
+        taken_id = taken.id if taken is not None and taken.state == S.RUNNING else None
+        queued = queue_jobs([c for c in applied if c.task.id != taken_id])
+        return queued + (taken_id is not None), taken_id
 
 
 def queue_jobs(applied: list[Change]) -> int:

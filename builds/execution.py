@@ -29,6 +29,7 @@ from . import artifacts
 from .artifacts import ArtifactError, FileRecord
 from .attempts import Heartbeat, TaskEnd, claim_change, failure_outcome, queued_for, worker_id
 from .cluster import RELEASED, fresh_workspace, remove_workspace, stopping
+from .dispatch import pool_capacity
 from .models import Build
 from .resolution import (
     BuildTasks,
@@ -39,12 +40,16 @@ from .resolution import (
     version_spec,
 )
 from .services import mark_build_running
-from .settle import load_tasks
+from .settle import load_tasks, settle_and_take
 from .steps import StepCancelled, StepContext, StepFailed, executor_for, kind_of, sandbox
 
 log = logging.getLogger(__name__)
 S = TaskState
 WORKER_STOPPED = "worker stopped"
+SETTLED = "settled by its worker"
+# How long a worker goes on taking its pools' next tasks itself before it returns to the
+# job queue (where other projects' jobs wait in order).
+CHAIN_SECONDS = 10.0
 
 
 class TaskLog:
@@ -144,11 +149,12 @@ class TaskLog:
         return self.masker.mask(text)
 
 
-def what_to_run(task_id: int) -> tuple[str, int, str, int] | None:
-    """A task's state, attempts, name and pipeline version: enough for a worker to see
-    whether the job is current and whether the task has steps at all."""
+def what_to_run(task_id: int) -> tuple[str, int, str, int, int] | None:
+    """A task's state, attempts, name, pipeline version and project: enough for a worker
+    to see whether the job is current and whether the task has steps at all."""
     rows = rawsql.fetch(
-        f"SELECT t.state, t.attempts, t.name, b.pipeline_version_id FROM {rawsql.table(Task)} t "
+        "SELECT t.state, t.attempts, t.name, b.pipeline_version_id, b.project_id "
+        f"FROM {rawsql.table(Task)} t "
         f"JOIN {rawsql.table(Build)} b ON b.id = t.build_id WHERE t.id = %s",
         [task_id],
     )
@@ -156,19 +162,22 @@ def what_to_run(task_id: int) -> tuple[str, int, str, int] | None:
 
 
 def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
-    """Run one attempt of a task. Returns how it ended, for the monitor to settle
-    (`builds/settle.py`), or why there was nothing to do."""
+    """Run one attempt of a task (and, for a pooled task, those it takes in turn:
+    `then_next`). Returns how the last one ended, for the monitor to settle
+    (`builds/settle.py`), or why there is nothing to settle."""
     if stopping():
         return RELEASED  # not started: the monitor hands the job back
     close_old_connections()
     found = what_to_run(task_id)
     if found is None or not queued_for(attempt, found[0], found[1]):
         return "skipped: not queued for this attempt"
-    _, _, name, version_id = found
-    if not version_spec(version_id)["tasks"][name].get("steps"):
+    _, _, name, version_id, project_id = found
+    spec = version_spec(version_id)["tasks"][name]
+    if not spec.get("steps"):
         # Nothing to run: the task stays QUEUED here and settling starts and ends it
         # in one step (the events still show queued -> running -> succeeded).
-        return TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
+        end = TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
+        return then_next(end, spec.get("resources") or {}, project_id)
     task = load_tasks([task_id], with_projects=True)[task_id]
     build = task.build
     with transaction.atomic(savepoint=False):
@@ -177,6 +186,53 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
             return "skipped: claimed elsewhere"  # or moved since the first read
         if build.state == BuildState.QUEUED:
             mark_build_running(build=build)
+    return then_next(run_attempt(task, attempt), task.claims, build.project_id)
+
+
+def then_next(end: TaskEnd | str, claims: Mapping[str, int], project_id: int) -> TaskEnd | str:
+    """After an attempt of a task that held the project's pools: settle its end here and
+    run the task those pools admit next, claimed for this worker in the same
+    transaction, and so on for up to CHAIN_SECONDS. A pool as wide as the workers would
+    otherwise stand idle for each end's round trip through the monitor, the job queue
+    and a worker's claim. Returns the last end, for the monitor."""
+    started = time.monotonic()
+    while (
+        isinstance(end, TaskEnd)
+        and holds_pools(claims, project_id)
+        and not stopping()
+        and time.monotonic() - started < CHAIN_SECONDS
+    ):
+        try:
+            taken = settle_and_take(end, project_id=project_id, worker=worker_id())
+        except Exception:  # the monitor settles it as any other end
+            log.warning("settling task %s in its worker failed", end.task_id, exc_info=True)
+            return end
+        if taken is None:
+            return SETTLED
+        task = load_tasks([taken], with_projects=True)[taken]
+        if task.build.state == BuildState.QUEUED:
+            with transaction.atomic(savepoint=False):
+                mark_build_running(build=task.build)
+        end, claims, project_id = (
+            run_attempt(task, task.attempts),
+            task.claims,
+            task.build.project_id,
+        )
+    return end
+
+
+def holds_pools(claims: Mapping[str, int] | None, project_id: int) -> bool:
+    if not claims:
+        return False
+    capacity = pool_capacity(project_id)
+    return any(amount and pool in capacity for pool, amount in claims.items())
+
+
+def run_attempt(task: Task, attempt: int) -> TaskEnd | str:
+    """Run the steps of an attempt claimed by this worker; returns its end."""
+    build = task.build
+    if not task_spec(build, task.name).get("steps"):  # taken in turn: nothing to run
+        return TaskEnd(task.id, attempt, S.SUCCEEDED, {}, worker=worker_id())
     task_log = TaskLog(task, build.project_id)
     if attempt > 1:
         task_log.write(f"--- attempt {attempt} ---\n")

@@ -35,7 +35,7 @@ from tasks.states import TERMINAL, BuildState, TaskState, build_state_of
 from . import cache
 from .artifacts import touch_blobs
 from .definition import POOL_PATTERN, merge_params, parse_definition
-from .dispatch import dispatch_on_commit
+from .dispatch import dispatch_on_commit, lock_project
 from .models import Build, Pipeline, PipelineVersion, ResourcePool
 from .resolution import (
     BuildTasks,
@@ -332,12 +332,6 @@ def _insert_tasks(
         tasks[name].id = task_id
 
 
-def _lock_project(project: Project) -> None:
-    """Serialises claim checks with pool changes on PostgreSQL (SQLite's IMMEDIATE
-    transactions already run one at a time)."""
-    Project.objects.select_for_update().filter(id=project.id).exists()
-
-
 def _open_tasks_claiming_more(
     *, project: Project, pool: str, capacity: int
 ) -> list[tuple[int, str, int]]:
@@ -355,7 +349,7 @@ def _open_tasks_claiming_more(
 
 
 def check_claims(project: Project, spec: dict[str, Any]) -> None:
-    _lock_project(project)
+    lock_project(project.id)
     capacity = dict(ResourcePool.objects.filter(project=project).values_list("name", "capacity"))
     problems = [
         Problem(
@@ -596,7 +590,7 @@ def check_pool(*, project: Project, name: str, capacity: int) -> None:
         )
     if capacity < 0:
         raise InvalidInput([Problem("capacity cannot be negative", where="capacity")])
-    _lock_project(project)  # the lock trigger_build takes before checking claims
+    lock_project(project.id)  # the lock trigger_build takes before checking claims
     if waiting := _open_tasks_claiming_more(project=project, pool=name, capacity=capacity):
         named = ", ".join(f"build {b} task '{t}' claims {n}" for b, t, n in waiting[:10])
         more = f" and {len(waiting) - 10} more" if len(waiting) > 10 else ""

@@ -26,7 +26,13 @@ from tasks.states import DONE_OK, BuildState, TaskState
 
 from . import cache
 from .attempts import Ending, TaskEnd, end_changes, end_is_current
-from .dispatch import dispatch_ready_tasks, pool_capacity, queue_jobs, with_queueing
+from .dispatch import (
+    dispatch_and_take,
+    dispatch_ready_tasks,
+    pool_capacity,
+    queue_jobs,
+    with_queueing,
+)
 from .models import Build, ResourcePool
 from .resolution import BuildTasks, advance, graph_of
 from .services import lock_build, mark_build_running, refresh_build_state
@@ -34,10 +40,23 @@ from .services import lock_build, mark_build_running, refresh_build_state
 S = TaskState
 
 
-def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int:
+def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> int | None:
+    """A worker settles its own task's end and takes the best task the project's pools
+    now admit, claimed for it, in one transaction (instead of the end's round trip
+    through the monitor while the pools' capacity stands idle). Returns the task
+    taken, if any."""
+    with transaction.atomic(savepoint=False):
+        settle([end], dispatch=False)
+        return dispatch_and_take(project_id=project_id, worker=worker)
+
+
+def settle(
+    ends: list[TaskEnd], *, then: Callable[[], Any] | None = None, dispatch: bool = True
+) -> int:
     """Record reported ends in one transaction (with `then`, e.g. acknowledging their
     jobs, inside it); returns how many were recorded. An end whose task moved on
-    meanwhile (cancelled, or reaped and run again) is dropped."""
+    meanwhile (cancelled, or reaped and run again) is dropped. Without `dispatch`,
+    the caller dispatches (in the same transaction)."""
     with transaction.atomic(savepoint=False):
         by_build: dict[int, list[Ending]] = {}
         builds: dict[int, Build] = {}
@@ -65,7 +84,9 @@ def settle(ends: list[TaskEnd], *, then: Callable[[], Any] | None = None) -> int
         settled = 0
         for build_id in sorted(by_build):  # one lock order for every settler
             lock_build(builds[build_id])
-            settled += finish_tasks(build=builds[build_id], endings=by_build[build_id])
+            settled += finish_tasks(
+                build=builds[build_id], endings=by_build[build_id], dispatch=dispatch
+            )
         if then is not None:
             then()
     return settled
@@ -96,10 +117,10 @@ def finish_task(
         return bool(finish_tasks(build=build, endings=[ending]))
 
 
-def finish_tasks(*, build: Build, endings: list[Ending]) -> int:
+def finish_tasks(*, build: Build, endings: list[Ending], dispatch: bool = True) -> int:
     """Record ends of tasks of one build, unlock their dependents and queue what is
-    ready, in the caller's transaction (which holds the build's lock). Returns how
-    many ends were recorded."""
+    ready (unless the caller dispatches itself), in the caller's transaction (which
+    holds the build's lock). Returns how many ends were recorded."""
     now = timezone.now()
     steps: list[Change] = []
     for ending in endings:
@@ -131,7 +152,7 @@ def finish_tasks(*, build: Build, endings: list[Ending]) -> int:
     refresh_build_state(build=build)
     # With pools, dispatch only when something can have changed: a task became READY,
     # or pool capacity was given back (due retries are upkeep's).
-    if capacity and (newly_ready or freed_capacity):
+    if dispatch and capacity and (newly_ready or freed_capacity):
         dispatch_ready_tasks(project_id=build.project_id, capacity=capacity)
     return len(ended)
 

@@ -1,4 +1,5 @@
-"""Dispatch after a finished task: queued at once without pools, held by a full pool."""
+"""Dispatch after a finished task: queued at once without pools, held by a full pool,
+run in turn by the worker that gave the pool back."""
 
 import pytest
 
@@ -41,7 +42,10 @@ def test_without_pools_unblocked_tasks_are_queued_with_their_jobs_at_once(projec
     assert moves == [("pending", "ready"), ("ready", "queued")]
 
 
-def test_a_full_pool_holds_unblocked_tasks_ready(project, jobs):
+def test_a_full_pool_holds_unblocked_tasks_ready(project, jobs, monkeypatch):
+    import builds.execution
+
+    monkeypatch.setattr(builds.execution, "CHAIN_SECONDS", 0)  # no task run in turn
     ResourcePool.objects.create(project=project, name="cpu", capacity=1)
     make_pipeline(project, PIPELINE + "  busy: {steps: [{run: 'true'}]}\n")
     build = trigger_build(user=None, project=project, pipeline="main")
@@ -56,7 +60,35 @@ def test_a_full_pool_holds_unblocked_tasks_ready(project, jobs):
     assert list(states.values()).count("queued") == 1
     assert len(jobs) == 2
     # A task with nothing to run starts and ends at one instant: it was busy for no time.
-    assert ResourcePool.objects.get(project=project, name="cpu").busy_seconds == 0.0
+    if first.name == "a":
+        assert ResourcePool.objects.get(project=project, name="cpu").busy_seconds == 0.0
+
+
+def test_the_worker_of_a_pooled_task_runs_what_the_pool_admits_next(project, jobs):
+    """With the pool full, the worker that ends a task settles it itself and runs the
+    next task the pool admits, one at a time, without a job for it."""
+    ResourcePool.objects.create(project=project, name="cpu", capacity=1)
+    make_pipeline(project, PIPELINE + "  busy: {steps: [{run: 'true'}]}\n")
+    build = trigger_build(user=None, project=project, pipeline="main")
+    first = Task.objects.get(build=build, state="queued")
+    assert run_job(first.id) == "settled by its worker"
+    states = dict(Task.objects.filter(build=build).values_list("name", "state"))
+    assert states == {"a": "succeeded", "b": "succeeded", "c": "succeeded", "busy": "succeeded"}
+    assert len(jobs) == 1  # only the first task's
+    build.refresh_from_db()
+    assert build.state == "succeeded"
+    running = 0  # the pool's one cpu was never held by two tasks at once
+    for old, new in build.events.filter(type="task.state").values_list("old_state", "new_state"):
+        running += (new == "running") - (old == "running")
+        assert running <= 1
+    names = [
+        name
+        for name, new in build.events.filter(type="task.state", new_state="running")
+        .order_by("id")
+        .values_list("task_name", "new_state")
+    ]
+    assert sorted(names) == ["a", "b", "busy", "c"]
+    assert names.index("a") < names.index("b") and names.index("a") < names.index("c")
 
 
 def test_a_batched_job_is_the_package_async_task_would_have_stored():

@@ -98,10 +98,10 @@ def test_a_failing_end_does_not_cost_the_others_theirs(project, broker, monkeypa
     results = job_results(broker, [first_tasks["a"].id, second_tasks["a"].id])
     finish = settling.finish_tasks
 
-    def broken_for_the_first_build(*, build, endings):
+    def broken_for_the_first_build(*, build, endings, **options):
         if build.id == first.id:
             raise RuntimeError("boom")
-        return finish(build=build, endings=endings)
+        return finish(build=build, endings=endings, **options)
 
     monkeypatch.setattr(settling, "finish_tasks", broken_for_the_first_build)
     monitor.handle_results(results, broker)

@@ -36,6 +36,26 @@ tasks:
     assert set(task_states(build).values()) == {"succeeded"}
 
 
+def test_a_pool_narrower_than_the_workers_is_never_over_committed(project):
+    """Workers that end a pooled task run the pool's next tasks themselves: still never
+    more at once than the pool's capacity, across the cluster's workers."""
+    from builds.models import ResourcePool
+
+    ResourcePool.objects.create(project=project, name="cpu", capacity=1)
+    tasks = "".join(f"  t{i}: {{steps: [{{run: 'sleep 0.1'}}]}}\n" for i in range(6))
+    make_pipeline(project, "tasks:\n" + tasks + "  last: {needs: [t0, t5]}\n")
+    with Cluster(workers=2):
+        build = trigger_build(user=None, project=project, pipeline="main")
+        build = wait_for(lambda: finished(build.id), timeout=90, message="build to finish")
+    assert build.state == "succeeded"
+    running = 0
+    moves = build.events.filter(type="task.state").order_by("id")
+    for old, new in moves.values_list("old_state", "new_state"):
+        running += (new == "running") - (old == "running")
+        assert running <= 1
+    assert ResourcePool.objects.get(project=project).busy_seconds >= 0.6
+
+
 @pytest.mark.usefixtures("unsandboxed")  # talks to its step through a host file
 def test_sigkilled_worker_mid_task_ends_in_a_finished_build(project, tmp_path):
     """Kill the whole worker cluster (and the step it runs) while a task runs; a new
