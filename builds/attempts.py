@@ -181,44 +181,50 @@ def end_changes(ending: Ending, now: datetime) -> list[Change]:
 
 
 # --- lease -----------------------------------------------------------------------------------
-class Heartbeat(threading.Thread):
+class Heartbeat:
     """Renews the attempt's lease every LEASE_SECONDS/3 and notices, within
     HEARTBEAT_SECONDS, that the attempt is no longer current (cancelled, reaped);
-    `on_beat` runs on every beat (the task log flushes its events there)."""
+    `on_beat` runs on every beat (the task log flushes its events there).
+
+    The beats run in one thread per worker process (`_Beater`), which serves the
+    process's attempts one after another: starting and joining a thread for each
+    attempt cost about as much as a short step."""
 
     def __init__(self, task_id: int, attempt: int, on_beat: Any, beat_seconds: float) -> None:
-        super().__init__(daemon=True, name=f"heartbeat-{task_id}")
         self.task_id = task_id
         self.attempt = attempt
         self.on_beat = on_beat
-        self.stopped = threading.Event()
         self.lost = threading.Event()
         self.interval = min(float(settings.BUILDSITE["HEARTBEAT_SECONDS"]), beat_seconds)
         self.lease = float(settings.BUILDSITE["LEASE_SECONDS"])
+        self.last_renew = self.next_beat = time.monotonic()
 
-    def run(self) -> None:
-        last_renew = time.monotonic()
+    def start(self) -> None:
+        self.last_renew = time.monotonic()
+        self.next_beat = self.last_renew + self.interval
+        _beater().watch(self)
+
+    def stop(self) -> None:
+        """Stop beating; returns once no beat of this attempt is running."""
+        _beater().unwatch(self)
+
+    def tick(self) -> None:
+        renew = time.monotonic() - self.last_renew >= self.lease / 3
         try:
-            while not self.stopped.wait(self.interval):
-                renew = time.monotonic() - last_renew >= self.lease / 3
-                try:
-                    current = self.beat(renew=renew)
-                except Exception:  # a passing database error: try again next beat
-                    log.warning("heartbeat of task %s failed", self.task_id, exc_info=True)
-                    connection.close()
-                    current = time.monotonic() - last_renew < self.lease * 2 / 3
-                    if not current:
-                        log.error("task %s: lease not renewed in time, stopping", self.task_id)
-                else:
-                    if current and renew:
-                        last_renew = time.monotonic()
-                if not current:
-                    # Not ours any more (cancelled, reaped), or the lease may lapse before
-                    # we can renew it: stop the step rather than run beside a retry.
-                    self.lost.set()
-                    return
-        finally:
+            current = self.beat(renew=renew)
+        except Exception:  # a passing database error: try again next beat
+            log.warning("heartbeat of task %s failed", self.task_id, exc_info=True)
             connection.close()
+            current = time.monotonic() - self.last_renew < self.lease * 2 / 3
+            if not current:
+                log.error("task %s: lease not renewed in time, stopping", self.task_id)
+        else:
+            if current and renew:
+                self.last_renew = time.monotonic()
+        if not current:
+            # Not ours any more (cancelled, reaped), or the lease may lapse before we can
+            # renew it: stop the step rather than run beside a retry.
+            self.lost.set()
 
     def beat(self, *, renew: bool) -> bool:
         """Flush the log, then renew the lease (or check the attempt is current)."""
@@ -234,3 +240,55 @@ class Heartbeat(threading.Thread):
                 [self.task_id, S.RUNNING, self.attempt],
             )
         )
+
+
+class _Beater(threading.Thread):
+    """The heartbeat thread of a worker process: beats the attempt it watches."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="heartbeat")
+        self.pid = os.getpid()
+        self.lock = threading.Lock()  # held by a beat, so `unwatch` waits for it
+        self.wake = threading.Event()
+        self.current: Heartbeat | None = None
+
+    def watch(self, heartbeat: Heartbeat) -> None:
+        with self.lock:
+            self.current = heartbeat
+        self.wake.set()
+
+    def unwatch(self, heartbeat: Heartbeat) -> None:
+        with self.lock:
+            if self.current is heartbeat:
+                self.current = None
+
+    def run(self) -> None:
+        while True:
+            self.wake.clear()  # before looking: a `watch` from now on wakes the wait below
+            with self.lock:
+                heartbeat = self.current
+                wait = None if heartbeat is None else heartbeat.next_beat - time.monotonic()
+                if heartbeat is not None and wait is not None and wait <= 0:
+                    heartbeat.tick()
+                    heartbeat.next_beat = time.monotonic() + heartbeat.interval
+                    if heartbeat.lost.is_set():
+                        self.current = None
+                    continue
+            if heartbeat is None:
+                connection.close()  # idle: hold no database connection meanwhile
+            self.wake.wait(wait)
+
+
+_the_beater: _Beater | None = None
+_beater_lock = threading.Lock()
+
+
+def _beater() -> _Beater:
+    """This process's heartbeat thread, started on first use (a worker is forked from
+    its cluster: a thread of the parent does not exist in the child)."""
+    global _the_beater
+    with _beater_lock:
+        if _the_beater is None or _the_beater.pid != os.getpid() or not _the_beater.is_alive():
+            _the_beater = _Beater()
+            _the_beater.start()
+        return _the_beater

@@ -245,8 +245,7 @@ def run_attempt(task: Task, attempt: int) -> TaskEnd | str:
         task_log.flush()
         raise
     finally:
-        heartbeat.stopped.set()
-        heartbeat.join(timeout=10)
+        heartbeat.stop()
         remove_workspace(workspace)
     interrupted = outcome == S.CANCELLED and stopping() and not heartbeat.lost.is_set()
     if interrupted:
