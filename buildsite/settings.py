@@ -251,7 +251,11 @@ BUILDSITE = {
     # Shell steps run in bubblewrap: "auto" (when it can run here), or "off" (explicitly
     # unsandboxed; production refuses to run steps without one of the two).
     "SANDBOX": SANDBOX,
-    "STEP_UID": env_int("BUILDSITE_STEP_UID", 65534),  # steps' user when workers are root
+    # Steps' user when workers are root: one uid per worker process, STEP_UID_BASE + its
+    # pid (so a step's process limit counts its own processes only), or every step as
+    # BUILDSITE_STEP_UID when that is set.
+    "STEP_UID": env_int("BUILDSITE_STEP_UID", -1),
+    "STEP_UID_BASE": env_int("BUILDSITE_STEP_UID_BASE", 0x7000_0000),
     "STEP_LIMITS": {  # defaults of a task's `limits:`
         "memory_mb": env_int("BUILDSITE_STEP_MEMORY_MB", 4096),
         "processes": env_int("BUILDSITE_STEP_PROCESSES", 512),

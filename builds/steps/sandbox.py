@@ -9,8 +9,9 @@ The network is off unless the task says `network: true`. Limits are rlimits that
 user, CPU seconds, file size); the log and workspace limits are checked by the worker
 (`shell.py`).
 
-When the worker runs as root, the step runs as BUILDSITE_STEP_UID (nobody by default):
-outside the sandbox too, so the process limit counts and no escape lands as root.
+When the worker runs as root, the step runs as a uid of the worker's own (`step_uid`),
+outside the sandbox too, so the process limit counts only the step's processes and no
+escape lands as root.
 """
 
 from __future__ import annotations
@@ -158,8 +159,20 @@ def _identity_files() -> Path:
 
 
 def step_uid() -> int | None:
-    """The host uid steps run as, when the worker is root (else None: the worker's own)."""
-    return int(settings.BUILDSITE["STEP_UID"]) if os.geteuid() == 0 else None
+    """The host uid steps run as, when the worker is root (else None: the worker's own).
+
+    A uid of this worker process's own, `STEP_UID_BASE` + its pid: a worker runs one
+    attempt at a time and no two live processes share a pid, so no other step and no
+    other program on the host runs as it. The process limit (RLIMIT_NPROC, counted per
+    uid across the host) then counts this step's processes only, where with one shared
+    user (nobody) concurrent steps and the host's own `nobody` daemons shared it. The
+    base (0x70000000) lies above the ranges systems give to users and containers;
+    pid_max is at most 2**22, so every uid stays below 2**31. `BUILDSITE_STEP_UID`
+    sets one uid for every step instead."""
+    if os.geteuid() != 0:
+        return None
+    fixed = int(settings.BUILDSITE["STEP_UID"])
+    return fixed if fixed >= 0 else int(settings.BUILDSITE["STEP_UID_BASE"]) + os.getpid()
 
 
 def prepare_workspace(workspace: Path) -> None:

@@ -215,6 +215,49 @@ def test_cancel_ends_every_process_of_a_sandboxed_step(project, sandbox_here, tr
         assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow
+def test_concurrent_steps_do_not_share_a_process_limit(project, sandbox_here, transactional_db):
+    """Each worker's steps run as a uid of its own: two steps at once, each with 9
+    processes under a limit of 12, both succeed (as one shared user they held 18)."""
+    from builds.services import trigger_build
+    from tests.cluster import Cluster, wait_for
+
+    if os.geteuid() != 0:
+        pytest.skip("steps run as the worker's own user when the worker is not root")
+    step = "for i in 1 2 3 4 5 6 7 8; do sleep 4 & done; wait"
+    make_pipeline(
+        project,
+        "tasks:\n"
+        + "".join(
+            f"  {name}:\n    limits: {{processes: 12}}\n    steps:\n      - run: {step!r}\n"
+            for name in ("one", "two")
+        ),
+    )
+    with Cluster(workers=2):
+        build = trigger_build(user=None, project=project, pipeline="main")
+        wait_for(
+            lambda: Task.objects.filter(build=build, finished_at__isnull=False).count() == 2,
+            timeout=60,
+            message="both steps to end",
+        )
+    assert task_states(build) == {"one": "succeeded", "two": "succeeded"}, [
+        task_log(build=build, name=name)[-300:] for name in ("one", "two")
+    ]
+    one, two = Task.objects.filter(build=build).order_by("name")
+    assert max(one.started_at, two.started_at) < min(one.finished_at, two.finished_at)
+
+
+def test_each_worker_process_has_a_step_uid_of_its_own(settings, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    settings.BUILDSITE = {**settings.BUILDSITE, "STEP_UID": -1, "STEP_UID_BASE": 0x7000_0000}
+    monkeypatch.setattr(os, "getpid", lambda: 4_194_304)  # the largest pid_max
+    assert sandbox.step_uid() == 0x7000_0000 + 4_194_304 < 2**31
+    monkeypatch.setattr(os, "getpid", lambda: 1234)
+    assert sandbox.step_uid() == 0x7000_0000 + 1234
+    settings.BUILDSITE = {**settings.BUILDSITE, "STEP_UID": 65534}
+    assert sandbox.step_uid() == 65534
+
+
 def test_memory_and_namespaces_a_step_cannot_take(project, sandboxed):
     definition = """
 tasks:
