@@ -30,7 +30,7 @@ from .artifacts import ArtifactError, FileRecord
 from .attempts import Heartbeat, TaskEnd, claim_change, failure_outcome, queued_for, worker_id
 from .cluster import RELEASED, fresh_workspace, remove_workspace, stopping
 from .dispatch import pool_capacity
-from .models import Build
+from .models import Build, ResourcePool
 from .resolution import (
     BuildTasks,
     GraphTask,
@@ -149,11 +149,15 @@ class TaskLog:
         return self.masker.mask(text)
 
 
-def what_to_run(task_id: int) -> tuple[str, int, str, int, int] | None:
-    """A task's state, attempts, name, pipeline version and project: enough for a worker
-    to see whether the job is current and whether the task has steps at all."""
+def what_to_run(task_id: int) -> tuple[str, int, str, int, int, bool] | None:
+    """A task's state, attempts, name, pipeline version, project and whether the project
+    has pools: enough for a worker to see whether the job is current, whether the task
+    has steps at all and whether it might take the next task in turn (`then_next`)."""
+    pools = (
+        f"EXISTS (SELECT 1 FROM {rawsql.table(ResourcePool)} p WHERE p.project_id = b.project_id)"
+    )
     rows = rawsql.fetch(
-        "SELECT t.state, t.attempts, t.name, b.pipeline_version_id, b.project_id "
+        f"SELECT t.state, t.attempts, t.name, b.pipeline_version_id, b.project_id, {pools} "
         f"FROM {rawsql.table(Task)} t "
         f"JOIN {rawsql.table(Build)} b ON b.id = t.build_id WHERE t.id = %s",
         [task_id],
@@ -171,12 +175,14 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     found = what_to_run(task_id)
     if found is None or not queued_for(attempt, found[0], found[1]):
         return "skipped: not queued for this attempt"
-    _, _, name, version_id, project_id = found
+    _, _, name, version_id, project_id, has_pools = found
     spec = version_spec(version_id)["tasks"][name]
     if not spec.get("steps"):
         # Nothing to run: the task stays QUEUED here and settling starts and ends it
         # in one step (the events still show queued -> running -> succeeded).
         end = TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
+        if not has_pools:
+            return end
         return then_next(end, spec.get("resources") or {}, project_id)
     task = load_tasks([task_id], with_projects=True)[task_id]
     build = task.build
