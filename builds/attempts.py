@@ -242,6 +242,9 @@ class Heartbeat:
         )
 
 
+STOP_WAIT_SECONDS = 10.0
+
+
 class _Beater(threading.Thread):
     """The heartbeat thread of a worker process: beats the attempt it watches."""
 
@@ -258,9 +261,17 @@ class _Beater(threading.Thread):
         self.wake.set()
 
     def unwatch(self, heartbeat: Heartbeat) -> None:
-        with self.lock:
+        # A beat stuck in the database must not hold the worker for ever (as joining a
+        # thread per attempt gave up after 10 s, so does this).
+        if not self.lock.acquire(timeout=STOP_WAIT_SECONDS):
+            # Once the stuck beat returns, the next finds the attempt ended and stops.
+            log.warning("heartbeat of task %s is stuck; going on without it", heartbeat.task_id)
+            return
+        try:
             if self.current is heartbeat:
                 self.current = None
+        finally:
+            self.lock.release()
 
     def run(self) -> None:
         while True:

@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 S = TaskState
 WORKER_STOPPED = "worker stopped"
 SETTLED = "settled by its worker"
-# How long a worker goes on taking its pools' next tasks itself before it returns to the
-# job queue (where other projects' jobs wait in order).
+# How long after its job began a worker may still take its pools' next task itself,
+# before it returns to the job queue (where other projects' jobs wait in order). A job
+# then lasts its first attempt, up to this, and the attempt of the last task taken.
 CHAIN_SECONDS = 10.0
 
 
@@ -169,6 +170,7 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     """Run one attempt of a task (and, for a pooled task, those it takes in turn:
     `then_next`). Returns how the last one ended, for the monitor to settle
     (`builds/settle.py`), or why there is nothing to settle."""
+    started = time.monotonic()
     if stopping():
         return RELEASED  # not started: the monitor hands the job back
     close_old_connections()
@@ -180,10 +182,10 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     if not spec.get("steps"):
         # Nothing to run: the task stays QUEUED here and settling starts and ends it
         # in one step (the events still show queued -> running -> succeeded).
-        end = TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
+        nothing = TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
         if not has_pools:
-            return end
-        return then_next(end, spec.get("resources") or {}, project_id)
+            return nothing
+        return then_next(nothing, spec.get("resources") or {}, project_id, started)
     task = load_tasks([task_id], with_projects=True)[task_id]
     build = task.build
     with transaction.atomic(savepoint=False):
@@ -192,16 +194,21 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
             return "skipped: claimed elsewhere"  # or moved since the first read
         if build.state == BuildState.QUEUED:
             mark_build_running(build=build)
-    return then_next(run_attempt(task, attempt), task.claims, build.project_id)
+    end = run_attempt(task, attempt)
+    if not has_pools:
+        return end
+    return then_next(end, task.claims, build.project_id, started)
 
 
-def then_next(end: TaskEnd | str, claims: Mapping[str, int], project_id: int) -> TaskEnd | str:
+def then_next(
+    end: TaskEnd | str, claims: Mapping[str, int], project_id: int, started: float
+) -> TaskEnd | str:
     """After an attempt of a task that held the project's pools: settle its end here and
     run the task those pools admit next, claimed for this worker in the same
-    transaction, and so on for up to CHAIN_SECONDS. A pool as wide as the workers would
-    otherwise stand idle for each end's round trip through the monitor, the job queue
-    and a worker's claim. Returns the last end, for the monitor."""
-    started = time.monotonic()
+    transaction, and so on while the job (which began at `started`, monotonic) is
+    younger than CHAIN_SECONDS. A pool as wide as the workers would otherwise stand
+    idle for each end's round trip through the monitor, the job queue and a worker's
+    claim. Returns the last end, for the monitor."""
     while (
         isinstance(end, TaskEnd)
         and holds_pools(claims, project_id)
@@ -215,15 +222,8 @@ def then_next(end: TaskEnd | str, claims: Mapping[str, int], project_id: int) ->
             return end
         if taken is None:
             return SETTLED
-        task = load_tasks([taken], with_projects=True)[taken]
-        if task.build.state == BuildState.QUEUED:
-            with transaction.atomic(savepoint=False):
-                mark_build_running(build=task.build)
-        end, claims, project_id = (
-            run_attempt(task, task.attempts),
-            task.claims,
-            task.build.project_id,
-        )
+        claims, project_id = taken.claims, taken.build.project_id
+        end = run_attempt(taken, taken.attempts)
     return end
 
 
@@ -243,9 +243,9 @@ def run_attempt(task: Task, attempt: int) -> TaskEnd | str:
     if attempt > 1:
         task_log.write(f"--- attempt {attempt} ---\n")
     heartbeat = Heartbeat(task.id, attempt, task_log.flush_if_due, TaskLog.FLUSH_SECONDS)
-    heartbeat.start()
     workspace = fresh_workspace()
     try:
+        heartbeat.start()
         outcome, outputs, error, files = _attempt(task, build, task_log, heartbeat, workspace)
     except BaseException:
         task_log.flush()

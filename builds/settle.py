@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -29,6 +29,7 @@ from .attempts import Ending, TaskEnd, end_changes, end_is_current
 from .dispatch import (
     dispatch_and_take,
     dispatch_ready_tasks,
+    lock_project,
     pool_capacity,
     queue_jobs,
     with_queueing,
@@ -40,14 +41,20 @@ from .services import lock_build, mark_build_running, refresh_build_state
 S = TaskState
 
 
-def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> int | None:
+def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> Task | None:
     """A worker settles its own task's end and takes the best task the project's pools
     now admit, claimed for it, in one transaction (instead of the end's round trip
     through the monitor while the pools' capacity stands idle). Returns the task
-    taken, if any."""
+    taken (with its build and project), if any."""
     with transaction.atomic(savepoint=False):
         settle([end], dispatch=False)
-        return dispatch_and_take(project_id=project_id, worker=worker)
+        taken_id = dispatch_and_take(project_id=project_id, worker=worker)
+        if taken_id is None:
+            return None
+        taken = load_tasks([taken_id], with_projects=True)[taken_id]
+        if taken.build.state == BuildState.QUEUED:
+            mark_build_running(build=taken.build)
+        return taken
 
 
 def settle(
@@ -82,6 +89,7 @@ def settle(
                 )
             )
         settled = 0
+        lock_pooled_projects({b.project_id for b in builds.values()})
         for build_id in sorted(by_build):  # one lock order for every settler
             lock_build(builds[build_id])
             settled += finish_tasks(
@@ -90,6 +98,19 @@ def settle(
         if then is not None:
             then()
     return settled
+
+
+def lock_pooled_projects(project_ids: set[int]) -> None:
+    """The lock order of every settler: the project (when it has pools: settling then
+    dispatches under its lock and adds to its pools' busy time), then the builds in id
+    order. A worker settling its own end beside a monitor settling two builds of the
+    same project would otherwise each hold what the other waits for (PostgreSQL; on
+    SQLite one write transaction runs at a time)."""
+    if not connection.features.has_select_for_update:
+        return
+    for project_id in sorted(project_ids):
+        if pool_capacity(project_id):
+            lock_project(project_id)
 
 
 def write_logs(ends: list[TaskEnd], tasks: dict[int, Task]) -> None:
@@ -112,6 +133,7 @@ def finish_task(
 ) -> bool:
     """Record one end now, from the state `task` was read in (reaper, deadlines)."""
     with transaction.atomic(savepoint=False):
+        lock_pooled_projects({build.project_id})
         lock_build(build)
         ending = Ending(task=task, outcome=outcome, outputs=outputs, error=error)
         return bool(finish_tasks(build=build, endings=[ending]))

@@ -28,6 +28,7 @@ from django.conf import settings
 from .. import trees
 
 WORKDIR = "/workspace"
+NOBODY = 65534
 TMP_BYTES = 512 * 1024 * 1024  # each of /tmp and /dev/shm
 # What of /etc a step may read: enough for tools to find users, certificates, the
 # dynamic loader's cache and Debian's alternatives; not the host's own configuration.
@@ -168,11 +169,30 @@ def step_uid() -> int | None:
     user (nobody) concurrent steps and the host's own `nobody` daemons shared it. The
     base (0x70000000) lies above the ranges systems give to users and containers;
     pid_max is at most 2**22, so every uid stays below 2**31. `BUILDSITE_STEP_UID`
-    sets one uid for every step instead."""
+    sets one uid for every step instead. (Worker containers on one host number their
+    pids alike: give each a `BUILDSITE_STEP_UID_BASE` of its own.)"""
     if os.geteuid() != 0:
         return None
     fixed = int(settings.BUILDSITE["STEP_UID"])
-    return fixed if fixed >= 0 else int(settings.BUILDSITE["STEP_UID_BASE"]) + os.getpid()
+    if fixed >= 0:
+        return fixed
+    own = int(settings.BUILDSITE["STEP_UID_BASE"]) + os.getpid()
+    # In a user namespace (rootless containers, userns-remap) only a range of uids exists,
+    # usually 65536 of them: there every step runs as nobody, as before.
+    return own if uid_exists(own) else NOBODY
+
+
+def uid_exists(uid: int, uid_map: str = "/proc/self/uid_map") -> bool:
+    """Whether `uid` is mapped in this process's user namespace."""
+    try:
+        lines = Path(uid_map).read_text().splitlines()
+    except OSError:
+        return True  # no user namespaces on this kernel: every uid exists
+    for line in lines:
+        inside, _outside, count = (int(n) for n in line.split())
+        if inside <= uid < inside + count:
+            return True
+    return False
 
 
 def prepare_workspace(workspace: Path) -> None:

@@ -258,6 +258,21 @@ def test_each_worker_process_has_a_step_uid_of_its_own(settings, monkeypatch):
     assert sandbox.step_uid() == 65534
 
 
+def test_in_a_user_namespace_without_the_uid_steps_run_as_nobody(settings, monkeypatch, tmp_path):
+    """A rootless container maps 65536 uids: the worker's own one would not exist there
+    (chown fails, and the sandbox would look missing)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    settings.BUILDSITE = {**settings.BUILDSITE, "STEP_UID": -1, "STEP_UID_BASE": 0x7000_0000}
+    uid_map = tmp_path / "uid_map"
+    uid_map.write_text("         0     100000      65536\n")
+    assert not sandbox.uid_exists(0x7000_0000 + 1234, str(uid_map))
+    assert sandbox.uid_exists(65534, str(uid_map))
+    uid_map.write_text("         0          0 4294967295\n")
+    assert sandbox.uid_exists(0x7000_0000 + 1234, str(uid_map))
+    monkeypatch.setattr(sandbox, "uid_exists", lambda uid: uid < 65536)
+    assert sandbox.step_uid() == 65534
+
+
 def test_memory_and_namespaces_a_step_cannot_take(project, sandboxed):
     definition = """
 tasks:
