@@ -224,7 +224,12 @@ def _normalise(data: dict[str, Any]) -> Spec:
     tasks: dict[str, Any] = {}
     for name, task in data["tasks"].items():
         task = task or {}
-        claims = dict(task.get("resources", default_claims))
+        if "resources" in task or task.get("steps"):
+            claims = dict(task.get("resources", default_claims))
+        else:
+            # Nothing to run: it would hold a pool for no time, so the default claim does
+            # not apply (as a phony target takes no job slot in make or ninja).
+            claims = {}
         for kind in step_kinds().values():  # a kind may claim pools (prompt: llm)
             if any(kind.name in step for step in task.get("steps", [])):
                 for pool, amount in kind.claims.items():

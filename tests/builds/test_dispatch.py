@@ -11,6 +11,9 @@ from tests.factories import make_pipeline, run_job
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PIPELINE = "tasks:\n  a: {}\n  b: {needs: [a]}\n  c: {needs: [a]}\n"
+TRUE = "{steps: [{run: 'true'}]}"
+AFTER_A = "{needs: [a], steps: [{run: 'true'}]}"
+BUSY = f"tasks:\n  a: {TRUE}\n  b: {AFTER_A}\n  c: {AFTER_A}\n  busy: {TRUE}\n"
 
 
 @pytest.fixture
@@ -47,7 +50,7 @@ def test_a_full_pool_holds_unblocked_tasks_ready(project, jobs, monkeypatch):
 
     monkeypatch.setattr(builds.execution, "CHAIN_SECONDS", 0)  # no task run in turn
     ResourcePool.objects.create(project=project, name="cpu", capacity=1)
-    make_pipeline(project, PIPELINE + "  busy: {steps: [{run: 'true'}]}\n")
+    make_pipeline(project, BUSY)
     build = trigger_build(user=None, project=project, pipeline="main")
     tasks = {t.name: t for t in Task.objects.filter(build=build)}
     queued = [name for name, t in tasks.items() if t.state == "queued"]
@@ -59,16 +62,27 @@ def test_a_full_pool_holds_unblocked_tasks_ready(project, jobs, monkeypatch):
     states = dict(Task.objects.filter(build=build).values_list("name", "state"))
     assert list(states.values()).count("queued") == 1
     assert len(jobs) == 2
-    # A task with nothing to run starts and ends at one instant: it was busy for no time.
-    if first.name == "a":
-        assert ResourcePool.objects.get(project=project, name="cpu").busy_seconds == 0.0
+
+
+def test_a_task_with_nothing_to_run_claims_no_pool(project, jobs):
+    """It holds a pool for no time, so it never waits for one (its default claim does
+    not apply); one that names `resources` itself keeps them."""
+    ResourcePool.objects.create(project=project, name="cpu", capacity=1)
+    make_pipeline(
+        project, f"tasks:\n  busy: {TRUE}\n  gate: {{}}\n  named: {{resources: {{cpu: 1}}}}\n"
+    )
+    build = trigger_build(user=None, project=project, pipeline="main")
+    tasks = {t.name: t for t in Task.objects.filter(build=build)}
+    assert tasks["gate"].state == "queued" and tasks["gate"].claims == {}
+    assert tasks["named"].claims == {"cpu": 1}
+    assert sorted(t.state for t in (tasks["busy"], tasks["named"])) == ["queued", "ready"]
 
 
 def test_the_worker_of_a_pooled_task_runs_what_the_pool_admits_next(project, jobs):
     """With the pool full, the worker that ends a task settles it itself and runs the
     next task the pool admits, one at a time, without a job for it."""
     ResourcePool.objects.create(project=project, name="cpu", capacity=1)
-    make_pipeline(project, PIPELINE + "  busy: {steps: [{run: 'true'}]}\n")
+    make_pipeline(project, BUSY)
     build = trigger_build(user=None, project=project, pipeline="main")
     first = Task.objects.get(build=build, state="queued")
     assert run_job(first.id) == "settled by its worker"
