@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -89,28 +89,50 @@ def settle(
                 )
             )
         settled = 0
-        lock_pooled_projects({b.project_id for b in builds.values()})
+        pools = PoolWork()
         for build_id in sorted(by_build):  # one lock order for every settler
             lock_build(builds[build_id])
-            settled += finish_tasks(
-                build=builds[build_id], endings=by_build[build_id], dispatch=dispatch
-            )
+            settled += finish_tasks(build=builds[build_id], endings=by_build[build_id], pools=pools)
+        pools.apply(dispatch=dispatch)
         if then is not None:
             then()
     return settled
 
 
-def lock_pooled_projects(project_ids: set[int]) -> None:
-    """The lock order of every settler: the project (when it has pools: settling then
-    dispatches under its lock and adds to its pools' busy time), then the builds in id
-    order. A worker settling its own end beside a monitor settling two builds of the
-    same project would otherwise each hold what the other waits for (PostgreSQL; on
-    SQLite one write transaction runs at a time)."""
-    if not connection.features.has_select_for_update:
-        return
-    for project_id in sorted(project_ids):
-        if pool_capacity(project_id):
+class PoolWork:
+    """What the ends of a settling transaction did to their projects' pools: busy time
+    to add, and whether to dispatch (a task became READY, or capacity came back). Done
+    once per project after every build was settled, under the project's lock: every
+    settler locks its builds first (in id order) and the project after them, never the
+    other way round, so a worker settling its own end beside the monitor cannot
+    deadlock with it on PostgreSQL."""
+
+    def __init__(self) -> None:
+        self.now = timezone.now()
+        self.capacity: dict[int, dict[str, int]] = {}
+        self.held: dict[int, list[Task]] = {}
+        self.ready: set[int] = set()
+
+    def add(
+        self, project_id: int, capacity: dict[str, int], ended: list[Task], newly_ready: int
+    ) -> None:
+        if not capacity:
+            return
+        self.capacity[project_id] = capacity
+        self.held.setdefault(project_id, []).extend(ended)
+        if newly_ready:
+            self.ready.add(project_id)
+
+    def apply(self, *, dispatch: bool = True) -> None:
+        for project_id in sorted(self.capacity):
+            capacity = self.capacity[project_id]
             lock_project(project_id)
+            freed = False
+            for task in self.held[project_id]:
+                freed |= _account_usage(task, project_id, self.now, capacity)
+            # Dispatch only when something can have changed (due retries are upkeep's).
+            if dispatch and (freed or project_id in self.ready):
+                dispatch_ready_tasks(project_id=project_id, capacity=capacity)
 
 
 def write_logs(ends: list[TaskEnd], tasks: dict[int, Task]) -> None:
@@ -133,16 +155,16 @@ def finish_task(
 ) -> bool:
     """Record one end now, from the state `task` was read in (reaper, deadlines)."""
     with transaction.atomic(savepoint=False):
-        lock_pooled_projects({build.project_id})
         lock_build(build)
         ending = Ending(task=task, outcome=outcome, outputs=outputs, error=error)
         return bool(finish_tasks(build=build, endings=[ending]))
 
 
-def finish_tasks(*, build: Build, endings: list[Ending], dispatch: bool = True) -> int:
+def finish_tasks(*, build: Build, endings: list[Ending], pools: PoolWork | None = None) -> int:
     """Record ends of tasks of one build, unlock their dependents and queue what is
-    ready (unless the caller dispatches itself), in the caller's transaction (which
-    holds the build's lock). Returns how many ends were recorded."""
+    ready, in the caller's transaction (which holds the build's lock). With `pools`,
+    what concerns the project's pools is left to the caller (`PoolWork.apply`). Returns
+    how many ends were recorded."""
     now = timezone.now()
     steps: list[Change] = []
     for ending in endings:
@@ -158,9 +180,7 @@ def finish_tasks(*, build: Build, endings: list[Ending], dispatch: bool = True) 
     if stored:
         Build.objects.filter(id=build.id).update(artifact_bytes=F("artifact_bytes") + stored)
     capacity = pool_capacity(build.project_id)
-    freed_capacity = False
     for ending in ended:
-        freed_capacity |= _account_usage(ending.task, build.project_id, now, capacity)
         if ending.outcome == S.SUCCEEDED and ending.task.cache_key:
             cache.store(
                 project_id=build.project_id,
@@ -172,10 +192,11 @@ def finish_tasks(*, build: Build, endings: list[Ending], dispatch: bool = True) 
     finished = [e.task for e in ended if e.outcome != S.RETRYING]
     newly_ready = unlock_dependents(build=build, finished=finished, queue_now=not capacity)
     refresh_build_state(build=build)
-    # With pools, dispatch only when something can have changed: a task became READY,
-    # or pool capacity was given back (due retries are upkeep's).
-    if dispatch and capacity and (newly_ready or freed_capacity):
-        dispatch_ready_tasks(project_id=build.project_id, capacity=capacity)
+    own = pools is None
+    pools = PoolWork() if pools is None else pools
+    pools.add(build.project_id, capacity, [e.task for e in ended], newly_ready)
+    if own:
+        pools.apply()
     return len(ended)
 
 
