@@ -256,6 +256,9 @@ BUILDSITE = {
     # BUILDSITE_STEP_UID when that is set.
     "STEP_UID": env_int("BUILDSITE_STEP_UID", -1),
     "STEP_UID_BASE": env_int("BUILDSITE_STEP_UID_BASE", 0x7000_0000),
+    # Where a step's memory limit lives (builds/steps/cgroups.py): "auto" (the worker's
+    # own memory cgroup, when it is root), a cgroup directory, or "off" (address space).
+    "STEP_CGROUP": os.environ.get("BUILDSITE_STEP_CGROUP", "auto"),
     "STEP_LIMITS": {  # defaults of a task's `limits:`
         "memory_mb": env_int("BUILDSITE_STEP_MEMORY_MB", 4096),
         "processes": env_int("BUILDSITE_STEP_PROCESSES", 512),

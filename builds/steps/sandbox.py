@@ -4,10 +4,11 @@ Inside, a step sees its workspace (read-write, at /workspace), a private /tmp an
 /dev/shm (512 MB each), the system's programs read-only (/usr and the /bin, /lib
 links, a few files of /etc), a /proc of its own PID namespace and nothing else: not
 the data dir, the database, other workspaces, the worker's environment or processes.
-The network is off unless the task says `network: true`. Limits are rlimits that
-`prlimit` sets before bwrap starts (memory as address space, processes of the step
-user, CPU seconds, file size); the log and workspace limits are checked by the worker
-(`shell.py`).
+The network is off unless the task says `network: true`. Memory is limited by a cgroup
+of the worker's (`cgroups.py`: resident memory, /tmp and /dev/shm included), or where
+none can be used, as address space per process; the other limits are rlimits that
+`prlimit` sets before bwrap starts (processes of the step user, CPU seconds, file size);
+the log and workspace limits are checked by the worker (`shell.py`).
 
 When the worker runs as root, the step runs as a uid of the worker's own (`step_uid`),
 outside the sandbox too, so the process limit counts only the step's processes and no
@@ -16,9 +17,12 @@ escape lands as root.
 
 from __future__ import annotations
 
+import json
 import os
+import selectors
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -132,10 +136,10 @@ def _bwrap_base(*, network: bool) -> list[str]:
     return argv
 
 
-def wrap(command: str, *, workspace: Path, network: bool) -> list[str]:
+def wrap(command: str, *, workspace: Path, network: bool, gate: Gate | None = None) -> list[str]:
     """The argv that runs `command` with `/bin/sh -c` in the sandbox."""
     etc = _identity_files()
-    argv = _bwrap_base(network=network)
+    argv = _bwrap_base(network=network) + (gate.argv() if gate else [])
     argv += ["--ro-bind", str(etc / "passwd"), "/etc/passwd"]
     argv += ["--ro-bind", str(etc / "group"), "/etc/group"]
     argv += ["--bind", str(workspace), WORKDIR, "--chdir", WORKDIR]
@@ -214,16 +218,18 @@ def as_step_user() -> list[str]:
     return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
 
 
-def launcher(limits: Limits) -> list[str]:
-    """The argv prefix that starts a sandboxed step: the step user, then the limits.
+def launcher(limits: Limits, *, address_space: bool = True) -> list[str]:
+    """The argv prefix that starts a sandboxed step: the step user, then the limits
+    (memory as address space only when no cgroup limits it: `address_space`).
     Programs (util-linux's setpriv and prlimit) rather than a preexec function: with
     one, Python must fork the whole worker instead of vfork, which cost ~5 ms a step."""
     mib = 1024 * 1024
     cpu = limits.cpu_seconds
+    memory = [f"--as={limits.memory_mb * mib}"] if address_space else []
     return [
         *as_step_user(),
         "prlimit",
-        f"--as={limits.memory_mb * mib}",
+        *memory,
         f"--fsize={limits.workspace_mb * mib}",
         # SIGXCPU at the limit (the message can name it), SIGKILL a little later.
         f"--cpu={cpu}:{cpu + 5}",
@@ -232,3 +238,52 @@ def launcher(limits: Limits) -> list[str]:
         f"--nproc={limits.processes}",
         "--",
     ]
+
+
+class Gate:
+    """Holds a sandboxed step before it runs its command, until the worker has moved the
+    sandbox's first process into the step's cgroup: bwrap tells that process's pid on
+    `--info-fd` and waits on `--block-fd`. (Moving the started process from outside
+    would race with its first fork; moving the worker around the start cost ~2 ms.)"""
+
+    INFO_WAIT_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        self.info_read, self.info_write = os.pipe()
+        self.block_read, self.block_write = os.pipe()
+
+    def argv(self) -> list[str]:
+        return ["--info-fd", str(self.info_write), "--block-fd", str(self.block_read)]
+
+    def child_fds(self) -> tuple[int, int]:
+        return self.info_write, self.block_read
+
+    def open(self, admit: Callable[[int], None]) -> None:
+        """Once the sandbox started: `admit(pid)` its first process, then let it run.
+        The sandbox is released whatever happens; `admit`'s error is raised after."""
+        os.close(self.info_write)
+        os.close(self.block_read)
+        try:
+            pid = self._child_pid()
+            if pid is not None:  # None: bwrap failed before it started one (it says why)
+                admit(pid)
+        finally:
+            os.close(self.info_read)
+            os.write(self.block_write, b"x")
+            os.close(self.block_write)
+
+    def _child_pid(self) -> int | None:
+        text = b""
+        with selectors.DefaultSelector() as readable:
+            readable.register(self.info_read, selectors.EVENT_READ)
+            while readable.select(timeout=self.INFO_WAIT_SECONDS):
+                block = os.read(self.info_read, 4096)
+                text += block
+                if not block or text.rstrip().endswith(b"}"):
+                    break
+        if not text:
+            return None
+        try:
+            return int(json.loads(text)["child-pid"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise OSError(f"the sandbox did not say its pid: {text[:200]!r}") from exc

@@ -24,7 +24,7 @@ from vault.masking import Masker
 
 from .. import trees
 from ..cluster import STEP_MARK, forget_step_group, record_step_group
-from . import StepCancelled, StepContext, StepFailed, sandbox
+from . import StepCancelled, StepContext, StepFailed, cgroups, sandbox
 from .sandbox import Limits
 
 TAIL_CHARS = 4000
@@ -40,6 +40,7 @@ class ShellResult:
     cancelled: bool
     seconds: float
     log_exceeded: bool = False
+    memory_exceeded: bool = False  # the kernel killed a process of it at its memory limit
 
 
 def scrubbed_env(declared: dict[str, str], home: Path, tmp: Path) -> dict[str, str]:
@@ -54,6 +55,18 @@ def scrubbed_env(declared: dict[str, str], home: Path, tmp: Path) -> dict[str, s
         "PYTHONUNBUFFERED": "1",
     }
     return {**base, **declared}
+
+
+def _step_cgroup(limits: Limits) -> cgroups.StepCgroup | None:
+    """The worker's step cgroup, holding this step's memory limit (None: no cgroup here,
+    memory is limited as address space)."""
+    cgroup = cgroups.for_steps()
+    if cgroup is not None:
+        try:
+            cgroup.limit(limits.memory_mb)
+        except OSError as exc:
+            raise StepFailed(f"could not set the step's memory limit: {exc}") from exc
+    return cgroup
 
 
 def kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
@@ -95,11 +108,18 @@ def run_shell(
     comes: the task log masks what it stores itself)."""
     started = time.monotonic()
     mark = uuid.uuid4().hex
+    cgroup = gate = None
     if sandboxed:
         assert limits is not None
-        argv = [*sandbox.launcher(limits), *sandbox.wrap(command, workspace=cwd, network=network)]
+        cgroup = _step_cgroup(limits)
+        gate = sandbox.Gate() if cgroup else None
+        argv = [
+            *sandbox.launcher(limits, address_space=cgroup is None),
+            *sandbox.wrap(command, workspace=cwd, network=network, gate=gate),
+        ]
     else:
         argv = ["/bin/sh", "-c", command]
+    oom_kills = cgroup.oom_kills() if cgroup else 0
     proc = subprocess.Popen(
         argv,
         cwd=cwd,
@@ -108,12 +128,20 @@ def run_shell(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own group: cancel kills all of it
+        pass_fds=gate.child_fds() if gate else (),
     )
     record_step_group(proc.pid, mark)
     log_limit = limits.log_mb * 1024 * 1024 if limits else 0
     try:
+        if gate and cgroup:
+            try:
+                gate.open(cgroup.add)
+            except OSError as exc:
+                raise StepFailed(f"could not put the step in its memory cgroup: {exc}") from exc
         output = _Output(on_output, hidden)
-        return _follow(proc, started, timeout, output, should_stop, grace, log_limit)
+        result = _follow(proc, started, timeout, output, should_stop, grace, log_limit)
+        result.memory_exceeded = bool(cgroup and cgroup.oom_kills() > oom_kills)
+        return result
     finally:
         if proc.poll() is None:  # _follow raised: the step must not outlive its attempt
             kill_group(proc, 0)
@@ -303,7 +331,7 @@ _SIGNALLED = {
 
 def _limit_hit(result: ShellResult, limits: Limits) -> str:
     """Which limit the failure looks like, for the message (empty when none does)."""
-    name = _SIGNALLED.get(result.exit_code or 0)
+    name = "memory_mb" if result.memory_exceeded else _SIGNALLED.get(result.exit_code or 0)
     tail = result.output_tail.lower()
     if name is None and ("memoryerror" in tail or "cannot allocate memory" in tail):
         name = "memory_mb"
