@@ -1,11 +1,13 @@
 """A step's memory limit as resident memory: a memory cgroup of the worker's own.
 
-Each worker process keeps one cgroup, `buildsite-step-<pid>`, under its own memory cgroup
+Each worker process keeps one cgroup, `buildsite-step-<host>-<pid>`, under its own memory cgroup
 (cgroup v1) or under the directory `BUILDSITE_STEP_CGROUP` names (a cgroup v2 directory
 with the memory controller delegated, or a v1 one). Before a step runs its limit is set
-there, swap included, and the sandbox's first process is moved in before it runs a
-command (`sandbox.Gate`), so everything the step starts, and the pages of its /tmp and
-/dev/shm, count. When the step ends, a grown `oom_kill` count says it hit the limit.
+there, swap included (where the kernel accounts swap; elsewhere the cgroup is told not
+to swap), and the sandbox's first process is moved in before it runs a command
+(`sandbox.Gate`), so everything the step starts, and the pages of its /tmp and
+/dev/shm, count. When the step ends, a grown `oom_kill` count with the limit reached
+meanwhile says it hit the limit.
 
 Without a usable cgroup (not root, no memory controller, v2 without delegation) the
 limit falls back to an address-space rlimit per process (`sandbox.launcher`), and
@@ -18,6 +20,8 @@ import contextlib
 import errno
 import logging
 import os
+import re
+import socket
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,12 +38,30 @@ class Layout:
 
     limit: str
     swap: str  # memory plus swap (v1) or swap alone (v2); absent without swap accounting
-    events: str  # holds an "oom_kill N" line
+    events: str  # holds an "oom_kill N" line (and on v2 "oom N": the limit was reached)
     swap_is_total: bool
+    peak: tuple[str, ...]  # highest usage since reset (v1: `oom_control` has no "oom")
 
 
-V1 = Layout("memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.oom_control", True)
-V2 = Layout("memory.max", "memory.swap.max", "memory.events", False)
+V1 = Layout(
+    "memory.limit_in_bytes",
+    "memory.memsw.limit_in_bytes",
+    "memory.oom_control",
+    True,
+    ("memory.max_usage_in_bytes", "memory.memsw.max_usage_in_bytes"),
+)
+V2 = Layout("memory.max", "memory.swap.max", "memory.events", False, ())
+
+
+@dataclass(frozen=True)
+class MemoryEvents:
+    oom_kills: int  # processes of the cgroup the kernel killed, for whatever reason
+    limit_hits: int  # times the cgroup reached its own limit (v1: 1 when it did)
+
+    def killed_at_limit(self, *, since: MemoryEvents) -> bool:
+        """A process was killed, and the cgroup's own limit was reached meanwhile (the
+        host running out of memory kills too, but that is not the step's limit)."""
+        return self.oom_kills > since.oom_kills and self.limit_hits > since.limit_hits
 
 
 class StepCgroup:
@@ -51,6 +73,14 @@ class StepCgroup:
 
     def limit(self, memory_mb: int) -> None:
         """Set the next step's limit: `memory_mb` of memory, no swap beyond it."""
+        try:
+            self._limit(memory_mb)
+        except FileNotFoundError:
+            # Removed under us (by hand, or a worker elsewhere that took it for stale).
+            self.path.mkdir(mode=0o755, exist_ok=True)
+            self._limit(memory_mb)
+
+    def _limit(self, memory_mb: int) -> None:
         limit = str(memory_mb * 1024 * 1024)
         swap = limit if self.layout.swap_is_total else "0"
         has_swap = (self.path / self.layout.swap).exists()
@@ -68,6 +98,8 @@ class StepCgroup:
                 try:
                     for name, value in order:
                         (self.path / name).write_text(value)
+                    for name in self._peaks():  # the step's own peak, not the last one's
+                        (self.path / name).write_text("0")
                     return
                 except OSError as exc:
                     last = exc
@@ -78,6 +110,13 @@ class StepCgroup:
         assert last is not None
         raise last
 
+    def avoid_swap(self) -> None:
+        """Without swap accounting (no memsw / swap.max file) the limit caps memory only:
+        then tell the kernel not to swap this cgroup's pages out (v1 `swappiness`)."""
+        if not (self.path / self.layout.swap).exists():
+            with contextlib.suppress(OSError):
+                (self.path / "memory.swappiness").write_text("0")
+
     def _reclaim(self) -> None:
         for name, value in (("memory.force_empty", "0"), ("memory.reclaim", "1G")):
             with contextlib.suppress(OSError):
@@ -86,12 +125,32 @@ class StepCgroup:
     def add(self, pid: int) -> None:
         (self.path / "cgroup.procs").write_text(str(pid))
 
-    def oom_kills(self) -> int:
-        for line in (self.path / self.layout.events).read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return 0
+    def events(self) -> MemoryEvents:
+        """The counters of the step so far (`limit` starts a step's: v1 peaks reset)."""
+        events = self.path / self.layout.events
+        if not self.layout.peak:
+            return MemoryEvents(_counter(events, "oom_kill"), _counter(events, "oom"))
+        # v1 counts no "limit reached" (its failcnt stays 0 on an OOM kill): a peak at
+        # the limit, less the kernel's charging batch, says it.
+        limit = _number(self.path / self.layout.limit)
+        peak = max(_number(self.path / name) for name in self._peaks())
+        return MemoryEvents(_counter(events, "oom_kill"), int(peak >= limit - limit // 32))
+
+    def _peaks(self) -> list[str]:
+        return [name for name in self.layout.peak if (self.path / name).exists()]
+
+
+def _counter(path: Path, key: str) -> int:
+    """The value of a "key N" line of a cgroup file (0 when the kernel has no such line)."""
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
+
+
+def _number(path: Path) -> int:
+    return int(path.read_text().strip() or 0)
 
 
 def for_steps() -> StepCgroup | None:
@@ -125,7 +184,8 @@ def _find(pid: int) -> tuple[StepCgroup | None, str]:
     try:
         cgroup = _make(parent, pid)
         cgroup.limit(int(settings.BUILDSITE["STEP_LIMITS"]["memory_mb"]))
-        cgroup.oom_kills()
+        cgroup.avoid_swap()
+        cgroup.events()
     except OSError as exc:
         return None, f"cannot use the memory cgroup {parent}: {exc.strerror or exc}"
     return cgroup, ""
@@ -140,7 +200,7 @@ def _make(parent: Path, pid: int) -> StepCgroup:
     else:
         raise OSError(errno.ENOENT, "not a memory cgroup directory")
     _remove_stale(parent)
-    path = parent / f"{PREFIX}{pid}"
+    path = parent / f"{PREFIX}{_host()}-{pid}"
     path.mkdir(mode=0o755, exist_ok=True)
     return StepCgroup(path, layout)
 
@@ -153,10 +213,17 @@ def _delegate_memory(parent: Path) -> None:
     (parent / "cgroup.subtree_control").write_text("+memory")
 
 
+def _host() -> str:
+    """This host's name as a cgroup name part: worker containers sharing one cgroup
+    directory number their pids alike, and must neither share a cgroup nor take each
+    other's for stale."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:64] or "host"
+
+
 def _remove_stale(parent: Path) -> None:
-    """Cgroups of workers that are gone (a kill -9 leaves its own behind)."""
-    for child in parent.glob(f"{PREFIX}*"):
-        pid = child.name.removeprefix(PREFIX)
+    """Cgroups of this host's workers that are gone (a kill -9 leaves its own behind)."""
+    for child in parent.glob(f"{PREFIX}{_host()}-*"):
+        pid = child.name.rpartition("-")[2]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             with contextlib.suppress(OSError):
                 child.rmdir()  # refused while a process is still inside

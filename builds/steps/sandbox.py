@@ -17,6 +17,7 @@ escape lands as root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -30,29 +31,11 @@ from pathlib import Path
 from django.conf import settings
 
 from .. import trees
+from .etc_copy import NETWORK_ETC
 
 WORKDIR = "/workspace"
 NOBODY = 65534
 TMP_BYTES = 512 * 1024 * 1024  # each of /tmp and /dev/shm
-# What of /etc a step may read: enough for tools to find users, certificates, the
-# dynamic loader's cache and Debian's alternatives; not the host's own configuration.
-ETC = (
-    "alternatives",
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "localtime",
-    "ssl",
-    "ca-certificates",
-    "ca-certificates.conf",
-    "nsswitch.conf",
-    "mime.types",
-    "gitconfig",
-    "python3",
-)
-NETWORK_ETC = ("resolv.conf", "hosts", "gai.conf")
-PASSWD = "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/workspace:/bin/sh\n"
-GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
 
 @dataclass(frozen=True)
@@ -88,8 +71,10 @@ def problem() -> str:
         open_workspace_root()
         probe_dir.mkdir(exist_ok=True)
         prepare_workspace(probe_dir)
+        # Without the /etc copy: this asks whether bwrap runs here, and a passing failure
+        # to copy /etc must not be remembered as "no sandbox" (`etc_dir` fails the step).
         probe = subprocess.run(
-            [*as_step_user(), *wrap("true", workspace=probe_dir, network=False)],
+            [*as_step_user(), *wrap("true", workspace=probe_dir, network=False, etc=None)],
             capture_output=True,
             timeout=10,
         )
@@ -112,7 +97,7 @@ def open_workspace_root() -> None:
             path.chmod(path.stat().st_mode | 0o711)
 
 
-def _bwrap_base(*, network: bool) -> list[str]:
+def _bwrap_base(*, network: bool, etc: Path | None) -> list[str]:
     # No user namespaces inside: they are kernel attack surface a build does not need.
     argv = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns"]
     argv += ["--die-with-parent", "--new-session"]
@@ -124,8 +109,12 @@ def _bwrap_base(*, network: bool) -> list[str]:
             argv += ["--symlink", os.readlink(path), f"/{top}"]
         elif path.is_dir():
             argv += ["--ro-bind", str(path), f"/{top}"]
-    for name in ETC + (NETWORK_ETC if network else ()):
-        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    # What of /etc a step may read, as one mount of a copy (a bind per file cost ~3 ms
+    # a step); what the network needs is bound live, as it changes (DHCP, VPNs).
+    if etc is not None:
+        argv += ["--ro-bind", str(etc), "/etc"]
+        for name in NETWORK_ETC if network else ():
+            argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     # /tmp and /dev/shm are memory: sized, or a step could fill the host's RAM there
     # (tmpfs pages are not in its address-space limit), and /dev itself read-only.
     argv += ["--proc", "/proc", "--dev", "/dev"]
@@ -136,31 +125,17 @@ def _bwrap_base(*, network: bool) -> list[str]:
     return argv
 
 
-def wrap(command: str, *, workspace: Path, network: bool, gate: Gate | None = None) -> list[str]:
-    """The argv that runs `command` with `/bin/sh -c` in the sandbox."""
-    etc = _identity_files()
-    argv = _bwrap_base(network=network) + (gate.argv() if gate else [])
-    argv += ["--ro-bind", str(etc / "passwd"), "/etc/passwd"]
-    argv += ["--ro-bind", str(etc / "group"), "/etc/group"]
+def wrap(
+    command: str, *, workspace: Path, network: bool, etc: Path | None, gate: Gate | None = None
+) -> list[str]:
+    """The argv that runs `command` with `/bin/sh -c` in the sandbox, with `etc` (from
+    `etc_dir`) as its /etc."""
+    argv = _bwrap_base(network=network, etc=etc) + (gate.argv() if gate else [])
     argv += ["--bind", str(workspace), WORKDIR, "--chdir", WORKDIR]
     # The root bwrap builds is a scratch tmpfs: read-only, so /workspace and /tmp are
     # the only places a step writes.
     argv += ["--remount-ro", "/"]
     return [*argv, "/bin/sh", "-c", command]
-
-
-@lru_cache(maxsize=1)
-def _identity_files() -> Path:
-    """A passwd and group naming only root and nobody (the host's users stay private)."""
-    directory = Path(settings.BUILDSITE["WORKSPACE_DIR"]).parent / "run" / "sandbox-etc"
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.parent.chmod(0o711)
-    directory.chmod(0o755)
-    for name, text in (("passwd", PASSWD), ("group", GROUP)):
-        path = directory / name
-        path.write_text(text)
-        path.chmod(0o644)
-    return directory
 
 
 def step_uid() -> int | None:
@@ -244,13 +219,16 @@ class Gate:
     """Holds a sandboxed step before it runs its command, until the worker has moved the
     sandbox's first process into the step's cgroup: bwrap tells that process's pid on
     `--info-fd` and waits on `--block-fd`. (Moving the started process from outside
-    would race with its first fork; moving the worker around the start cost ~2 ms.)"""
+    would race with its first fork; moving the worker around the start cost ~2 ms.)
+    After `admit`, either `release` lets the step go on, or the caller kills it and
+    `close`s (closing alone would release it too: bwrap reads end of file as go)."""
 
     INFO_WAIT_SECONDS = 10.0
 
     def __init__(self) -> None:
         self.info_read, self.info_write = os.pipe()
         self.block_read, self.block_write = os.pipe()
+        self.open_fds = {self.info_read, self.info_write, self.block_read, self.block_write}
 
     def argv(self) -> list[str]:
         return ["--info-fd", str(self.info_write), "--block-fd", str(self.block_read)]
@@ -258,32 +236,43 @@ class Gate:
     def child_fds(self) -> tuple[int, int]:
         return self.info_write, self.block_read
 
-    def open(self, admit: Callable[[int], None]) -> None:
-        """Once the sandbox started: `admit(pid)` its first process, then let it run.
-        The sandbox is released whatever happens; `admit`'s error is raised after."""
-        os.close(self.info_write)
-        os.close(self.block_read)
-        try:
-            pid = self._child_pid()
-            if pid is not None:  # None: bwrap failed before it started one (it says why)
-                admit(pid)
-        finally:
-            os.close(self.info_read)
+    def admit(self, move: Callable[[int], None]) -> bool:
+        """Once bwrap started: `move(pid)` its first process. False when bwrap ended
+        before it started one (its output says why); OSError when it does not say."""
+        self._close(self.info_write, self.block_read)  # the child's ends
+        pid = self._child_pid()
+        if pid is None:
+            return False
+        move(pid)
+        return True
+
+    def release(self) -> None:
+        with contextlib.suppress(BrokenPipeError):  # bwrap has ended already
             os.write(self.block_write, b"x")
-            os.close(self.block_write)
+        self.close()
+
+    def close(self) -> None:
+        self._close(*list(self.open_fds))
+
+    def _close(self, *fds: int) -> None:
+        for fd in fds:
+            if fd in self.open_fds:
+                self.open_fds.discard(fd)
+                os.close(fd)
 
     def _child_pid(self) -> int | None:
-        text = b""
+        text, ended = b"", False
         with selectors.DefaultSelector() as readable:
             readable.register(self.info_read, selectors.EVENT_READ)
             while readable.select(timeout=self.INFO_WAIT_SECONDS):
                 block = os.read(self.info_read, 4096)
                 text += block
-                if not block or text.rstrip().endswith(b"}"):
+                ended = not block
+                if ended or text.rstrip().endswith(b"}"):
                     break
-        if not text:
+        if ended and not text:
             return None
         try:
             return int(json.loads(text)["child-pid"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise OSError(f"the sandbox did not say its pid: {text[:200]!r}") from exc
+            raise OSError(f"the sandbox did not say its pid in time: {text[:200]!r}") from exc

@@ -24,7 +24,7 @@ from vault.masking import Masker
 
 from .. import trees
 from ..cluster import STEP_MARK, forget_step_group, record_step_group
-from . import StepCancelled, StepContext, StepFailed, cgroups, sandbox
+from . import StepCancelled, StepContext, StepFailed, cgroups, etc_copy, sandbox
 from .sandbox import Limits
 
 TAIL_CHARS = 4000
@@ -55,6 +55,36 @@ def scrubbed_env(declared: dict[str, str], home: Path, tmp: Path) -> dict[str, s
         "PYTHONUNBUFFERED": "1",
     }
     return {**base, **declared}
+
+
+def _admit(gate: sandbox.Gate, cgroup: cgroups.StepCgroup, proc: subprocess.Popen[bytes]) -> None:
+    """Move the held sandbox into the step's cgroup, then let it run; if it cannot be
+    moved, it dies before it runs anything (closing the gate alone would let it go)."""
+    try:
+        gate.admit(cgroup.add)
+    except OSError as exc:
+        kill_group(proc, 0)
+        gate.close()
+        raise StepFailed(f"could not put the step in its memory cgroup: {exc}") from exc
+    gate.release()
+
+
+def _memory_events(cgroup: cgroups.StepCgroup | None) -> cgroups.MemoryEvents | None:
+    """What the cgroup counted so far (None without one, or when it cannot be read: the
+    message then names no limit, the step's result stands)."""
+    if cgroup is None:
+        return None
+    try:
+        return cgroup.events()
+    except OSError:
+        return None
+
+
+def _etc() -> Path:
+    try:
+        return etc_copy.etc_dir()
+    except OSError as exc:
+        raise StepFailed(f"could not prepare the sandbox's /etc: {exc}") from exc
 
 
 def _step_cgroup(limits: Limits) -> cgroups.StepCgroup | None:
@@ -108,39 +138,44 @@ def run_shell(
     comes: the task log masks what it stores itself)."""
     started = time.monotonic()
     mark = uuid.uuid4().hex
-    cgroup = gate = None
+    cgroup = gate = etc = None
+    argv = ["/bin/sh", "-c", command]
     if sandboxed:
         assert limits is not None
         cgroup = _step_cgroup(limits)
-        gate = sandbox.Gate() if cgroup else None
-        argv = [
-            *sandbox.launcher(limits, address_space=cgroup is None),
-            *sandbox.wrap(command, workspace=cwd, network=network, gate=gate),
-        ]
-    else:
-        argv = ["/bin/sh", "-c", command]
-    oom_kills = cgroup.oom_kills() if cgroup else 0
-    proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env={**env, STEP_MARK: mark},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own group: cancel kills all of it
-        pass_fds=gate.child_fds() if gate else (),
-    )
+        etc = _etc()
+    before = _memory_events(cgroup)
+    gate = sandbox.Gate() if cgroup else None
+    try:
+        if sandboxed:
+            assert limits is not None
+            argv = [
+                *sandbox.launcher(limits, address_space=cgroup is None),
+                *sandbox.wrap(command, workspace=cwd, network=network, etc=etc, gate=gate),
+            ]
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**env, STEP_MARK: mark},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: cancel kills all of it
+            pass_fds=gate.child_fds() if gate else (),
+        )
+    except BaseException:
+        if gate:
+            gate.close()
+        raise
     record_step_group(proc.pid, mark)
     log_limit = limits.log_mb * 1024 * 1024 if limits else 0
     try:
         if gate and cgroup:
-            try:
-                gate.open(cgroup.add)
-            except OSError as exc:
-                raise StepFailed(f"could not put the step in its memory cgroup: {exc}") from exc
+            _admit(gate, cgroup, proc)
         output = _Output(on_output, hidden)
         result = _follow(proc, started, timeout, output, should_stop, grace, log_limit)
-        result.memory_exceeded = bool(cgroup and cgroup.oom_kills() > oom_kills)
+        after = _memory_events(cgroup)
+        result.memory_exceeded = bool(before and after and after.killed_at_limit(since=before))
         return result
     finally:
         if proc.poll() is None:  # _follow raised: the step must not outlive its attempt

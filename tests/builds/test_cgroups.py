@@ -22,10 +22,18 @@ def fresh_cgroups():
     cgroups._for_pid.cache_clear()
 
 
+def _missing(reason: str, required_by: str) -> None:
+    if os.environ.get(required_by) == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def cgroup_here(fresh_cgroups):
-    if cgroups.for_steps() is None:
-        pytest.skip(f"no memory cgroup for steps here: {cgroups.problem()}")
+    if cgroups.for_steps() is None:  # CI (root, cgroup v1) requires them
+        _missing(
+            f"no memory cgroup for steps here: {cgroups.problem()}", "BUILDSITE_REQUIRE_CGROUP"
+        )
     return cgroups.for_steps()
 
 
@@ -33,7 +41,7 @@ def cgroup_here(fresh_cgroups):
 def sandboxed(inline_workers, fast_engine):
     sandbox.problem.cache_clear()
     if sandbox.mode() != "bwrap":
-        pytest.skip(f"steps are not sandboxed here: {sandbox.problem()}")
+        _missing(f"steps are not sandboxed here: {sandbox.problem()}", "BUILDSITE_REQUIRE_SANDBOX")
 
 
 def _errors(project, definition: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -105,16 +113,63 @@ def test_a_limit_can_grow_and_shrink_between_steps(cgroup_here):
 
 
 def test_the_cgroups_of_gone_workers_are_removed(cgroup_here):
+    """Only this host's (worker containers sharing a directory number pids alike), only
+    of processes that are gone."""
     parent = cgroup_here.path.parent
-    gone = parent / f"{cgroups.PREFIX}{2**22 + 17}"  # above any pid_max: no such process
-    gone.mkdir()
+    host = cgroups._host()
+    gone = parent / f"{cgroups.PREFIX}{host}-{2**22 + 17}"  # above any pid_max
+    live = parent / f"{cgroups.PREFIX}{host}-1"  # pid 1 is always there
+    other_host = parent / f"{cgroups.PREFIX}elsewhere-{2**22 + 17}"
+    made = [gone, live, other_host]
+    for path in made:
+        path.mkdir()
     try:
         again = cgroups._make(parent, os.getpid())
         assert not gone.exists()
+        assert live.exists() and other_host.exists()
         assert again.path == cgroup_here.path and again.path.exists()
     finally:
-        if gone.exists():
-            gone.rmdir()
+        for path in made:
+            if path.exists():
+                path.rmdir()
+
+
+def test_a_cgroup_removed_under_the_worker_is_made_again(cgroup_here):
+    cgroup_here.path.rmdir()
+    cgroup_here.limit(128)
+    assert int((cgroup_here.path / cgroup_here.layout.limit).read_text()) == 128 * 1024 * 1024
+
+
+def test_a_step_that_cannot_be_put_in_its_cgroup_never_runs(
+    project, sandboxed, cgroup_here, monkeypatch
+):
+    """The gate holds the sandbox until it is inside: when moving it fails, it is killed
+    there (closing the gate alone would have let it run unlimited)."""
+
+    def refuse(self, pid):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cgroups.StepCgroup, "add", refuse)
+    states, errors = _errors(project, "tasks:\n  t: {steps: [{run: 'echo R$((1 + 1))AN'}]}\n")
+    assert states == {"t": "failed"}
+    assert "could not put the step in its memory cgroup" in errors["t"]
+    assert "R2AN" not in errors["t"]
+
+
+def test_the_gate_lets_a_failing_bwrap_say_why(project, sandboxed, cgroup_here, monkeypatch):
+    """bwrap failing before it starts the sandbox: its own message is the step's error,
+    and no descriptor of the gate is left open."""
+    real_wrap = sandbox.wrap
+    monkeypatch.setattr(
+        sandbox,
+        "wrap",
+        lambda *a, **k: [*real_wrap(*a, **k)[:1], "--no-such-option", *real_wrap(*a, **k)[1:]],
+    )
+    open_before = len(os.listdir("/proc/self/fd"))
+    states, errors = _errors(project, "tasks:\n  t: {steps: [{run: 'true'}]}\n")
+    assert states == {"t": "failed"}
+    assert "no-such-option" in errors["t"] and "memory cgroup" not in errors["t"]
+    assert len(os.listdir("/proc/self/fd")) <= open_before
 
 
 def _proc_files(tmp_path: Path, cgroup: str, mountinfo: str) -> tuple[str, str]:
