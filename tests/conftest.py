@@ -41,10 +41,19 @@ def _fresh_version_caches():
     """Pipeline versions are cached per id in the process; tests flush the database and
     reuse ids, which a real deployment never does."""
     from builds.artifacts import artifact_store
-    from builds.resolution import graph_of, has_templates, version_spec
+    from builds.resolution import (
+        _static_parts,
+        declared_secrets,
+        graph_of,
+        has_templates,
+        keys_ahead_of_new_build,
+        version_spec,
+    )
 
-    for cached in (version_spec, graph_of, has_templates, artifact_store):
+    for cached in (version_spec, graph_of, has_templates, _static_parts, declared_secrets):
         cached.cache_clear()
+    artifact_store.cache_clear()
+    keys_ahead_of_new_build.clear()
     yield
 
 

@@ -120,3 +120,40 @@ def test_a_cached_chain_is_looked_up_in_one_query_not_one_per_wave(
     assert {states[f"t{i}"] for i in range(6)} == {"cached"}
     assert states["plain"] == "succeeded" and states["after"] == "cached"
     assert len(lookups) == 2  # the chain at trigger, `after` once `plain` ended
+
+
+PLAIN_CHAIN = """
+params: {version: "1"}
+tasks:
+  compile: {cache: true, steps: [{run: "echo compiled"}]}
+  test: {cache: true, needs: [compile], steps: [{run: "echo tested"}]}
+  package: {cache: true, needs: [test], steps: [{run: "echo packaged"}]}
+"""
+
+
+def _keys(build):
+    return dict(build.tasks.values_list("name", "cache_key"))
+
+
+def test_a_rebuild_reuses_its_keys_and_other_params_get_their_own(
+    project, inline_workers, fast_engine
+):
+    """A new build's look-ahead keys are remembered per version, params, commit and
+    secrets (resolution.KeysAhead): a rebuild of the same computes none, and any other
+    params must still make every task run."""
+    from builds.resolution import keys_ahead_of_new_build
+
+    make_pipeline(project, PLAIN_CHAIN)
+    first = run_build(project, params={"version": "1"})
+    assert set(task_states(first).values()) == {"succeeded"}
+    again = run_build(project, params={"version": "1"})
+    assert set(task_states(again).values()) == {"cached"}
+    assert _keys(again) == _keys(first)
+    other = run_build(project, params={"version": "2"})
+    assert set(task_states(other).values()) == {"succeeded"}
+    assert set(_keys(other).values()).isdisjoint(_keys(first).values())
+    assert len(keys_ahead_of_new_build.known) == 2
+    keys_ahead_of_new_build.clear()  # computed afresh: the same keys
+    fresh = run_build(project, params={"version": "1"})
+    assert set(task_states(fresh).values()) == {"cached"}
+    assert _keys(fresh) == _keys(first)
