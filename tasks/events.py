@@ -8,6 +8,7 @@ one asks for everything after its last id on reconnect.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -30,45 +31,75 @@ def project_group(project_id: int) -> str:
 
 
 def serialize(event: Event) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "type": event.type,
-        "project": event.project_id,
-        "build": event.build_id,
-        "task": event.task_name or None,
-        "state": event.new_state or None,
-        "old_state": event.old_state or None,
-        "data": event.data,
-        "time": event.created_at.isoformat(),
+    return payload(
+        id=event.id,
+        type=event.type,
+        project_id=event.project_id,
+        build_id=event.build_id,
+        task_name=event.task_name,
+        old_state=event.old_state,
+        new_state=event.new_state,
+        data=event.data,
+        created_at=event.created_at,
+    )
+
+
+def payload(
+    *,
+    id: int,
+    type: str,
+    project_id: int,
+    build_id: int | None,
+    task_name: str,
+    old_state: str,
+    new_state: str,
+    data: dict[str, Any],
+    created_at: datetime,
+) -> dict[str, Any]:
+    """What browsers and the API get of an event (`serialize`, or the columns of a row
+    not read back as a model)."""
+    return {  # plain strings: states and types may come as enum members
+        "id": id,
+        "type": str(type),
+        "project": project_id,
+        "build": build_id,
+        "task": task_name or None,
+        "state": str(new_state) if new_state else None,
+        "old_state": str(old_state) if old_state else None,
+        "data": data,
+        "time": created_at.isoformat(),
     }
 
 
 def send_to_groups(events: list[Event]) -> None:
     """Push events to their build and project groups on the channel layer."""
+    send_payloads([serialize(e) for e in events])
+
+
+def send_payloads(payloads: list[dict[str, Any]]) -> None:
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
-    if layer is None or not events:
+    if layer is None or not payloads:
         return
     try:
-        async_to_sync(send_batches)(layer, events)
+        async_to_sync(send_batches)(layer, payloads)
     except Exception:  # the browser catches up from the Event table on reconnect
-        log.warning("could not publish %d events", len(events), exc_info=True)
+        log.warning("could not publish %d events", len(payloads), exc_info=True)
 
 
 BATCH = 200  # events per channel-layer message
 
 
-async def send_batches(layer: BaseChannelLayer, events: list[Event]) -> None:
+async def send_batches(layer: BaseChannelLayer, payloads: list[dict[str, Any]]) -> None:
     """One `event.batch` message per group for every BATCH events, in id order: a
     10,000-task build sent two messages per event (build and project group), which
     cost more than writing the events."""
     by_group: dict[str, list[dict[str, Any]]] = {}
-    for event in events:
-        payload = serialize(event)
-        if event.build_id:
-            by_group.setdefault(build_group(event.build_id), []).append(payload)
-        by_group.setdefault(project_group(event.project_id), []).append(payload)
+    for payload in payloads:
+        if payload["build"]:
+            by_group.setdefault(build_group(payload["build"]), []).append(payload)
+        by_group.setdefault(project_group(payload["project"]), []).append(payload)
     for group, payloads in by_group.items():
         for start in range(0, len(payloads), BATCH):
             batch = payloads[start : start + BATCH]
@@ -84,3 +115,12 @@ def publish_on_commit(events: list[Event]) -> None:
     from django.db import transaction
 
     transaction.on_commit(lambda: send_to_groups(events))
+
+
+def publish_payloads_on_commit(payloads: list[dict[str, Any]]) -> None:
+    """`publish_on_commit` for events already serialised (`payload`)."""
+    if settings.BUILDSITE["EVENT_RELAY"] or not payloads:
+        return
+    from django.db import transaction
+
+    transaction.on_commit(lambda: send_payloads(payloads))

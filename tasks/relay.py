@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Max
 
-from .events import send_batches
+from .events import send_batches, serialize
 from .models import Event
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class EventRelay:
                 try:
                     rows = await loop.run_in_executor(self.executor, _rows_after, self.last_id)
                     if released := self._releasable(rows):
-                        await send_batches(layer, released)
+                        await send_batches(layer, [serialize(e) for e in released])
                         self.last_id = released[-1].id
                 except Exception:  # keep relaying; browsers catch up from the table anyway
                     log.warning("event relay poll failed", exc_info=True)

@@ -248,7 +248,7 @@ async def test_events_go_out_in_batches_per_group_in_id_order():
 
     from django.utils import timezone
 
-    from tasks.events import BATCH, send_batches
+    from tasks.events import BATCH, send_batches, serialize
 
     sent = []
 
@@ -264,7 +264,7 @@ async def test_events_go_out_in_batches_per_group_in_id_order():
         )
         for i in range(1, 2 * BATCH + 51)
     ]  # fmt: skip
-    await send_batches(Layer(), events)
+    await send_batches(Layer(), [serialize(e) for e in events])
     assert [group for group, _ in sent] == ["build.3"] * 3 + ["project.7"] * 3
     for group in ("build.3", "project.7"):
         ids = [i for g, batch in sent if g == group for i in batch]
