@@ -93,3 +93,15 @@ def test_build_state_follows_from_task_states(task_states):
 
 def test_unstarted_build_with_open_tasks_is_queued():
     assert build_state_of([S.PENDING, S.READY], started=False) == BuildState.QUEUED
+
+
+@given(st.sampled_from(list(TaskState)), st.sampled_from(list(TaskState)))
+def test_plain_strings_are_checked_like_states(old, new):
+    """The hot path passes states as they come from the database: plain strings."""
+    assert can_transition(str(old), str(new)) == can_transition(old, new)
+
+
+def test_an_unknown_state_is_an_error_not_a_refusal():
+    for old, new in (("pending", "bogus"), ("bogus", "ready")):
+        with pytest.raises(ValueError):
+            can_transition(old, new)
