@@ -8,6 +8,7 @@ dispatches no job at all.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -287,6 +288,7 @@ class KeysAhead:
 
     def __init__(self) -> None:
         self.known: OrderedDict[tuple[Any, ...], dict[str, str]] = OrderedDict()
+        self.lock = threading.Lock()  # requests of one web process run in threads
 
     def __call__(
         self, build: Build, tasks: Mapping[str, GraphTask], start: list[str]
@@ -302,16 +304,21 @@ class KeysAhead:
             canonical(secrets),
             tuple(sorted(start)),
         )
-        keys = self.known.get(inputs)
-        if keys is None:
-            keys = self.known[inputs] = keys_ahead(build, tasks, start)
+        with self.lock:
+            keys = self.known.get(inputs)
+            if keys is not None:
+                self.known.move_to_end(inputs)
+                return keys  # read only: `advance` never changes it
+        keys = keys_ahead(build, tasks, start)
+        with self.lock:
+            self.known[inputs] = keys
             while len(self.known) > self.SIZE:
                 self.known.popitem(last=False)
-        self.known.move_to_end(inputs)
-        return keys  # read only: `advance` never changes it
+        return keys
 
     def clear(self) -> None:
-        self.known.clear()
+        with self.lock:
+            self.known.clear()
 
 
 keys_ahead_of_new_build = KeysAhead()
@@ -319,9 +326,21 @@ keys_ahead_of_new_build = KeysAhead()
 
 @lru_cache(maxsize=256)
 def declared_secrets(version_id: int) -> frozenset[str]:
-    """Every secret a task of the version declares."""
+    """Every secret a cacheable task of the version declares (what its keys can read)."""
     tasks = version_spec(version_id)["tasks"].values()
-    return frozenset(name for task in tasks for name in task.get("secrets") or ())
+    return frozenset(
+        name for task in tasks if task.get("cache") for name in task.get("secrets") or ()
+    )
+
+
+def forget_versions() -> None:
+    """Drop everything this process remembers per pipeline version. Versions never
+    change, but on SQLite the id of a version created in a transaction that is rolled
+    back is given to the next one: whoever rolls back such a transaction calls this
+    (and tests, which reuse ids all the time)."""
+    for cached in (version_spec, graph_of, has_templates, _static_parts, declared_secrets):
+        cached.cache_clear()
+    keys_ahead_of_new_build.clear()
 
 
 def keys_ahead(build: Build, tasks: Mapping[str, GraphTask], start: list[str]) -> dict[str, str]:

@@ -10,7 +10,7 @@ from django.db import close_old_connections, transaction
 
 from builds.definition import merge_params
 from builds.models import Build
-from builds.resolution import version_spec
+from builds.resolution import forget_versions, version_spec
 from builds.services import (
     check_claims,
     fail_unstarted_build,
@@ -80,6 +80,7 @@ def prepare_build(*, build_id: int) -> str:
                 params = merge_params(spec, build.params)
                 check_claims(build.project, spec)
         except DomainError as exc:
+            forget_versions()  # a version made in the savepoint is gone; SQLite reuses its id
             problems = exc.problems if isinstance(exc, InvalidInput) else []
             data = {"problems": [p.as_dict() for p in problems]} if problems else {}
             fail_unstarted_build(build=build, error=f"{where}: {exc.message}", data=data)

@@ -41,19 +41,10 @@ def _fresh_version_caches():
     """Pipeline versions are cached per id in the process; tests flush the database and
     reuse ids, which a real deployment never does."""
     from builds.artifacts import artifact_store
-    from builds.resolution import (
-        _static_parts,
-        declared_secrets,
-        graph_of,
-        has_templates,
-        keys_ahead_of_new_build,
-        version_spec,
-    )
+    from builds.resolution import forget_versions
 
-    for cached in (version_spec, graph_of, has_templates, _static_parts, declared_secrets):
-        cached.cache_clear()
+    forget_versions()
     artifact_store.cache_clear()
-    keys_ahead_of_new_build.clear()
     yield
 
 

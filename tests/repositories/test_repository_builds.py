@@ -246,3 +246,24 @@ def test_deleting_a_repository_keeps_its_builds(user, project, forge):
     build.refresh_from_db()
     assert build.repository_id is None and build.commit_sha
     assert client.get(f"/api/builds/{build.id}").json()["commit"]["sha"] == build.commit_sha
+
+
+def test_a_refused_pipeline_file_leaves_nothing_behind_for_the_next_version(user, project, forge):
+    """The refused version's savepoint is rolled back, and SQLite gives its id to the next
+    version: what the process remembered of the refused one must not be used for it."""
+    from builds.models import ResourcePool
+
+    ResourcePool.objects.create(project=project, name="cpu", capacity=1)
+    greedy = PIPELINE.replace("  test:\n", "  test:\n    resources: {cpu: 2}\n")
+    forge.copy.commit({".buildsite.yml": greedy, "hello.txt": "x\n"})
+    forge.copy.push()
+    client = api_client(user)
+    register(client, forge)
+    refused = build_of(client)
+    assert refused.state == "failed" and "capacity 1" in refused.error
+    fine = PIPELINE.replace("  test:\n", "  checked:\n")
+    forge.copy.commit({".buildsite.yml": fine})
+    forge.copy.push()
+    build = build_of(client)
+    assert build.state == "succeeded", build.error
+    assert list(build.tasks.values_list("name", flat=True)) == ["checked"]
