@@ -218,32 +218,12 @@ def record_new_tasks(*, project_id: int, build_id: int, changes: list[Change]) -
         if len(ids) != len(rows):  # not ours alone after all: publish what is there
             publish_on_commit(list(Event.objects.filter(build_id=build_id, id__gt=after)))
             return
-        publish_payloads_on_commit(
-            [
-                payload(
-                    id=event_id,
-                    project_id=project,
-                    build_id=build,
-                    task_name=name,
-                    type=kind,
-                    old_state=old,
-                    new_state=new,
-                    data=data,
-                    created_at=created,
-                )  # fmt: skip
-                for (event_id,), (
-                    project,
-                    build,
-                    _task,
-                    name,
-                    kind,
-                    old,
-                    new,
-                    data,
-                    created,
-                ) in zip(ids, rows, strict=True)
-            ]
-        )
+        payloads = []
+        for (event_id,), row in zip(ids, rows, strict=True):
+            columns = dict(zip(EVENT_COLUMNS, row, strict=True))
+            del columns["task_id"]  # not part of what browsers get
+            payloads.append(payload(id=event_id, **columns))
+        publish_payloads_on_commit(payloads)
 
 
 def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Change]:

@@ -78,6 +78,7 @@ class StepCgroup:
         except FileNotFoundError:
             # Removed under us (by hand, or a worker elsewhere that took it for stale).
             self.path.mkdir(mode=0o755, exist_ok=True)
+            self.avoid_swap()
             self._limit(memory_mb)
 
     def _limit(self, memory_mb: int) -> None:

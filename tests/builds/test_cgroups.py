@@ -15,35 +15,6 @@ from tasks.models import Task
 from tests.factories import make_pipeline, run_build, task_states
 
 
-@pytest.fixture
-def fresh_cgroups():
-    cgroups._for_pid.cache_clear()
-    yield
-    cgroups._for_pid.cache_clear()
-
-
-def _missing(reason: str, required_by: str) -> None:
-    if os.environ.get(required_by) == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def cgroup_here(fresh_cgroups):
-    if cgroups.for_steps() is None:  # CI (root, cgroup v1) requires them
-        _missing(
-            f"no memory cgroup for steps here: {cgroups.problem()}", "BUILDSITE_REQUIRE_CGROUP"
-        )
-    return cgroups.for_steps()
-
-
-@pytest.fixture
-def sandboxed(inline_workers, fast_engine):
-    sandbox.problem.cache_clear()
-    if sandbox.mode() != "bwrap":
-        _missing(f"steps are not sandboxed here: {sandbox.problem()}", "BUILDSITE_REQUIRE_SANDBOX")
-
-
 def _errors(project, definition: str) -> tuple[dict[str, str], dict[str, str]]:
     make_pipeline(project, definition)
     build = run_build(project)
@@ -52,7 +23,7 @@ def _errors(project, definition: str) -> tuple[dict[str, str], dict[str, str]]:
     return task_states(build), {name: f"{errors[name]} | {logs[name]}" for name in errors}
 
 
-def test_memory_is_resident_memory_not_address_space(project, sandboxed, cgroup_here):
+def test_memory_is_resident_memory_not_address_space(project, sandboxed_steps, cgroup_here):
     """Reserving address space costs nothing (runtimes reserve gigabytes up front); what
     a step fills, on its heap or in its /tmp, counts. Under the address-space rlimit
     `reserves` failed and `tmpfs` passed."""
@@ -84,7 +55,7 @@ tasks:
 
 
 def test_without_a_cgroup_memory_is_limited_as_address_space(
-    project, sandboxed, fresh_cgroups, settings
+    project, sandboxed_steps, fresh_cgroups, settings
 ):
     settings.BUILDSITE = {**settings.BUILDSITE, "STEP_CGROUP": "off"}
     assert cgroups.for_steps() is None
@@ -141,7 +112,7 @@ def test_a_cgroup_removed_under_the_worker_is_made_again(cgroup_here):
 
 
 def test_a_step_that_cannot_be_put_in_its_cgroup_never_runs(
-    project, sandboxed, cgroup_here, monkeypatch
+    project, sandboxed_steps, cgroup_here, monkeypatch
 ):
     """The gate holds the sandbox until it is inside: when moving it fails, it is killed
     there (closing the gate alone would have let it run unlimited)."""
@@ -156,7 +127,7 @@ def test_a_step_that_cannot_be_put_in_its_cgroup_never_runs(
     assert "R2AN" not in errors["t"]
 
 
-def test_the_gate_lets_a_failing_bwrap_say_why(project, sandboxed, cgroup_here, monkeypatch):
+def test_the_gate_lets_a_failing_bwrap_say_why(project, sandboxed_steps, cgroup_here, monkeypatch):
     """bwrap failing before it starts the sandbox: its own message is the step's error,
     and no descriptor of the gate is left open."""
     real_wrap = sandbox.wrap

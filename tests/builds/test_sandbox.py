@@ -21,17 +21,7 @@ SECRET = "server-secret-4f2a"
 
 
 @pytest.fixture
-def sandbox_here():
-    sandbox.problem.cache_clear()
-    if sandbox.mode() != "bwrap":
-        reason = f"steps are not sandboxed here: {sandbox.problem()}"
-        if os.environ.get("BUILDSITE_REQUIRE_SANDBOX") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def sandboxed(sandbox_here, inline_workers, fast_engine, monkeypatch):
+def sandboxed(sandboxed_steps, monkeypatch):
     monkeypatch.setenv("BUILDSITE_TEST_SERVER_SECRET", SECRET)  # in the worker's environment
 
 

@@ -6,25 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from builds.selectors import task_log
 from builds.steps import sandbox
 from builds.steps.etc_copy import EtcCopy
 from tests.factories import make_pipeline, run_build, task_states
 
 
-@pytest.fixture
-def sandboxed(inline_workers, fast_engine):
-    sandbox.problem.cache_clear()
-    if sandbox.mode() != "bwrap":
-        reason = f"steps are not sandboxed here: {sandbox.problem()}"
-        if os.environ.get("BUILDSITE_REQUIRE_SANDBOX") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-def test_a_step_sees_only_the_allowed_part_of_etc(project, sandboxed):
+def test_a_step_sees_only_the_allowed_part_of_etc(project, sandboxed_steps):
     step = (
         "cat /etc/passwd; ls /etc; "
         "test -r /etc/ld.so.cache && echo loader-ok; "
@@ -107,7 +95,7 @@ def test_etc_changing_during_the_walk_is_not_an_error(tmp_path, settings, monkey
     assert (copy / "passwd").exists()
 
 
-def test_the_probe_does_not_depend_on_the_etc_copy(settings, monkeypatch):
+def test_the_probe_does_not_depend_on_the_etc_copy(sandbox_here, monkeypatch):
     """A failure to copy /etc fails steps saying so; it must never be remembered as "no
     sandbox here" (steps would then run unsandboxed outside production)."""
     sandbox.problem.cache_clear()
@@ -117,8 +105,6 @@ def test_the_probe_does_not_depend_on_the_etc_copy(settings, monkeypatch):
 
     monkeypatch.setattr(EtcCopy, "current", broken)
     try:
-        if not sandbox.shutil.which("bwrap"):
-            pytest.skip("bubblewrap is not installed")
         assert sandbox.problem() == ""
     finally:
         sandbox.problem.cache_clear()
