@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
@@ -26,7 +27,7 @@ from tasks.states import TaskState
 
 from .attempts import claim_change
 from .models import Build, ResourcePool
-from .resolution import TaskNode
+from .resolution import TaskNode, nothing_to_run
 from .scheduling import Candidate, choose
 
 log = logging.getLogger(__name__)
@@ -126,17 +127,20 @@ def _waiting(project_id: int, now: datetime) -> list[dict[str, Any]]:
     """READY and due RETRYING tasks of the project, best first, as plain dicts."""
     task, build = rawsql.table(Task), rawsql.table(Build)
     sql = (
-        f"SELECT {', '.join('t.' + c for c in CANDIDATE_COLUMNS)} FROM {task} t "
+        f"SELECT {', '.join('t.' + c for c in CANDIDATE_COLUMNS)}, b.pipeline_version_id "
+        f"FROM {task} t "
         f"JOIN {build} b ON b.id = t.build_id WHERE b.project_id = %s "
         "AND (t.state = %s OR (t.state = %s AND t.not_before <= %s)) "
         "ORDER BY t.priority DESC, t.id LIMIT %s"
     )
     params = [project_id, S.READY, S.RETRYING, rawsql.to_db(Task, "not_before", now)]
     rows = rawsql.fetch(sql, [*params, CANDIDATE_LIMIT])
-    return [
-        dict(zip(CANDIDATE_COLUMNS, r, strict=True))
-        for r in rawsql.from_db(Task, CANDIDATE_COLUMNS, rows)
-    ]
+    waiting = []
+    for row in rawsql.from_db(Task, CANDIDATE_COLUMNS, rows):  # the version id needs none
+        candidate = dict(zip(CANDIDATE_COLUMNS, row[:-1], strict=True))
+        candidate["version_id"] = row[-1]
+        waiting.append(candidate)
+    return waiting
 
 
 def pool_in_use(project_id: int, capacity: dict[str, int]) -> Counter[str]:
@@ -161,27 +165,50 @@ def lock_project(project_id: int) -> None:
         rawsql.fetch(sql, [project_id])
 
 
-def dispatch_and_take(*, project_id: int, worker: str) -> int | None:
+@dataclass(frozen=True)
+class Taken:
+    """What `dispatch_and_take` gave the calling worker: either `instant`, tasks with
+    nothing to run, left QUEUED (no job) for it to end at once, as (task id, attempt),
+    or `task_id`, the best task to run, already claimed for it (None: nothing may run
+    now)."""
+
+    instant: list[tuple[int, int]]
+    task_id: int | None
+
+
+def dispatch_and_take(*, project_id: int, worker: str, instant: bool = False) -> Taken:
     """Dispatch as `dispatch_ready_tasks` does, but the best task chosen is the calling
     worker's: queued and claimed for it in the same step, with no job (a worker that
     has just settled a task of the project's pools runs it next; `builds/execution.py`).
-    Returns its id, or None when nothing may run now."""
-    return _dispatch_project(project_id, timezone.now(), None, worker=worker)[1]
+    With `instant`, tasks with nothing to run that the pools admit now are the worker's
+    too, as many as there are: they hold their claims for no time (`choose`)."""
+    return _dispatch_project(project_id, timezone.now(), None, worker=worker, instant=instant)[1]
 
 
 def _dispatch_project(
-    project_id: int, now: datetime, capacity: dict[str, int] | None, *, worker: str = ""
-) -> tuple[int, int | None]:
-    """Queue what may run now (with `worker`, the best of it claimed for that worker);
-    returns how many were queued and the id of the task claimed, if any."""
+    project_id: int,
+    now: datetime,
+    capacity: dict[str, int] | None,
+    *,
+    worker: str = "",
+    instant: bool = False,
+) -> tuple[int, Taken]:
+    """Queue what may run now (with `worker`, the best of it claimed for that worker,
+    and with `instant` what has nothing to run left to it); returns how many tasks were
+    queued and what the worker was given."""
     with transaction.atomic(savepoint=False):
         lock_project(project_id)
         waiting = _waiting(project_id, now)
         if not waiting:
-            return 0, None
+            return 0, Taken([], None)
         if capacity is None:
             capacity = pool_capacity(project_id)
         in_use = pool_in_use(project_id, capacity) if capacity else Counter()
+        stepless = (
+            {t["id"] for t in waiting if nothing_to_run(t["version_id"], t["name"])}
+            if worker and instant
+            else set()
+        )
         decision = choose(
             [
                 Candidate(
@@ -197,19 +224,24 @@ def _dispatch_project(
             in_use=in_use,
             now=now.timestamp(),
             aging_per_minute=settings.BUILDSITE["AGING_PER_MINUTE"],
+            instant=stepless,
         )
         by_id = {t["id"]: t for t in waiting}
+        # Those with nothing to run go first, alone: the rest is chosen again once they
+        # ended, so a task's events never show the pool held by more than it admits.
+        chosen = [i for i in decision.dispatch if i in stepless] or decision.dispatch
         changes = [
             Change(_node(by_id[i]), S(by_id[i]["state"]), S.QUEUED, {"queued_at": now})
-            for i in decision.dispatch
+            for i in chosen
         ]
-        taken = changes[0].task if worker and changes else None
+        taken = changes[0].task if worker and changes and not stepless & set(chosen) else None
         if taken is not None:
-            changes.insert(1, claim_change(taken, taken.attempts + 1, now, worker))
+            changes.append(claim_change(taken, taken.attempts + 1, now, worker))
         applied = apply_transitions(project_id=project_id, changes=changes)
+        given = [(c.task.id, c.task.attempts + 1) for c in applied if c.task.id in stepless]
         taken_id = taken.id if taken is not None and taken.state == S.RUNNING else None
-        queued = queue_jobs([c for c in applied if c.task.id != taken_id])
-        return queued + (taken_id is not None), taken_id
+        queued = queue_jobs([c for c in applied if c.task.id not in stepless | {taken_id}])
+        return queued + len(given) + (taken_id is not None), Taken(given, taken_id)
 
 
 def queue_jobs(applied: list[Change]) -> int:

@@ -49,6 +49,12 @@ def task_spec(build: Build, name: str) -> dict[str, Any]:
     return spec
 
 
+def nothing_to_run(version_id: int, name: str) -> bool:
+    """A task without steps: it is ended where it is taken, holding no pool for any
+    time and needing no workspace."""
+    return not version_spec(version_id)["tasks"][name].get("steps")
+
+
 @lru_cache(maxsize=256)
 def graph_of(version_id: int) -> tuple[dict[str, list[str]], dict[str, list[str]], list[str]]:
     """needs, dependents and topological order of a pipeline version."""

@@ -9,7 +9,7 @@ of small ones.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 DEADLINE_HORIZON_SECONDS = 600.0
@@ -56,8 +56,13 @@ def choose(
     aging_per_minute: float = 1.0,
     reserve_after: float = 60.0,
     limit: int | None = None,
+    instant: Collection[int] = frozenset(),
 ) -> Decision:
-    """Pick tasks to dispatch. Pools missing from `capacity` are unlimited."""
+    """Pick tasks to dispatch. Pools missing from `capacity` are unlimited.
+
+    `instant` names candidates that hold their claims for no time (nothing to run,
+    ended where they are taken): one is chosen when its claims fit now, in its rank,
+    and the capacity it would hold is free again for the next."""
     free = {pool: cap - in_use.get(pool, 0) for pool, cap in capacity.items()}
     reserved: set[str] = set()
     chosen: list[int] = []
@@ -74,7 +79,7 @@ def choose(
         if any(p in reserved for p in limited):
             continue
         if all(n <= free[p] for p, n in limited.items()):
-            for p, n in limited.items():
+            for p, n in limited.items() if c.id not in instant else ():
                 free[p] -= n
             chosen.append(c.id)
         elif now - c.waiting_since >= reserve_after:

@@ -9,6 +9,7 @@ the same `finish_task`."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
@@ -45,16 +46,38 @@ def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> Task | Non
     """A worker settles its own task's end and takes the best task the project's pools
     now admit, claimed for it, in one transaction (instead of the end's round trip
     through the monitor while the pools' capacity stands idle). Returns the task
-    taken (with its build and project), if any."""
+    taken (with its build and project), if any.
+
+    Tasks with nothing to run that the pools admit are the worker's as well: they hold
+    their claims for no time, so it ends them at once, settles those ends and takes
+    again in the same transaction, for up to STEPLESS_SECONDS (a transaction, its
+    commit and the hand-over of the write lock per such task were most of their cost).
+    """
+    deadline = time.monotonic() + STEPLESS_SECONDS
     with transaction.atomic(savepoint=False):
-        settle([end], dispatch=False)
-        taken_id = dispatch_and_take(project_id=project_id, worker=worker)
-        if taken_id is None:
+        ends = [end]
+        while True:
+            settle(ends, dispatch=False)
+            taken = dispatch_and_take(
+                project_id=project_id, worker=worker, instant=time.monotonic() < deadline
+            )
+            ends = [
+                TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker)
+                for task_id, attempt in taken.instant
+            ]
+            if not ends:
+                break
+        if taken.task_id is None:
             return None
-        taken = load_tasks([taken_id], with_projects=True)[taken_id]
-        if taken.build.state == BuildState.QUEUED:
-            mark_build_running(build=taken.build)
-        return taken
+        task = load_tasks([taken.task_id], with_projects=True)[taken.task_id]
+        if task.build.state == BuildState.QUEUED:
+            mark_build_running(build=task.build)
+        return task
+
+
+# How long a worker goes on taking and ending tasks with nothing to run in one
+# transaction, which holds the database's write lock (SQLite) or the project's lock.
+STEPLESS_SECONDS = 0.05
 
 
 def settle(

@@ -105,6 +105,66 @@ def test_the_worker_of_a_pooled_task_runs_what_the_pool_admits_next(project, job
     assert names.index("a") < names.index("b") and names.index("a") < names.index("c")
 
 
+def held_at_most(build, capacity):
+    """Whether the build's events never show more than `capacity` tasks running."""
+    running = 0
+    for old, new in build.events.filter(type="task.state").values_list("old_state", "new_state"):
+        running += (new == "running") - (old == "running")
+        if running > capacity:
+            return False
+    return True
+
+
+NAMED = "{needs: [a], resources: {cpu: 1}}"  # nothing to run, but a claim of its own
+
+
+def test_the_worker_ends_tasks_with_nothing_to_run_the_pool_admits_together(project, jobs):
+    """They hold the pool for no time: the worker that gave the pool back ends all of
+    those the pool admits at once, then runs the task they unblock."""
+    ResourcePool.objects.create(project=project, name="cpu", capacity=1)
+    make_pipeline(
+        project,
+        f"tasks:\n  a: {TRUE}\n  j1: {NAMED}\n  j2: {NAMED}\n  j3: {NAMED}\n"
+        "  b: {needs: [j1, j2, j3], steps: [{run: 'true'}]}\n",
+    )
+    build = trigger_build(user=None, project=project, pipeline="main")
+    first = Task.objects.get(build=build, state="queued")
+    assert first.name == "a"
+    assert run_job(first.id) == "settled by its worker"
+    build.refresh_from_db()
+    assert build.state == "succeeded"
+    assert len(jobs) == 1  # only the first task's
+    assert held_at_most(build, 1)
+    joins = Task.objects.filter(build=build, name__startswith="j")
+    assert {t.finished_at for t in joins} == {joins[0].finished_at}  # in one settling
+    assert {t.worker for t in joins} == {Task.objects.get(build=build, name="a").worker}
+    moves = list(
+        build.events.filter(task_name="j2", type="task.state").values_list("old_state", "new_state")
+    )
+    assert moves[-3:] == [("ready", "queued"), ("queued", "running"), ("running", "succeeded")]
+
+
+def test_a_task_to_run_taken_beside_ones_with_nothing_to_run_keeps_the_pool(project, jobs):
+    ResourcePool.objects.create(project=project, name="cpu", capacity=1)
+    make_pipeline(
+        project,
+        f"tasks:\n  a: {TRUE}\n  j: {NAMED}\n  s: {AFTER_A}\n"
+        "  c: {needs: [j], steps: [{run: 'true'}]}\n",
+    )
+    build = trigger_build(user=None, project=project, pipeline="main")
+    assert run_job(Task.objects.get(build=build, name="a").id) == "settled by its worker"
+    build.refresh_from_db()
+    assert build.state == "succeeded"
+    assert len(jobs) == 1
+    assert held_at_most(build, 1)
+    order = list(
+        build.events.filter(type="task.state", new_state="running")
+        .order_by("id")
+        .values_list("task_name", flat=True)
+    )
+    assert order == ["a", "j", "s", "c"]  # c waited for s to give the cpu back
+
+
 def test_a_batched_job_is_the_package_async_task_would_have_stored():
     from django_q.signals import pre_enqueue
     from django_q.tasks import async_task

@@ -87,3 +87,46 @@ def test_pools_are_never_over_committed(cands, capacity, data):
         used = in_use[pool] + sum(by_id[i].claims.get(pool, 0) for i in decision.dispatch)
         assert used <= cap
     assert not set(decision.dispatch) & set(decision.impossible)
+
+
+def test_instant_candidates_fit_free_capacity_without_holding_it():
+    # Pool full but for one slot: every task with nothing to run fits it in turn (each
+    # frees the slot at once); the first task that holds its claim takes it for good.
+    cands = [
+        Candidate(1, 5, NOW, {"cpu": 1}),
+        Candidate(2, 4, NOW, {"cpu": 1}),
+        Candidate(3, 3, NOW, {"cpu": 1}),
+        Candidate(4, 2, NOW, {"cpu": 1}),
+        Candidate(5, 1, NOW, {"cpu": 2}),
+    ]
+    decision = choose(
+        cands,
+        capacity={"cpu": 2},
+        in_use={"cpu": 1},
+        now=NOW,
+        aging_per_minute=0,
+        instant={1, 2, 4, 5},
+    )
+    assert decision.dispatch == [1, 2, 3]
+    # Nothing is free: tasks with nothing to run wait for the pool too.
+    decision = choose(
+        cands, capacity={"cpu": 2}, in_use={"cpu": 2}, now=NOW, aging_per_minute=0, instant={1, 2}
+    )
+    assert decision.dispatch == []
+
+
+@given(candidates, pools, st.data())
+def test_instant_candidates_leave_the_pools_as_they_were(cands, capacity, data):
+    in_use = {p: data.draw(st.integers(0, cap)) for p, cap in capacity.items()}
+    instant = {c.id for c in cands if data.draw(st.booleans())}
+    decision = choose(cands, capacity=capacity, in_use=in_use, now=NOW, instant=instant)
+    by_id = {c.id: c for c in cands}
+    for pool, cap in capacity.items():
+        held = [i for i in decision.dispatch if i not in instant]
+        assert in_use[pool] + sum(by_id[i].claims.get(pool, 0) for i in held) <= cap
+        for i in decision.dispatch:  # each one fitted when it was taken
+            assert by_id[i].claims.get(pool, 0) <= cap - in_use[pool]
+    # Those that hold nothing never keep a task out that the plain rule would take.
+    assert set(choose(cands, capacity=capacity, in_use=in_use, now=NOW).dispatch) <= set(
+        decision.dispatch
+    )
