@@ -95,11 +95,11 @@ def dispatch_ready_tasks(
     pools, from `pool_capacity`) saves reading them again."""
     now = timezone.now()
     if project_id is None:
-        due_retry = Task.objects.filter(state=S.RETRYING, not_before__lte=now)
+        # order_by(): the model's ordering would add `id` to the DISTINCT (a row per task).
+        tasks = Task.objects.order_by()
+        due_retry = tasks.filter(state=S.RETRYING, not_before__lte=now)
         project_ids = set(
-            Task.objects.filter(state=S.READY)
-            .values_list("build__project_id", flat=True)
-            .distinct()
+            tasks.filter(state=S.READY).values_list("build__project_id", flat=True).distinct()
         ) | set(due_retry.values_list("build__project_id", flat=True).distinct())
     else:
         project_ids = {project_id}

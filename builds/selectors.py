@@ -345,6 +345,7 @@ def triggerers_of(*, project: Project) -> list[str]:
         {
             name
             for name in Build.objects.filter(project=project, triggered_by__isnull=False)
+            .order_by()
             .values_list("triggered_by__username", flat=True)
             .distinct()
         }

@@ -397,7 +397,8 @@ def refresh_build_state(*, build: Build) -> Build:
         new = BuildState.RUNNING if started else BuildState.QUEUED
     else:
         tasks = Task.objects.filter(build_id=build.id)
-        states = list(tasks.values_list("state", flat=True).distinct())
+        # order_by(): the model's ordering would add `id` to the DISTINCT (a row per task).
+        states = list(tasks.order_by().values_list("state", flat=True).distinct())
         new = build_state_of(states, started=started)
         if build.cancel_requested:
             new = BuildState.CANCELLED

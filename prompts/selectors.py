@@ -144,6 +144,7 @@ def version_usage(*, version: PromptVersion, limit: int, offset: int = 0) -> lis
     names: dict[int, set[str]] = {}
     for build_id, name in (
         PromptRun.objects.filter(version=version, task__build__in=[b.id for b in builds])
+        .order_by()
         .values_list("task__build_id", "task__name")
         .distinct()
     ):
