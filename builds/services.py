@@ -41,6 +41,7 @@ from .resolution import (
     BuildTasks,
     TaskNode,
     advance,
+    encoded_spec_columns,
     roots_and_unblocked,
     version_spec,
 )
@@ -301,18 +302,20 @@ def _insert_tasks(
     for change in changes:
         resolved.setdefault(change.task.name, {}).update(change.fields)
     rows = []
+    encoded = encoded_spec_columns(build.pipeline_version_id)
     for name, node in tasks.items():
         t = spec["tasks"][name]
         extra = resolved.get(name, {})
         deadline = now + timedelta(seconds=t["deadline"]) if t.get("deadline") else None
+        needs, claims = encoded[name]
         rows.append(
             (
                 build.id,
                 name,
                 str(node.state),
-                t["needs"],
+                needs,
                 t["priority"],
-                t["resources"],
+                claims,
                 deadline,
                 False,
                 t["retries"],
@@ -327,8 +330,9 @@ def _insert_tasks(
                 extra.get("reused_from"),
             )
         )
-    insert_rows(Task, TASK_COLUMNS, rows)
-    for name, task_id in Task.objects.filter(build=build).values_list("name", "id"):
+    insert_rows(Task, TASK_COLUMNS, rows, prepared=frozenset({"needs", "claims"}))
+    sql = f"SELECT name, id FROM {rawsql.table(Task)} WHERE build_id = %s"
+    for name, task_id in rawsql.fetch(sql, [build.id]):
         tasks[name].id = task_id
 
 

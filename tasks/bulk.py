@@ -61,14 +61,16 @@ def insert_rows(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     batch_size: int = 2000,
+    prepared: frozenset[str] = frozenset(),
 ) -> None:
-    """Insert `rows` (tuples in the order of `columns`, which are field names)."""
+    """Insert `rows` (tuples in the order of `columns`, which are field names). The
+    values of `prepared` columns are already the driver's (`rawsql.to_db`)."""
     if not rows:
         return
     sql, plan = _plan(model, tuple(columns))  # type: ignore[arg-type]
     ops = connection.ops
     writers: tuple[tuple[int, Callable[[Any], Any]], ...] = tuple(
-        (i, partial(w, ops)) for i, w in plan
+        (i, partial(w, ops)) for i, w in plan if columns[i] not in prepared
     )
     if len(rows) > 1:
         writers = tuple((i, _memoised(w)) for i, w in writers)

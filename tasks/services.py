@@ -181,9 +181,12 @@ def record_new_tasks(*, project_id: int, build_id: int, changes: list[Change]) -
     of tasks, so the rows go in one multi-row INSERT."""
     now = timezone.now()
     ways: dict[str, list[Change]] = {}
+    first_of_step: dict[tuple[TaskState, TaskState], str] = {}
     for c in changes:
-        check_transition(c.old, c.new, c.task.name)
+        first_of_step.setdefault((c.old, c.new), c.task.name)
         ways.setdefault(c.task.name, []).append(c)
+    for (old, new), name in first_of_step.items():  # each kind of step once, not per task
+        check_transition(old, new, name)
     # One data object per distinct way, converted once.
     shared: dict[tuple[str, ...], dict[str, Any]] = {(): {}}
     rows = []

@@ -87,6 +87,20 @@ def test_inserted_events_read_back_by_the_orm(task):
     ]
 
 
+def test_prepared_values_are_stored_as_given_and_may_serve_again(task):
+    """A version's encoded `needs` go into every build of it: the same prepared value,
+    inserted twice, reads back as the ORM wrote it."""
+    now = timezone.now()
+    data = rawsql.to_db(Event, "data", {"via": ["ready", "queued"]})
+    columns = ("project_id", "build_id", "task_id", "task_name", "type", "old_state")
+    columns += ("new_state", "data", "created_at")
+    for _ in range(2):
+        row = (task.build.project_id, task.build_id, task.id, task.name, "task.state", "a", "b")
+        insert_rows(Event, columns, [row + (data, now)] * 2, prepared=frozenset({"data"}))
+    stored = list(Event.objects.order_by("-id")[:4])
+    assert [e.data for e in stored] == [{"via": ["ready", "queued"]}] * 4
+
+
 def test_database_errors_arrive_as_djangos_own(task):
     with pytest.raises(DatabaseError):
         rawsql.fetch(f"SELECT no_such_column FROM {rawsql.table(Task)}")
