@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,7 @@ from buildsite.models import Project
 from tasks import rawsql
 from tasks.models import Task
 from tasks.services import Change, apply_transitions
-from tasks.states import TaskState
+from tasks.states import BuildState, TaskState
 
 from .attempts import claim_change
 from .models import Build, ResourcePool
@@ -127,7 +128,8 @@ def _waiting(project_id: int, now: datetime) -> list[dict[str, Any]]:
     """READY and due RETRYING tasks of the project, best first, as plain dicts."""
     task, build = rawsql.table(Task), rawsql.table(Build)
     sql = (
-        f"SELECT {', '.join('t.' + c for c in CANDIDATE_COLUMNS)}, b.pipeline_version_id "
+        f"SELECT {', '.join('t.' + c for c in CANDIDATE_COLUMNS)}, "
+        "b.pipeline_version_id, b.state "
         f"FROM {task} t "
         f"JOIN {build} b ON b.id = t.build_id WHERE b.project_id = %s "
         "AND (t.state = %s OR (t.state = %s AND t.not_before <= %s)) "
@@ -136,9 +138,9 @@ def _waiting(project_id: int, now: datetime) -> list[dict[str, Any]]:
     params = [project_id, S.READY, S.RETRYING, rawsql.to_db(Task, "not_before", now)]
     rows = rawsql.fetch(sql, [*params, CANDIDATE_LIMIT])
     waiting = []
-    for row in rawsql.from_db(Task, CANDIDATE_COLUMNS, rows):  # the version id needs none
-        candidate = dict(zip(CANDIDATE_COLUMNS, row[:-1], strict=True))
-        candidate["version_id"] = row[-1]
+    for row in rawsql.from_db(Task, CANDIDATE_COLUMNS, rows):  # the build's need none
+        candidate = dict(zip(CANDIDATE_COLUMNS, row[:-2], strict=True))
+        candidate["version_id"], candidate["build_state"] = row[-2:]
         waiting.append(candidate)
     return waiting
 
@@ -176,13 +178,26 @@ class Taken:
     task_id: int | None
 
 
-def dispatch_and_take(*, project_id: int, worker: str, instant: bool = False) -> Taken:
+def dispatch_and_take(
+    *, project_id: int, worker: str, locked: Collection[int], instant: bool = False
+) -> Taken:
     """Dispatch as `dispatch_ready_tasks` does, but the best task chosen is the calling
     worker's: queued and claimed for it in the same step, with no job (a worker that
     has just settled a task of the project's pools runs it next; `builds/execution.py`).
     With `instant`, tasks with nothing to run that the pools admit now are the worker's
-    too, as many as there are: they hold their claims for no time (`choose`)."""
-    return _dispatch_project(project_id, timezone.now(), None, worker=worker, instant=instant)[1]
+    instead, up to INSTANT_BATCH: they hold their claims for no time (`choose`).
+
+    The project is locked now, and every settler locks its builds before the project:
+    ending a task, or marking a QUEUED build RUNNING, would lock its build after it, and
+    PostgreSQL would find a deadlock beside a settler that holds that build. So tasks
+    to end at once come from builds the caller has `locked` already, and the task to
+    run from those or from RUNNING builds; the others get their jobs."""
+    return _dispatch_project(
+        project_id, timezone.now(), None, worker=worker, locked=locked, instant=instant
+    )[1]
+
+
+INSTANT_BATCH = 200
 
 
 def _dispatch_project(
@@ -191,11 +206,12 @@ def _dispatch_project(
     capacity: dict[str, int] | None,
     *,
     worker: str = "",
+    locked: Collection[int] = (),
     instant: bool = False,
 ) -> tuple[int, Taken]:
     """Queue what may run now (with `worker`, the best of it claimed for that worker,
-    and with `instant` what has nothing to run left to it); returns how many tasks were
-    queued and what the worker was given."""
+    or with `instant` what has nothing to run left to it: `dispatch_and_take`);
+    returns how many tasks were queued and what the worker was given."""
     with transaction.atomic(savepoint=False):
         lock_project(project_id)
         waiting = _waiting(project_id, now)
@@ -204,11 +220,19 @@ def _dispatch_project(
         if capacity is None:
             capacity = pool_capacity(project_id)
         in_use = pool_in_use(project_id, capacity) if capacity else Counter()
-        stepless = (
-            {t["id"] for t in waiting if nothing_to_run(t["version_id"], t["name"])}
-            if worker and instant
-            else set()
-        )
+        by_id = {t["id"]: t for t in waiting}
+        takeable = {
+            t["id"]
+            for t in waiting
+            if worker and (t["build_id"] in locked or t["build_state"] == BuildState.RUNNING)
+        }
+        stepless = {  # ended at once: only of a build this transaction holds
+            i
+            for i in takeable
+            if instant
+            and by_id[i]["build_id"] in locked
+            and nothing_to_run(by_id[i]["version_id"], by_id[i]["name"])
+        }
         decision = choose(
             [
                 Candidate(
@@ -226,15 +250,16 @@ def _dispatch_project(
             aging_per_minute=settings.BUILDSITE["AGING_PER_MINUTE"],
             instant=stepless,
         )
-        by_id = {t["id"]: t for t in waiting}
         # Those with nothing to run go first, alone: the rest is chosen again once they
         # ended, so a task's events never show the pool held by more than it admits.
-        chosen = [i for i in decision.dispatch if i in stepless] or decision.dispatch
+        chosen = [i for i in decision.dispatch if i in stepless][:INSTANT_BATCH]
+        chosen = chosen or decision.dispatch
         changes = [
             Change(_node(by_id[i]), S(by_id[i]["state"]), S.QUEUED, {"queued_at": now})
             for i in chosen
         ]
-        taken = changes[0].task if worker and changes and not stepless & set(chosen) else None
+        to_run = [c.task for c in changes if c.task.id in takeable]
+        taken = to_run[0] if to_run and not stepless & set(chosen) else None
         if taken is not None:
             changes.append(claim_change(taken, taken.attempts + 1, now, worker))
         applied = apply_transitions(project_id=project_id, changes=changes)

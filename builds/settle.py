@@ -48,18 +48,23 @@ def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> Task | Non
     through the monitor while the pools' capacity stands idle). Returns the task
     taken (with its build and project), if any.
 
-    Tasks with nothing to run that the pools admit are the worker's as well: they hold
-    their claims for no time, so it ends them at once, settles those ends and takes
-    again in the same transaction, for up to STEPLESS_SECONDS (a transaction, its
-    commit and the hand-over of the write lock per such task were most of their cost).
+    Tasks of the same build with nothing to run that the pools admit are the worker's
+    as well: they hold their claims for no time, so it ends them at once, settles
+    those ends and takes again in the same transaction, for up to STEPLESS_SECONDS (a
+    transaction, its commit and the hand-over of the write lock per such task were
+    most of their cost).
     """
     deadline = time.monotonic() + STEPLESS_SECONDS
     with transaction.atomic(savepoint=False):
         ends = [end]
+        locked: set[int] = set()
         while True:
-            settle(ends, dispatch=False)
+            settle(ends, dispatch=False, locked=locked)
             taken = dispatch_and_take(
-                project_id=project_id, worker=worker, instant=time.monotonic() < deadline
+                project_id=project_id,
+                worker=worker,
+                locked=locked,
+                instant=time.monotonic() < deadline,
             )
             ends = [
                 TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker)
@@ -81,12 +86,17 @@ STEPLESS_SECONDS = 0.05
 
 
 def settle(
-    ends: list[TaskEnd], *, then: Callable[[], Any] | None = None, dispatch: bool = True
+    ends: list[TaskEnd],
+    *,
+    then: Callable[[], Any] | None = None,
+    dispatch: bool = True,
+    locked: set[int] | None = None,
 ) -> int:
     """Record reported ends in one transaction (with `then`, e.g. acknowledging their
     jobs, inside it); returns how many were recorded. An end whose task moved on
     meanwhile (cancelled, or reaped and run again) is dropped. Without `dispatch`,
-    the caller dispatches (in the same transaction)."""
+    the caller dispatches (in the same transaction). The ids of the builds locked are
+    added to `locked`."""
     with transaction.atomic(savepoint=False):
         by_build: dict[int, list[Ending]] = {}
         builds: dict[int, Build] = {}
@@ -115,6 +125,8 @@ def settle(
         pools = PoolWork()
         for build_id in sorted(by_build):  # one lock order for every settler
             lock_build(builds[build_id])
+            if locked is not None:
+                locked.add(build_id)
             settled += finish_tasks(build=builds[build_id], endings=by_build[build_id], pools=pools)
         pools.apply(dispatch=dispatch)
         if then is not None:

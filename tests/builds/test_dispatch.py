@@ -3,6 +3,7 @@ run in turn by the worker that gave the pool back."""
 
 import pytest
 
+from builds.dispatch import Taken
 from builds.models import ResourcePool
 from builds.services import trigger_build
 from tasks.models import Task
@@ -118,9 +119,14 @@ def held_at_most(build, capacity):
 NAMED = "{needs: [a], resources: {cpu: 1}}"  # nothing to run, but a claim of its own
 
 
-def test_the_worker_ends_tasks_with_nothing_to_run_the_pool_admits_together(project, jobs):
+def test_the_worker_ends_tasks_with_nothing_to_run_the_pool_admits_together(
+    project, jobs, monkeypatch
+):
     """They hold the pool for no time: the worker that gave the pool back ends all of
     those the pool admits at once, then runs the task they unblock."""
+    import builds.settle
+
+    monkeypatch.setattr(builds.settle, "STEPLESS_SECONDS", 60.0)  # however slow this host
     ResourcePool.objects.create(project=project, name="cpu", capacity=1)
     make_pipeline(
         project,
@@ -163,6 +169,45 @@ def test_a_task_to_run_taken_beside_ones_with_nothing_to_run_keeps_the_pool(proj
         .values_list("task_name", flat=True)
     )
     assert order == ["a", "j", "s", "c"]  # c waited for s to give the cpu back
+
+
+def test_a_worker_takes_only_tasks_of_builds_it_holds_or_that_run(project, jobs):
+    """Taking another build's task with nothing to run (ending it), or one of a QUEUED
+    build (marking it RUNNING), would lock that build after the project: a deadlock on
+    PostgreSQL beside a settler that holds it. Such a task gets its job instead."""
+    from django.db import transaction
+
+    from builds.dispatch import dispatch_and_take
+    from builds.models import Build
+
+    ResourcePool.objects.create(project=project, name="cpu", capacity=1)
+    make_pipeline(
+        project,
+        "tasks:\n  a: {priority: 1, steps: [{run: 'true'}]}\n  j: {resources: {cpu: 1}}\n",
+    )
+    first = trigger_build(user=None, project=project, pipeline="main")
+    Task.objects.filter(build=first).update(state="cancelled")  # out of the way
+    build = trigger_build(user=None, project=project, pipeline="main")
+    j = Task.objects.get(build=build, name="j")
+    assert j.state == "ready" and build.state == "queued"  # a holds the cpu
+    Task.objects.filter(build=build, name="a").update(state="succeeded")  # free again
+
+    def take(locked):
+        with transaction.atomic():
+            mark = transaction.savepoint()
+            taken = dispatch_and_take(
+                project_id=project.id, worker="w", locked=locked, instant=True
+            )
+            state = Task.objects.get(id=j.id).state
+            transaction.savepoint_rollback(mark)
+        return taken, state
+
+    assert take({build.id}) == (Taken([(j.id, 1)], None), "queued")  # to end at once
+    sent = len(jobs)
+    assert take({first.id}) == (Taken([], None), "queued")
+    assert jobs[sent:] == [(j.id, 1)]  # its job, as any dispatch
+    Build.objects.filter(id=build.id).update(state="running")
+    assert take({first.id}) == (Taken([], j.id), "running")  # a task to run, claimed
 
 
 def test_a_batched_job_is_the_package_async_task_would_have_stored():
