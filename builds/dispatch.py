@@ -221,11 +221,15 @@ def _dispatch_project(
             capacity = pool_capacity(project_id)
         in_use = pool_in_use(project_id, capacity) if capacity else Counter()
         by_id = {t["id"]: t for t in waiting}
-        takeable = {
-            t["id"]
-            for t in waiting
-            if worker and (t["build_id"] in locked or t["build_state"] == BuildState.RUNNING)
-        }
+        takeable = (
+            {
+                t["id"]
+                for t in waiting
+                if t["build_id"] in locked or t["build_state"] == BuildState.RUNNING
+            }
+            if worker
+            else set()
+        )
         stepless = {  # ended at once: only of a build this transaction holds
             i
             for i in takeable
@@ -252,21 +256,23 @@ def _dispatch_project(
         )
         # Those with nothing to run go first, alone: the rest is chosen again once they
         # ended, so a task's events never show the pool held by more than it admits.
-        chosen = [i for i in decision.dispatch if i in stepless][:INSTANT_BATCH]
-        chosen = chosen or decision.dispatch
+        instant_now = [i for i in decision.dispatch if i in stepless][:INSTANT_BATCH]
         changes = [
             Change(_node(by_id[i]), S(by_id[i]["state"]), S.QUEUED, {"queued_at": now})
-            for i in chosen
+            for i in instant_now or decision.dispatch
         ]
+        if instant_now:  # left QUEUED without jobs, for the worker to end at once
+            applied = apply_transitions(project_id=project_id, changes=changes)
+            given = [(c.task.id, c.task.attempts + 1) for c in applied]
+            return len(given), Taken(given, None)
         to_run = [c.task for c in changes if c.task.id in takeable]
-        taken = to_run[0] if to_run and not stepless & set(chosen) else None
+        taken = to_run[0] if to_run else None
         if taken is not None:
             changes.append(claim_change(taken, taken.attempts + 1, now, worker))
         applied = apply_transitions(project_id=project_id, changes=changes)
-        given = [(c.task.id, c.task.attempts + 1) for c in applied if c.task.id in stepless]
         taken_id = taken.id if taken is not None and taken.state == S.RUNNING else None
-        queued = queue_jobs([c for c in applied if c.task.id not in stepless | {taken_id}])
-        return queued + len(given) + (taken_id is not None), Taken(given, taken_id)
+        queued = queue_jobs([c for c in applied if c.task.id != taken_id])
+        return queued + (taken_id is not None), Taken([], taken_id)
 
 
 def queue_jobs(applied: list[Change]) -> int:

@@ -35,6 +35,7 @@ from .resolution import (
     BuildTasks,
     GraphTask,
     has_templates,
+    nothing_to_run,
     task_spec,
     template_context,
     version_spec,
@@ -178,14 +179,14 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     if found is None or not queued_for(attempt, found[0], found[1]):
         return "skipped: not queued for this attempt"
     _, _, name, version_id, project_id, has_pools = found
-    spec = version_spec(version_id)["tasks"][name]
-    if not spec.get("steps"):
+    if nothing_to_run(version_id, name):
         # Nothing to run: the task stays QUEUED here and settling starts and ends it
         # in one step (the events still show queued -> running -> succeeded).
         nothing = TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
         if not has_pools:
             return nothing
-        return then_next(nothing, spec.get("resources") or {}, project_id, started)
+        resources = version_spec(version_id)["tasks"][name].get("resources") or {}
+        return then_next(nothing, resources, project_id, started)
     task = load_tasks([task_id], with_projects=True)[task_id]
     build = task.build
     with transaction.atomic(savepoint=False):
@@ -237,7 +238,7 @@ def holds_pools(claims: Mapping[str, int] | None, project_id: int) -> bool:
 def run_attempt(task: Task, attempt: int) -> TaskEnd | str:
     """Run the steps of an attempt claimed by this worker; returns its end."""
     build = task.build
-    if not task_spec(build, task.name).get("steps"):  # taken in turn: nothing to run
+    if nothing_to_run(build.pipeline_version_id, task.name):  # taken in turn
         return TaskEnd(task.id, attempt, S.SUCCEEDED, {}, worker=worker_id())
     task_log = TaskLog(task, build.project_id)
     if attempt > 1:

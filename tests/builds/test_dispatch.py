@@ -31,6 +31,34 @@ def run(task):
     assert run_job(task.id) == "succeeded"
 
 
+def held_at_most(build, capacity):
+    """Whether the build's events never show more than `capacity` tasks running."""
+    running = 0
+    for old, new in build.events.filter(type="task.state").values_list("old_state", "new_state"):
+        running += (new == "running") - (old == "running")
+        if running > capacity:
+            return False
+    return True
+
+
+def run_through_one_cpu(project, jobs, pipeline, first="a"):
+    """Triggers `pipeline` in a project with one cpu and runs the job of its first task
+    (`first`): its worker settles each end and runs the rest in turn. Returns the
+    build, checked to have succeeded with that one job, never over the pool."""
+    ResourcePool.objects.create(project=project, name="cpu", capacity=1)
+    make_pipeline(project, pipeline)
+    build = trigger_build(user=None, project=project, pipeline="main")
+    queued = Task.objects.get(build=build, state="queued")
+    if first:
+        assert queued.name == first
+    assert run_job(queued.id) == "settled by its worker"
+    build.refresh_from_db()
+    assert build.state == "succeeded"
+    assert len(jobs) == 1  # only the first task's
+    assert held_at_most(build, 1)
+    return build
+
+
 def test_without_pools_unblocked_tasks_are_queued_with_their_jobs_at_once(project, jobs):
     make_pipeline(project, PIPELINE)
     build = trigger_build(user=None, project=project, pipeline="main")
@@ -82,20 +110,9 @@ def test_a_task_with_nothing_to_run_claims_no_pool(project, jobs):
 def test_the_worker_of_a_pooled_task_runs_what_the_pool_admits_next(project, jobs):
     """With the pool full, the worker that ends a task settles it itself and runs the
     next task the pool admits, one at a time, without a job for it."""
-    ResourcePool.objects.create(project=project, name="cpu", capacity=1)
-    make_pipeline(project, BUSY)
-    build = trigger_build(user=None, project=project, pipeline="main")
-    first = Task.objects.get(build=build, state="queued")
-    assert run_job(first.id) == "settled by its worker"
+    build = run_through_one_cpu(project, jobs, BUSY, first="")  # a or busy
     states = dict(Task.objects.filter(build=build).values_list("name", "state"))
     assert states == {"a": "succeeded", "b": "succeeded", "c": "succeeded", "busy": "succeeded"}
-    assert len(jobs) == 1  # only the first task's
-    build.refresh_from_db()
-    assert build.state == "succeeded"
-    running = 0  # the pool's one cpu was never held by two tasks at once
-    for old, new in build.events.filter(type="task.state").values_list("old_state", "new_state"):
-        running += (new == "running") - (old == "running")
-        assert running <= 1
     names = [
         name
         for name, new in build.events.filter(type="task.state", new_state="running")
@@ -104,16 +121,6 @@ def test_the_worker_of_a_pooled_task_runs_what_the_pool_admits_next(project, job
     ]
     assert sorted(names) == ["a", "b", "busy", "c"]
     assert names.index("a") < names.index("b") and names.index("a") < names.index("c")
-
-
-def held_at_most(build, capacity):
-    """Whether the build's events never show more than `capacity` tasks running."""
-    running = 0
-    for old, new in build.events.filter(type="task.state").values_list("old_state", "new_state"):
-        running += (new == "running") - (old == "running")
-        if running > capacity:
-            return False
-    return True
 
 
 NAMED = "{needs: [a], resources: {cpu: 1}}"  # nothing to run, but a claim of its own
@@ -127,20 +134,12 @@ def test_the_worker_ends_tasks_with_nothing_to_run_the_pool_admits_together(
     import builds.settle
 
     monkeypatch.setattr(builds.settle, "STEPLESS_SECONDS", 60.0)  # however slow this host
-    ResourcePool.objects.create(project=project, name="cpu", capacity=1)
-    make_pipeline(
+    build = run_through_one_cpu(
         project,
+        jobs,
         f"tasks:\n  a: {TRUE}\n  j1: {NAMED}\n  j2: {NAMED}\n  j3: {NAMED}\n"
         "  b: {needs: [j1, j2, j3], steps: [{run: 'true'}]}\n",
     )
-    build = trigger_build(user=None, project=project, pipeline="main")
-    first = Task.objects.get(build=build, state="queued")
-    assert first.name == "a"
-    assert run_job(first.id) == "settled by its worker"
-    build.refresh_from_db()
-    assert build.state == "succeeded"
-    assert len(jobs) == 1  # only the first task's
-    assert held_at_most(build, 1)
     joins = Task.objects.filter(build=build, name__startswith="j")
     assert {t.finished_at for t in joins} == {joins[0].finished_at}  # in one settling
     assert {t.worker for t in joins} == {Task.objects.get(build=build, name="a").worker}
@@ -151,18 +150,12 @@ def test_the_worker_ends_tasks_with_nothing_to_run_the_pool_admits_together(
 
 
 def test_a_task_to_run_taken_beside_ones_with_nothing_to_run_keeps_the_pool(project, jobs):
-    ResourcePool.objects.create(project=project, name="cpu", capacity=1)
-    make_pipeline(
+    build = run_through_one_cpu(
         project,
+        jobs,
         f"tasks:\n  a: {TRUE}\n  j: {NAMED}\n  s: {AFTER_A}\n"
         "  c: {needs: [j], steps: [{run: 'true'}]}\n",
     )
-    build = trigger_build(user=None, project=project, pipeline="main")
-    assert run_job(Task.objects.get(build=build, name="a").id) == "settled by its worker"
-    build.refresh_from_db()
-    assert build.state == "succeeded"
-    assert len(jobs) == 1
-    assert held_at_most(build, 1)
     order = list(
         build.events.filter(type="task.state", new_state="running")
         .order_by("id")
