@@ -87,13 +87,10 @@ def dispatch_on_commit(project_id: int) -> None:
     transaction.on_commit(lambda: dispatch_ready_tasks(project_id=project_id))
 
 
-def dispatch_ready_tasks(
-    *, project_id: int | None = None, capacity: dict[str, int] | None = None
-) -> int:
+def dispatch_ready_tasks(*, project_id: int | None = None) -> int:
     """Queue what may run now; returns how many tasks were queued. Safe to call from
     any number of processes: the project row is locked (PostgreSQL) or the database is
-    (SQLite IMMEDIATE), and each move is a conditional update. `capacity` (the project's
-    pools, from `pool_capacity`) saves reading them again."""
+    (SQLite IMMEDIATE), and each move is a conditional update."""
     now = timezone.now()
     if project_id is None:
         # order_by(): the model's ordering would add `id` to the DISTINCT (a row per task).
@@ -106,7 +103,7 @@ def dispatch_ready_tasks(
         project_ids = {project_id}
     queued = 0
     for pid in sorted(project_ids):
-        queued += _dispatch_project(pid, now, capacity if pid == project_id else None)[0]
+        queued += _dispatch_project(pid, now)[0]
     return queued
 
 
@@ -159,12 +156,22 @@ def pool_in_use(project_id: int, capacity: dict[str, int]) -> Counter[str]:
     return in_use
 
 
-def lock_project(project_id: int) -> None:
-    """Serialises dispatchers of one project, so pools are never over-committed. SQLite
-    needs no lock: its IMMEDIATE transactions already run one at a time."""
-    if connection.features.has_select_for_update:
-        sql = f"SELECT id FROM {rawsql.table(Project)} WHERE id = %s FOR UPDATE"
-        rawsql.fetch(sql, [project_id])
+def lock_project(project_id: int) -> dict[str, int] | None:
+    """Serialises dispatchers of one project, so pools are never over-committed, and
+    returns the capacity of its pools read under the lock, in the same statement (a
+    resize takes the lock too: `services.check_pool`). SQLite needs no lock, its
+    IMMEDIATE transactions already run one at a time: None, `pool_capacity` reads it."""
+    if not connection.features.has_select_for_update:
+        return None
+    project = rawsql.table(Project)
+    if not connection.features.has_select_for_update_of:
+        rawsql.fetch(f"SELECT id FROM {project} WHERE id = %s FOR UPDATE", [project_id])
+        return pool_capacity(project_id)
+    sql = (
+        f"SELECT r.name, r.capacity FROM {project} p LEFT JOIN {rawsql.table(ResourcePool)} r "
+        "ON r.project_id = p.id WHERE p.id = %s FOR UPDATE OF p"
+    )
+    return {name: n for name, n in rawsql.fetch(sql, [project_id]) if name is not None}
 
 
 @dataclass(frozen=True)
@@ -172,10 +179,11 @@ class Taken:
     """What `dispatch_and_take` gave the calling worker: either `instant`, tasks with
     nothing to run, left QUEUED (no job) for it to end at once, as (task id, attempt),
     or `task_id`, the best task to run, already claimed for it (None: nothing may run
-    now)."""
+    now); and the `capacity` of the project's pools it went by."""
 
     instant: list[tuple[int, int]]
     task_id: int | None
+    capacity: dict[str, int]
 
 
 def dispatch_and_take(
@@ -193,7 +201,7 @@ def dispatch_and_take(
     to end at once come from builds the caller has `locked` already, and the task to
     run from those or from RUNNING builds; the others get their jobs."""
     return _dispatch_project(
-        project_id, timezone.now(), None, worker=worker, locked=locked, instant=instant
+        project_id, timezone.now(), worker=worker, locked=locked, instant=instant
     )[1]
 
 
@@ -203,7 +211,6 @@ INSTANT_BATCH = 200
 def _dispatch_project(
     project_id: int,
     now: datetime,
-    capacity: dict[str, int] | None,
     *,
     worker: str = "",
     locked: Collection[int] = (),
@@ -213,12 +220,12 @@ def _dispatch_project(
     or with `instant` what has nothing to run left to it: `dispatch_and_take`);
     returns how many tasks were queued and what the worker was given."""
     with transaction.atomic(savepoint=False):
-        lock_project(project_id)
-        waiting = _waiting(project_id, now)
-        if not waiting:
-            return 0, Taken([], None)
+        capacity = lock_project(project_id)
         if capacity is None:
             capacity = pool_capacity(project_id)
+        waiting = _waiting(project_id, now)
+        if not waiting:
+            return 0, Taken([], None, capacity)
         in_use = pool_in_use(project_id, capacity) if capacity else Counter()
         by_id = {t["id"]: t for t in waiting}
         takeable = (
@@ -264,7 +271,7 @@ def _dispatch_project(
         if instant_now:  # left QUEUED without jobs, for the worker to end at once
             applied = apply_transitions(project_id=project_id, changes=changes)
             given = [(c.task.id, c.task.attempts + 1) for c in applied]
-            return len(given), Taken(given, None)
+            return len(given), Taken(given, None, capacity)
         to_run = [c.task for c in changes if c.task.id in takeable]
         taken = to_run[0] if to_run else None
         if taken is not None:
@@ -272,7 +279,7 @@ def _dispatch_project(
         applied = apply_transitions(project_id=project_id, changes=changes)
         taken_id = taken.id if taken is not None and taken.state == S.RUNNING else None
         queued = queue_jobs([c for c in applied if c.task.id != taken_id])
-        return queued + (taken_id is not None), Taken([], taken_id)
+        return queued + (taken_id is not None), Taken([], taken_id, capacity)
 
 
 def queue_jobs(applied: list[Change]) -> int:

@@ -210,9 +210,10 @@ def then_next(
     younger than CHAIN_SECONDS. A pool as wide as the workers would otherwise stand
     idle for each end's round trip through the monitor, the job queue and a worker's
     claim. Returns the last end, for the monitor."""
+    capacity = pool_capacity(project_id)  # then as each settling saw it
     while (
         isinstance(end, TaskEnd)
-        and holds_pools(claims, project_id)
+        and holds_pools(claims, capacity)
         and not stopping()
         and time.monotonic() - started < CHAIN_SECONDS
     ):
@@ -223,16 +224,13 @@ def then_next(
             return end
         if taken is None:
             return SETTLED
-        claims, project_id = taken.claims, taken.build.project_id
-        end = run_attempt(taken, taken.attempts)
+        claims, capacity = taken.task.claims, taken.capacity
+        end = run_attempt(taken.task, taken.task.attempts)
     return end
 
 
-def holds_pools(claims: Mapping[str, int] | None, project_id: int) -> bool:
-    if not claims:
-        return False
-    capacity = pool_capacity(project_id)
-    return any(amount and pool in capacity for pool, amount in claims.items())
+def holds_pools(claims: Mapping[str, int] | None, capacity: Mapping[str, int]) -> bool:
+    return any(amount and pool in capacity for pool, amount in (claims or {}).items())
 
 
 def run_attempt(task: Task, attempt: int) -> TaskEnd | str:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import models, transaction
 from django.db.models import F
@@ -42,11 +42,19 @@ from .services import lock_build, mark_build_running, refresh_build_state
 S = TaskState
 
 
-def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> Task | None:
+class Next(NamedTuple):
+    """The task a worker took to run next (with its build and project), and the
+    capacity of its project's pools as this transaction saw them."""
+
+    task: Task
+    capacity: dict[str, int]
+
+
+def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> Next | None:
     """A worker settles its own task's end and takes the best task the project's pools
     now admit, claimed for it, in one transaction (instead of the end's round trip
     through the monitor while the pools' capacity stands idle). Returns the task
-    taken (with its build and project), if any.
+    taken, if any.
 
     Tasks of the same build with nothing to run that the pools admit are the worker's
     as well: they hold their claims for no time, so it ends them at once, settles
@@ -77,7 +85,7 @@ def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> Task | Non
         task = load_tasks([taken.task_id], with_projects=True)[taken.task_id]
         if task.build.state == BuildState.QUEUED:
             mark_build_running(build=task.build)
-        return task
+        return Next(task, taken.capacity)
 
 
 # How long a worker goes on taking and ending tasks with nothing to run in one
@@ -160,14 +168,15 @@ class PoolWork:
 
     def apply(self, *, dispatch: bool = True) -> None:
         for project_id in sorted(self.capacity):
-            capacity = self.capacity[project_id]
-            lock_project(project_id)
+            capacity = lock_project(project_id)
+            if capacity is None:  # nothing could change it since `add`
+                capacity = self.capacity[project_id]
             freed = False
             for task in self.held[project_id]:
                 freed |= _account_usage(task, project_id, self.now, capacity)
             # Dispatch only when something can have changed (due retries are upkeep's).
             if dispatch and (freed or project_id in self.ready):
-                dispatch_ready_tasks(project_id=project_id, capacity=capacity)
+                dispatch_ready_tasks(project_id=project_id)
 
 
 def write_logs(ends: list[TaskEnd], tasks: dict[int, Task]) -> None:

@@ -185,6 +185,8 @@ def test_a_worker_takes_only_tasks_of_builds_it_holds_or_that_run(project, jobs)
     assert j.state == "ready" and build.state == "queued"  # a holds the cpu
     Task.objects.filter(build=build, name="a").update(state="succeeded")  # free again
 
+    CPU = {"cpu": 1}  # the capacity it went by
+
     def take(locked):
         with transaction.atomic():
             mark = transaction.savepoint()
@@ -195,12 +197,12 @@ def test_a_worker_takes_only_tasks_of_builds_it_holds_or_that_run(project, jobs)
             transaction.savepoint_rollback(mark)
         return taken, state
 
-    assert take({build.id}) == (Taken([(j.id, 1)], None), "queued")  # to end at once
+    assert take({build.id}) == (Taken([(j.id, 1)], None, CPU), "queued")  # to end at once
     sent = len(jobs)
-    assert take({first.id}) == (Taken([], None), "queued")
+    assert take({first.id}) == (Taken([], None, CPU), "queued")
     assert jobs[sent:] == [(j.id, 1)]  # its job, as any dispatch
     Build.objects.filter(id=build.id).update(state="running")
-    assert take({first.id}) == (Taken([], j.id), "running")  # a task to run, claimed
+    assert take({first.id}) == (Taken([], j.id, CPU), "running")  # a task to run, claimed
 
 
 def test_a_batched_job_is_the_package_async_task_would_have_stored():
