@@ -7,10 +7,7 @@ one asks for everything after its last id on reconnect.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +15,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from .models import Event
+from .publisher import publisher
 
 if TYPE_CHECKING:
     from channels.layers import BaseChannelLayer
@@ -87,40 +85,15 @@ def send_payloads(payloads: list[dict[str, Any]]) -> None:
         return
     from channels.layers import InMemoryChannelLayer
 
+    if not isinstance(layer, InMemoryChannelLayer):
+        publisher().put(lambda: send_batches(layer, payloads), len(payloads))
+        return
     try:
-        if isinstance(layer, InMemoryChannelLayer):
-            # Its queues belong to the loop its readers wait on (the web process's, or
-            # a test's), where async_to_sync runs the send when called from under it.
-            async_to_sync(send_batches)(layer, payloads)
-            return
-        sent = asyncio.run_coroutine_threadsafe(send_batches(layer, payloads), publisher_loop())
-        try:
-            sent.result(PUBLISH_SECONDS)
-        except TimeoutError:
-            sent.cancel()
-            raise
+        # Its queues belong to the loop its readers wait on (the web process's, or a
+        # test's), where async_to_sync runs the send when called from under it.
+        async_to_sync(send_batches)(layer, payloads)
     except Exception:  # the browser catches up from the Event table on reconnect
         log.warning("could not publish %d events", len(payloads), exc_info=True)
-
-
-PUBLISH_SECONDS = 2.0  # a Redis that takes connections but never answers: give up
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_pid = 0
-_loop_lock = threading.Lock()
-
-
-def publisher_loop() -> asyncio.AbstractEventLoop:
-    """The process's event loop for sending to a network channel layer, running in a
-    thread of its own. channels_redis keeps its connections per event loop, and
-    async_to_sync makes a loop per call: every commit connected to Redis again (1.7 ms
-    a send against 0.3 ms on this loop; docs/performance.md)."""
-    global _loop, _loop_pid
-    with _loop_lock:
-        if _loop is None or _loop_pid != os.getpid():  # a forked worker needs its own
-            _loop, _loop_pid = asyncio.new_event_loop(), os.getpid()
-            thread = threading.Thread(target=_loop.run_forever, name="events", daemon=True)
-            thread.start()
-        return _loop
 
 
 BATCH = 200  # events per channel-layer message
