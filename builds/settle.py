@@ -80,12 +80,13 @@ def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> Next | Non
             ]
             if not ends:
                 break
-        if taken.task_id is None:
-            return None
-        task = load_tasks([taken.task_id], with_projects=True)[taken.task_id]
-        if task.build.state == BuildState.QUEUED:
-            mark_build_running(build=task.build)
-        return Next(task, taken.capacity)
+    if taken.task_id is None:
+        return None
+    # Claimed for this worker, so read after the commit, not while holding the locks.
+    # Its build is RUNNING: taken only from a RUNNING build or from one settled here,
+    # which the first start of any of its tasks marked RUNNING (`finish_tasks`).
+    task = load_tasks([taken.task_id], with_projects=True)[taken.task_id]
+    return Next(task, taken.capacity)
 
 
 # How long a worker goes on taking and ending tasks with nothing to run in one

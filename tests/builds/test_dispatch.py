@@ -233,3 +233,18 @@ class _NoBroker:
 
     def enqueue(self, pack):
         return 0
+
+
+def test_a_worker_that_takes_a_queued_builds_first_task_to_run_starts_the_build(project, jobs):
+    """The build's only earlier task had nothing to run (it never marked the build
+    RUNNING): the worker that ended it takes the next one, and starts the build."""
+    build = run_through_one_cpu(
+        project,
+        jobs,
+        "tasks:\n  j: {resources: {cpu: 1}}\n  c: {needs: [j], steps: [{run: 'true'}]}\n",
+        first="j",
+    )
+    moves = list(build.events.order_by("id").values_list("type", "task_name", "new_state"))
+    started = moves.index(("build.state", "", "running"))
+    assert started < moves.index(("task.state", "c", "running"))
+    assert build.started_at is not None
