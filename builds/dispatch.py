@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
@@ -156,34 +156,29 @@ def pool_in_use(project_id: int, capacity: dict[str, int]) -> Counter[str]:
     return in_use
 
 
-def lock_project(project_id: int) -> dict[str, int] | None:
-    """Serialises dispatchers of one project, so pools are never over-committed, and
-    returns the capacity of its pools read under the lock, in the same statement (a
-    resize takes the lock too: `services.check_pool`). SQLite needs no lock, its
-    IMMEDIATE transactions already run one at a time: None, `pool_capacity` reads it."""
-    if not connection.features.has_select_for_update:
-        return None
-    project = rawsql.table(Project)
-    if not connection.features.has_select_for_update_of:
-        rawsql.fetch(f"SELECT id FROM {project} WHERE id = %s FOR UPDATE", [project_id])
-        return pool_capacity(project_id)
-    sql = (
-        f"SELECT r.name, r.capacity FROM {project} p LEFT JOIN {rawsql.table(ResourcePool)} r "
-        "ON r.project_id = p.id WHERE p.id = %s FOR UPDATE OF p"
-    )
-    return {name: n for name, n in rawsql.fetch(sql, [project_id]) if name is not None}
+def lock_project(project_id: int) -> None:
+    """Serialises dispatchers of one project, so pools are never over-committed. SQLite
+    needs no lock: its IMMEDIATE transactions already run one at a time. Read the pools'
+    capacity after it, in a statement of its own: under READ COMMITTED a statement that
+    waited for the lock still sees the other tables as they were when it began, so it
+    would miss a resize (`services.set_pool`, which takes the lock) committed meanwhile."""
+    if connection.features.has_select_for_update:
+        sql = f"SELECT id FROM {rawsql.table(Project)} WHERE id = %s FOR UPDATE"
+        rawsql.fetch(sql, [project_id])
 
 
 @dataclass(frozen=True)
 class Taken:
     """What `dispatch_and_take` gave the calling worker: either `instant`, tasks with
     nothing to run, left QUEUED (no job) for it to end at once, as (task id, attempt),
-    or `task_id`, the best task to run, already claimed for it (None: nothing may run
-    now); and the `capacity` of the project's pools it went by."""
+    or `task_id`, the best task to run, already claimed for it as `attempt` (None:
+    nothing may run now); and the `capacity` of the project's pools it went by (empty
+    when nothing was waiting)."""
 
     instant: list[tuple[int, int]]
     task_id: int | None
-    capacity: dict[str, int]
+    attempt: int = 0
+    capacity: dict[str, int] = field(default_factory=dict)
 
 
 def dispatch_and_take(
@@ -220,12 +215,11 @@ def _dispatch_project(
     or with `instant` what has nothing to run left to it: `dispatch_and_take`);
     returns how many tasks were queued and what the worker was given."""
     with transaction.atomic(savepoint=False):
-        capacity = lock_project(project_id)
-        if capacity is None:
-            capacity = pool_capacity(project_id)
+        lock_project(project_id)
         waiting = _waiting(project_id, now)
         if not waiting:
-            return 0, Taken([], None, capacity)
+            return 0, Taken([], None)
+        capacity = pool_capacity(project_id)
         in_use = pool_in_use(project_id, capacity) if capacity else Counter()
         by_id = {t["id"]: t for t in waiting}
         takeable = (
@@ -271,15 +265,16 @@ def _dispatch_project(
         if instant_now:  # left QUEUED without jobs, for the worker to end at once
             applied = apply_transitions(project_id=project_id, changes=changes)
             given = [(c.task.id, c.task.attempts + 1) for c in applied]
-            return len(given), Taken(given, None, capacity)
+            return len(given), Taken(given, None, capacity=capacity)
         to_run = [c.task for c in changes if c.task.id in takeable]
         taken = to_run[0] if to_run else None
         if taken is not None:
             changes.append(claim_change(taken, taken.attempts + 1, now, worker))
         applied = apply_transitions(project_id=project_id, changes=changes)
-        taken_id = taken.id if taken is not None and taken.state == S.RUNNING else None
-        queued = queue_jobs([c for c in applied if c.task.id != taken_id])
-        return queued + (taken_id is not None), Taken([], taken_id, capacity)
+        if taken is None or taken.state != S.RUNNING:
+            return queue_jobs(applied), Taken([], None, capacity=capacity)
+        queued = queue_jobs([c for c in applied if c.task.id != taken.id])
+        return queued + 1, Taken([], taken.id, taken.attempts, capacity)
 
 
 def queue_jobs(applied: list[Change]) -> int:

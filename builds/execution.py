@@ -210,7 +210,7 @@ def then_next(
     younger than CHAIN_SECONDS. A pool as wide as the workers would otherwise stand
     idle for each end's round trip through the monitor, the job queue and a worker's
     claim. Returns the last end, for the monitor."""
-    capacity = pool_capacity(project_id)  # then as each settling saw it
+    capacity = pool_capacity(project_id)  # then as each dispatch read it, under its lock
     while (
         isinstance(end, TaskEnd)
         and holds_pools(claims, capacity)
@@ -225,7 +225,7 @@ def then_next(
         if taken is None:
             return SETTLED
         claims, capacity = taken.task.claims, taken.capacity
-        end = run_attempt(taken.task, taken.task.attempts)
+        end = run_attempt(taken.task, taken.attempt)  # as claimed, not as read since
     return end
 
 

@@ -42,15 +42,16 @@ from .services import lock_build, mark_build_running, refresh_build_state
 S = TaskState
 
 
-class Next(NamedTuple):
-    """The task a worker took to run next (with its build and project), and the
-    capacity of its project's pools as this transaction saw them."""
+class TakenTask(NamedTuple):
+    """The task a worker took to run next (with its build and project), the attempt
+    claimed for it, and the capacity of its project's pools as the dispatch saw it."""
 
     task: Task
+    attempt: int
     capacity: dict[str, int]
 
 
-def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> Next | None:
+def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> TakenTask | None:
     """A worker settles its own task's end and takes the best task the project's pools
     now admit, claimed for it, in one transaction (instead of the end's round trip
     through the monitor while the pools' capacity stands idle). Returns the task
@@ -86,7 +87,7 @@ def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> Next | Non
     # Its build is RUNNING: taken only from a RUNNING build or from one settled here,
     # which the first start of any of its tasks marked RUNNING (`finish_tasks`).
     task = load_tasks([taken.task_id], with_projects=True)[taken.task_id]
-    return Next(task, taken.capacity)
+    return TakenTask(task, taken.attempt, taken.capacity)
 
 
 # How long a worker goes on taking and ending tasks with nothing to run in one
@@ -169,9 +170,8 @@ class PoolWork:
 
     def apply(self, *, dispatch: bool = True) -> None:
         for project_id in sorted(self.capacity):
-            capacity = lock_project(project_id)
-            if capacity is None:  # nothing could change it since `add`
-                capacity = self.capacity[project_id]
+            capacity = self.capacity[project_id]  # which pools to count busy time in
+            lock_project(project_id)
             freed = False
             for task in self.held[project_id]:
                 freed |= _account_usage(task, project_id, self.now, capacity)

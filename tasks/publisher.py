@@ -4,22 +4,22 @@ channels_redis keeps its connections per event loop, and async_to_sync makes a l
 call: every commit connected to Redis again (1.7 ms a send, 0.3 ms on a loop that
 lives on). Even then a worker that waited for its sends spent a fifth of its settling
 time on them (docs/performance.md). So each process hands its events to one thread
-with one loop, which sends them in the order they came; the process flushes what is
-left when it exits. Best-effort, as before: what cannot be sent in PUBLISH_SECONDS, or
-does not fit in the queue, is dropped with a warning, and browsers catch up from the
-Event table when they reconnect.
+with one loop, which sends them in the order they came; a process that exits normally
+first sends what is left (for up to FLUSH_SECONDS). Best-effort, as before: what
+cannot be sent in PUBLISH_SECONDS, or does not fit in the queue, is dropped with a
+warning, and browsers catch up from the Event table when they reconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.thread  # noqa: F401  (its exit hook first: see publisher())
 import logging
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from multiprocessing import util
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ class Publisher:
     def __init__(self) -> None:
         self.sends: queue.Queue[tuple[Send, int]] = queue.Queue(QUEUE_LIMIT)
         self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self._run, name="events", daemon=True).start()
+        self.thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self.thread.start()
 
     def put(self, send: Send, count: int) -> None:
         try:
@@ -46,42 +47,56 @@ class Publisher:
     def flush(self, timeout: float) -> bool:
         """Wait until everything handed over was sent (or given up); False on timeout."""
         deadline = time.monotonic() + timeout
-        while self.sends.unfinished_tasks:
+        while self.sends.unfinished_tasks and self.thread.is_alive():
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.005)
-        return True
+        return not self.sends.unfinished_tasks
 
     def _run(self) -> None:
         while True:
             send, count = self.sends.get()
             try:
                 self.loop.run_until_complete(asyncio.wait_for(send(), PUBLISH_SECONDS))
-            except Exception:
+            except (Exception, asyncio.CancelledError):  # the thread must outlive any send
                 log.warning("could not publish %d events", count, exc_info=True)
             finally:
                 self.sends.task_done()
 
 
 _publisher: Publisher | None = None
-_publisher_pid = 0
+_inherited: list[Publisher] = []
 _lock = threading.Lock()
 
 
 def publisher() -> Publisher:
-    """This process's publisher (a forked worker starts its own: threads do not fork)."""
-    global _publisher, _publisher_pid
+    """This process's publisher, started on first use."""
+    global _publisher
     with _lock:
-        if _publisher is None or _publisher_pid != os.getpid():
-            _publisher, _publisher_pid = Publisher(), os.getpid()
-            # Run at exit by multiprocessing in every process: also in its children
-            # (django-q2's workers), which leave through os._exit, skipping atexit.
-            util.Finalize(None, flush, exitpriority=100)
+        if _publisher is None or not _publisher.thread.is_alive():
+            _publisher = Publisher()
+            # Before threads are joined at exit, so also before concurrent.futures
+            # refuses new work (its hook, registered on import above, runs after ours),
+            # which a first connection needs to resolve Redis's host name. A CPython
+            # internal, used by concurrent.futures itself; multiprocessing's children
+            # (django-q2's workers) call it on their way out too.
+            threading._register_atexit(flush)  # type: ignore[attr-defined]
         return _publisher
+
+
+def _after_fork_in_child() -> None:
+    """Threads do not fork: a forked worker starts its own publisher. The parent's is
+    kept, never closed: closing its loop would unregister the parent's wake-up pipe
+    from the epoll instance both processes share."""
+    global _publisher, _lock
+    if _publisher is not None:
+        _inherited.append(_publisher)
+    _publisher, _lock = None, threading.Lock()  # the parent's lock may have been held
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def flush(timeout: float = FLUSH_SECONDS) -> bool:
     """Wait for this process's events to be sent; True when none is left."""
-    if _publisher is None or _publisher_pid != os.getpid():
-        return True
-    return _publisher.flush(timeout)
+    return _publisher is None or _publisher.flush(timeout)

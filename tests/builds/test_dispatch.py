@@ -185,7 +185,7 @@ def test_a_worker_takes_only_tasks_of_builds_it_holds_or_that_run(project, jobs)
     assert j.state == "ready" and build.state == "queued"  # a holds the cpu
     Task.objects.filter(build=build, name="a").update(state="succeeded")  # free again
 
-    CPU = {"cpu": 1}  # the capacity it went by
+    one_cpu = {"cpu": 1}  # the capacity the dispatch went by
 
     def take(locked):
         with transaction.atomic():
@@ -197,12 +197,13 @@ def test_a_worker_takes_only_tasks_of_builds_it_holds_or_that_run(project, jobs)
             transaction.savepoint_rollback(mark)
         return taken, state
 
-    assert take({build.id}) == (Taken([(j.id, 1)], None, CPU), "queued")  # to end at once
+    to_end_at_once = Taken([(j.id, 1)], None, capacity=one_cpu)
+    assert take({build.id}) == (to_end_at_once, "queued")
     sent = len(jobs)
-    assert take({first.id}) == (Taken([], None, CPU), "queued")
+    assert take({first.id}) == (Taken([], None, capacity=one_cpu), "queued")
     assert jobs[sent:] == [(j.id, 1)]  # its job, as any dispatch
     Build.objects.filter(id=build.id).update(state="running")
-    assert take({first.id}) == (Taken([], j.id, CPU), "running")  # a task to run, claimed
+    assert take({first.id}) == (Taken([], j.id, 1, one_cpu), "running")  # a task to run, claimed
 
 
 def test_a_batched_job_is_the_package_async_task_would_have_stored():
@@ -235,9 +236,9 @@ class _NoBroker:
         return 0
 
 
-def test_a_worker_that_takes_a_queued_builds_first_task_to_run_starts_the_build(project, jobs):
-    """The build's only earlier task had nothing to run (it never marked the build
-    RUNNING): the worker that ended it takes the next one, and starts the build."""
+def test_a_build_started_by_a_task_with_nothing_to_run_shows_running_before_the_next(project, jobs):
+    """Ending a task with nothing to run starts its build (`finish_tasks`), so the
+    worker that takes the next task in turn takes it from a RUNNING build."""
     build = run_through_one_cpu(
         project,
         jobs,

@@ -159,3 +159,46 @@ def test_parents_finishing_together_always_unlock_their_child(project, no_enqueu
             t.join(60)
         tasks["join"].refresh_from_db()
         assert tasks["join"].state == "queued", build.id
+
+
+def test_a_dispatch_that_waited_for_a_resize_counts_the_new_capacity(project, no_enqueue):
+    """The resize holds the project's lock until it commits; the dispatch waiting for
+    that lock must then see the new capacity, not the one from before it waited (on
+    PostgreSQL a statement that waits for a row lock keeps its older view of the
+    other tables)."""
+    import time
+
+    from django.db import transaction
+
+    from builds.dispatch import lock_project
+
+    ResourcePool.objects.create(project=project, name="cpu", capacity=1)
+    make_pipeline(project, f"tasks:\n  a: {TRUE_CPU}\n  b: {TRUE_CPU}\n")
+    build = trigger_build(user=None, project=project, pipeline="main")
+    assert sorted(Task.objects.filter(build=build).values_list("state", flat=True)) == [
+        "queued",
+        "ready",
+    ]  # one cpu, held by whichever went first
+    resizing = threading.Event()
+
+    def resize():
+        try:
+            with transaction.atomic():
+                lock_project(project.id)
+                ResourcePool.objects.filter(project=project).update(capacity=2)
+                resizing.set()
+                time.sleep(0.5)  # the dispatch is waiting for the lock meanwhile
+        finally:
+            connection.close()
+
+    resizer = threading.Thread(target=resize)
+    resizer.start()
+    try:
+        assert resizing.wait(10)
+        assert dispatch_ready_tasks(project_id=project.id) == 1  # the second cpu's task
+    finally:
+        resizer.join(10)
+    assert Task.objects.filter(build=build, state="queued").count() == 2
+
+
+TRUE_CPU = "{resources: {cpu: 1}, steps: [{run: 'true'}]}"
