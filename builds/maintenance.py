@@ -171,6 +171,7 @@ def tick() -> dict[str, int]:
         "requeued": requeue_stale(),
         "deadlines": check_deadlines(),
         "dispatched": dispatch_ready_tasks(),
+        "hits": cache.fold_hits(),
     }
     if _every("cache", 60):
         done["evicted"] = cache.evict()

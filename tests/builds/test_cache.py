@@ -85,6 +85,40 @@ def test_size_limit_evicts_least_recently_used(project, db, settings):
     assert set(CacheEntry.objects.values_list("key", flat=True)) == {"k0", "k3", "k4"}
 
 
+def test_each_cached_rebuild_counts_one_hit_per_entry_once_upkeep_folds_them(
+    project, inline_workers, fast_engine
+):
+    """A walk records its hits as one row; upkeep counts them on the entries, once."""
+    from builds.maintenance import tick
+    from builds.models import CacheHitBatch
+
+    make_pipeline(project, CHAIN)
+    run_build(project)
+    stored = {e.key: e.last_used_at for e in CacheEntry.objects.all()}
+    for rebuilds in (1, 2):
+        build = run_build(project)
+        assert set(task_states(build).values()) == {"cached"}
+        tick()
+        assert CacheHitBatch.objects.count() == 0
+        entries = list(CacheEntry.objects.all())
+        assert {e.hits for e in entries} == {rebuilds}
+        assert all(e.last_used_at > stored[e.key] for e in entries)
+    assert cache.fold_hits() == 0  # nothing recorded twice
+    assert {e.hits for e in CacheEntry.objects.all()} == {2}
+
+
+def test_folding_never_moves_an_entrys_last_use_back(project, db):
+    cache.store(project_id=project.id, key="k", task_name="t", outputs={})
+    entry = CacheEntry.objects.get(key="k")
+    earlier = entry.last_used_at - timedelta(hours=1)
+    from builds.models import CacheHitBatch
+
+    CacheHitBatch.objects.create(entry_ids=[entry.id, entry.id + 1000], used_at=earlier)
+    assert cache.fold_hits() == 1  # the entry that is gone counts nothing
+    entry.refresh_from_db()
+    assert entry.hits == 1 and entry.last_used_at > earlier
+
+
 WIDE_CHAIN = (
     "tasks:\n"
     + "".join(
