@@ -20,6 +20,7 @@ from django.utils import timezone
 from buildsite.templating import TemplateError, has_markup, render_value
 from repositories.checkout import wants_checkout
 from tasks import rawsql
+from tasks.bulk import column_value
 from tasks.dag import dependents, topological_order
 from tasks.models import Task
 from tasks.services import Change, TaskRow
@@ -51,11 +52,11 @@ def task_spec(build: Build, name: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=16)
 def encoded_spec_columns(version_id: int) -> dict[str, tuple[Any, Any]]:
-    """Each task's `needs` and `claims` of a pipeline version as the database takes
-    them (`rawsql.to_db`): the same in every build of the version, so a 10,000-task
+    """Each task's `needs` and `claims` of a pipeline version as `insert_rows` takes
+    them (`bulk.column_value`): the same in every build of the version, so a 10,000-task
     build does not encode 20,000 JSON values again."""
     tasks = version_spec(version_id)["tasks"]
-    encode = rawsql.to_db
+    encode = column_value
     return {
         name: (encode(Task, "needs", t["needs"]), encode(Task, "claims", t["resources"]))
         for name, t in tasks.items()
