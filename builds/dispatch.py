@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import uuid4
 
@@ -87,10 +87,11 @@ def dispatch_on_commit(project_id: int) -> None:
     transaction.on_commit(lambda: dispatch_ready_tasks(project_id=project_id))
 
 
-def dispatch_ready_tasks(*, project_id: int | None = None) -> int:
+def dispatch_ready_tasks(*, project_id: int | None = None, held: Held | None = None) -> int:
     """Queue what may run now; returns how many tasks were queued. Safe to call from
     any number of processes: the project row is locked (PostgreSQL) or the database is
-    (SQLite IMMEDIATE), and each move is a conditional update."""
+    (SQLite IMMEDIATE), and each move is a conditional update. With `held`, the
+    caller's transaction may hold the project's lock already (`locked_capacity`)."""
     now = timezone.now()
     if project_id is None:
         # order_by(): the model's ordering would add `id` to the DISTINCT (a row per task).
@@ -103,7 +104,7 @@ def dispatch_ready_tasks(*, project_id: int | None = None) -> int:
         project_ids = {project_id}
     queued = 0
     for pid in sorted(project_ids):
-        queued += _dispatch_project(pid, now)[0]
+        queued += _dispatch_project(pid, now, held=held)[0]
     return queued
 
 
@@ -121,38 +122,67 @@ CANDIDATE_COLUMNS = (
 )
 
 
-def _waiting(project_id: int, now: datetime) -> list[dict[str, Any]]:
-    """READY and due RETRYING tasks of the project, best first, as plain dicts."""
+def _waiting(
+    project_id: int, now: datetime, capacity: dict[str, int]
+) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """READY and due RETRYING tasks of the project, best first, as plain dicts; and,
+    when it has pools, what its tasks hold of them (`pool_in_use`), read in the same
+    statement: on PostgreSQL each statement is a round trip made while holding the
+    project's lock."""
     task, build = rawsql.table(Task), rawsql.table(Build)
-    sql = (
+    waiting_sql = (
         f"SELECT {', '.join('t.' + c for c in CANDIDATE_COLUMNS)}, "
-        "b.pipeline_version_id, b.state "
+        "b.pipeline_version_id, b.state, 1 "
         f"FROM {task} t "
         f"JOIN {build} b ON b.id = t.build_id WHERE b.project_id = %s "
         "AND (t.state = %s OR (t.state = %s AND t.not_before <= %s)) "
         "ORDER BY t.priority DESC, t.id LIMIT %s"
     )
-    params = [project_id, S.READY, S.RETRYING, rawsql.to_db(Task, "not_before", now)]
-    rows = rawsql.fetch(sql, [*params, CANDIDATE_LIMIT])
-    waiting = []
-    for row in rawsql.from_db(Task, CANDIDATE_COLUMNS, rows):  # the build's need none
-        candidate = dict(zip(CANDIDATE_COLUMNS, row[:-2], strict=True))
-        candidate["version_id"], candidate["build_state"] = row[-2:]
+    params: list[Any] = [project_id, S.READY, S.RETRYING, rawsql.to_db(Task, "not_before", now)]
+    params.append(CANDIDATE_LIMIT)
+    sql, claims_at = waiting_sql, CANDIDATE_COLUMNS.index("claims")
+    if capacity:
+        # The claims in the column of a candidate's claims, the other columns empty.
+        blanks = ["NULL"] * (len(CANDIDATE_COLUMNS) + 2)
+        blanks[claims_at] = "t.claims"
+        holding = _holding_sql().replace("SELECT t.claims", f"SELECT {', '.join(blanks)}, 0")
+        sql = f"SELECT * FROM ({waiting_sql}) w UNION ALL {holding}"
+        params += [project_id, S.QUEUED, S.RUNNING]
+    waiting, held = [], []
+    for row in rawsql.from_db(Task, CANDIDATE_COLUMNS, rawsql.fetch(sql, params)):
+        if not row[-1]:
+            held.append(row[claims_at])
+            continue
+        candidate = dict(zip(CANDIDATE_COLUMNS, row[:-3], strict=True))
+        candidate["version_id"], candidate["build_state"] = row[-3:-1]
         waiting.append(candidate)
-    return waiting
+    # A UNION need not keep the inner ORDER BY's order: sorted again here.
+    waiting.sort(key=lambda t: (-t["priority"], t["id"]))
+    return waiting, _count_claims(held, capacity)
+
+
+@lru_cache(maxsize=1)
+def _holding_sql() -> str:
+    """What QUEUED and RUNNING tasks of a project hold: the rows dispatch and the
+    resources page both count (`pool_in_use`, `_waiting`)."""
+    return (
+        f"SELECT t.claims FROM {rawsql.table(Task)} t JOIN {rawsql.table(Build)} b "
+        "ON b.id = t.build_id WHERE b.project_id = %s AND t.state IN (%s, %s)"
+    )
 
 
 def pool_in_use(project_id: int, capacity: dict[str, int]) -> Counter[str]:
     """What QUEUED and RUNNING tasks of the project hold of its pools (those in
     `capacity`): what dispatch counts, and what the resources page shows."""
+    rows = rawsql.fetch(_holding_sql(), [project_id, S.QUEUED, S.RUNNING])
+    claims = [held for (held,) in rawsql.from_db(Task, ("claims",), rows)]
+    return _count_claims(claims, capacity)
+
+
+def _count_claims(claims: list[dict[str, int] | None], capacity: dict[str, int]) -> Counter[str]:
     in_use: Counter[str] = Counter()
-    sql = (
-        f"SELECT t.claims FROM {rawsql.table(Task)} t JOIN {rawsql.table(Build)} b "
-        "ON b.id = t.build_id WHERE b.project_id = %s AND t.state IN (%s, %s)"
-    )
-    rows = rawsql.fetch(sql, [project_id, S.QUEUED, S.RUNNING])
-    for (claims,) in rawsql.from_db(Task, ("claims",), rows):
-        in_use.update({p: n for p, n in (claims or {}).items() if p in capacity})
+    for held in claims:
+        in_use.update({p: n for p, n in (held or {}).items() if p in capacity})
     return in_use
 
 
@@ -167,13 +197,34 @@ def lock_project(project_id: int) -> None:
         rawsql.fetch(sql, [project_id])
 
 
+@dataclass
+class Held:
+    """What a settling transaction holds: the builds it locked, and for each project it
+    locked, its pools' capacity as read after that lock, which stays current until
+    the commit (a resize takes the same lock, `services.set_pool`)."""
+
+    builds: set[int] = field(default_factory=set)
+    capacity: dict[int, dict[str, int]] = field(default_factory=dict)
+
+
+def locked_capacity(project_id: int, held: Held | None = None) -> dict[str, int]:
+    """Lock the project and read its pools' capacity after the lock; with `held`,
+    once per transaction (each is a round trip on PostgreSQL, made under locks)."""
+    if held is not None and project_id in held.capacity:
+        return held.capacity[project_id]
+    lock_project(project_id)
+    capacity = pool_capacity(project_id)
+    if held is not None:
+        held.capacity[project_id] = capacity
+    return capacity
+
+
 @dataclass(frozen=True)
 class Taken:
     """What `dispatch_and_take` gave the calling worker: either `instant`, tasks with
     nothing to run, left QUEUED (no job) for it to end at once, as (task id, attempt),
     or `task_id`, the best task to run, already claimed for it as `attempt` (None:
-    nothing may run now); and the `capacity` of the project's pools it went by (empty
-    when nothing was waiting)."""
+    nothing may run now); and the `capacity` of the project's pools it went by."""
 
     instant: list[tuple[int, int]]
     task_id: int | None
@@ -181,9 +232,7 @@ class Taken:
     capacity: dict[str, int] = field(default_factory=dict)
 
 
-def dispatch_and_take(
-    *, project_id: int, worker: str, locked: Collection[int], instant: bool = False
-) -> Taken:
+def dispatch_and_take(*, project_id: int, worker: str, held: Held, instant: bool = False) -> Taken:
     """Dispatch as `dispatch_ready_tasks` does, but the best task chosen is the calling
     worker's: queued and claimed for it in the same step, with no job (a worker that
     has just settled a task of the project's pools runs it next; `builds/execution.py`).
@@ -193,11 +242,11 @@ def dispatch_and_take(
     The project is locked now, and every settler locks its builds before the project:
     ending a task, or marking a QUEUED build RUNNING, would lock its build after it, and
     PostgreSQL would find a deadlock beside a settler that holds that build. So tasks
-    to end at once come from builds the caller has `locked` already, and the task to
-    run from those or from RUNNING builds; the others get their jobs."""
-    return _dispatch_project(
-        project_id, timezone.now(), worker=worker, locked=locked, instant=instant
-    )[1]
+    to end at once come from builds the caller `held` already, and the task to run
+    from those or from RUNNING builds; the others get their jobs."""
+    return _dispatch_project(project_id, timezone.now(), worker=worker, held=held, instant=instant)[
+        1
+    ]
 
 
 INSTANT_BATCH = 200
@@ -208,19 +257,18 @@ def _dispatch_project(
     now: datetime,
     *,
     worker: str = "",
-    locked: Collection[int] = (),
+    held: Held | None = None,
     instant: bool = False,
 ) -> tuple[int, Taken]:
     """Queue what may run now (with `worker`, the best of it claimed for that worker,
     or with `instant` what has nothing to run left to it: `dispatch_and_take`);
     returns how many tasks were queued and what the worker was given."""
+    locked = held.builds if held is not None else set()
     with transaction.atomic(savepoint=False):
-        lock_project(project_id)
-        waiting = _waiting(project_id, now)
+        capacity = locked_capacity(project_id, held)
+        waiting, in_use = _waiting(project_id, now, capacity)
         if not waiting:
-            return 0, Taken([], None)
-        capacity = pool_capacity(project_id)
-        in_use = pool_in_use(project_id, capacity) if capacity else Counter()
+            return 0, Taken([], None, capacity=capacity)
         by_id = {t["id"]: t for t in waiting}
         takeable = (
             {

@@ -218,7 +218,9 @@ def then_next(
         and time.monotonic() - started < CHAIN_SECONDS
     ):
         try:
-            taken = settle_and_take(end, project_id=project_id, worker=worker_id())
+            taken = settle_and_take(
+                end, project_id=project_id, worker=worker_id(), capacity=capacity
+            )
         except Exception:  # the monitor settles it as any other end
             log.warning("settling task %s in its worker failed", end.task_id, exc_info=True)
             return end

@@ -377,11 +377,13 @@ def lock_build(build: Build) -> None:
         rawsql.fetch(f"SELECT id FROM {rawsql.table(Build)} WHERE id = %s FOR UPDATE", [build.id])
 
 
-def refresh_build_state(*, build: Build) -> Build:
-    """Derive the build's state from its tasks and record a change as an event."""
+def refresh_build_state(*, build: Build, known_open: bool = False) -> Build:
+    """Derive the build's state from its tasks and record a change as an event.
+    `known_open`: the caller knows that a task of the build is open (it just made one
+    READY, say), which spares the query for one."""
     # Called after every task: while anything is open (the common case) one indexed
     # EXISTS answers it, without reading the build's task states.
-    still_open = bool(
+    still_open = known_open or bool(
         rawsql.fetch(
             f"SELECT 1 FROM {rawsql.table(Task)} WHERE build_id = %s "
             f"AND state IN ({rawsql.marks(len(OPEN_STATES))}) LIMIT 1",

@@ -10,7 +10,7 @@ the same `finish_task`."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -22,15 +22,16 @@ from django.utils import timezone
 from buildsite.models import Project
 from tasks import rawsql
 from tasks.models import Event, Task
-from tasks.services import Change, EventRow, apply_transitions, write_events
+from tasks.services import Change, EventRow, apply_transitions, events_in_one_insert, write_events
 from tasks.states import DONE_OK, BuildState, TaskState
 
 from . import cache
 from .attempts import Ending, TaskEnd, end_changes, end_is_current
 from .dispatch import (
+    Held,
     dispatch_and_take,
     dispatch_ready_tasks,
-    lock_project,
+    locked_capacity,
     pool_capacity,
     queue_jobs,
     with_queueing,
@@ -51,7 +52,9 @@ class TakenTask(NamedTuple):
     capacity: dict[str, int]
 
 
-def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> TakenTask | None:
+def settle_and_take(
+    end: TaskEnd, *, project_id: int, worker: str, capacity: dict[str, int]
+) -> TakenTask | None:
     """A worker settles its own task's end and takes the best task the project's pools
     now admit, claimed for it, in one transaction (instead of the end's round trip
     through the monitor while the pools' capacity stands idle). Returns the task
@@ -62,17 +65,21 @@ def settle_and_take(end: TaskEnd, *, project_id: int, worker: str) -> TakenTask 
     those ends and takes again in the same transaction, for up to STEPLESS_SECONDS (a
     transaction, its commit and the hand-over of the write lock per such task were
     most of their cost).
+
+    `capacity` is the project's pools as the worker last saw them: enough to know
+    that it has pools (what counts is read again under the project's lock).
     """
     deadline = time.monotonic() + STEPLESS_SECONDS
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic(savepoint=False), events_in_one_insert():
         ends = [end]
-        locked: set[int] = set()
+        held = Held()
         while True:
-            settle(ends, dispatch=False, locked=locked)
+            known = {project_id: held.capacity.get(project_id, capacity)}
+            settle(ends, dispatch=False, held=held, known_capacity=known)
             taken = dispatch_and_take(
                 project_id=project_id,
                 worker=worker,
-                locked=locked,
+                held=held,
                 instant=time.monotonic() < deadline,
             )
             ends = [
@@ -100,14 +107,16 @@ def settle(
     *,
     then: Callable[[], Any] | None = None,
     dispatch: bool = True,
-    locked: set[int] | None = None,
+    held: Held | None = None,
+    known_capacity: Mapping[int, dict[str, int]] | None = None,
 ) -> int:
     """Record reported ends in one transaction (with `then`, e.g. acknowledging their
     jobs, inside it); returns how many were recorded. An end whose task moved on
     meanwhile (cancelled, or reaped and run again) is dropped. Without `dispatch`,
-    the caller dispatches (in the same transaction). The ids of the builds locked are
-    added to `locked`."""
-    with transaction.atomic(savepoint=False):
+    the caller dispatches (in the same transaction). What was locked is added to
+    `held`. `known_capacity`: pools of projects as the caller read them recently,
+    to know which have any (read here otherwise)."""
+    with transaction.atomic(savepoint=False), events_in_one_insert():
         by_build: dict[int, list[Ending]] = {}
         builds: dict[int, Build] = {}
         seen: set[int] = set()
@@ -132,12 +141,23 @@ def settle(
                 )
             )
         settled = 0
-        pools = PoolWork()
+        held = Held() if held is None else held
+        pools = PoolWork(held)
+        # Which projects have pools, read before the builds' locks (not to hold them
+        # for one more round trip); what counts is read again under the project's lock.
+        known = known_capacity or {}
+        project_ids = sorted({b.project_id for b in builds.values()})
+        capacity = {pid: known[pid] if pid in known else pool_capacity(pid) for pid in project_ids}
         for build_id in sorted(by_build):  # one lock order for every settler
-            lock_build(builds[build_id])
-            if locked is not None:
-                locked.add(build_id)
-            settled += finish_tasks(build=builds[build_id], endings=by_build[build_id], pools=pools)
+            build = builds[build_id]
+            lock_build(build)
+            held.builds.add(build_id)
+            settled += finish_tasks(
+                build=build,
+                endings=by_build[build_id],
+                pools=pools,
+                capacity=capacity[build.project_id],
+            )
         pools.apply(dispatch=dispatch)
         if then is not None:
             then()
@@ -152,10 +172,10 @@ class PoolWork:
     other way round, so a worker settling its own end beside the monitor cannot
     deadlock with it on PostgreSQL."""
 
-    def __init__(self) -> None:
+    def __init__(self, held: Held | None = None) -> None:
         self.now = timezone.now()
-        self.capacity: dict[int, dict[str, int]] = {}
-        self.held: dict[int, list[Task]] = {}
+        self.locks = Held() if held is None else held
+        self.ended: dict[int, list[Task]] = {}
         self.ready: set[int] = set()
 
     def add(
@@ -163,21 +183,19 @@ class PoolWork:
     ) -> None:
         if not capacity:
             return
-        self.capacity[project_id] = capacity
-        self.held.setdefault(project_id, []).extend(ended)
+        self.ended.setdefault(project_id, []).extend(ended)
         if newly_ready:
             self.ready.add(project_id)
 
     def apply(self, *, dispatch: bool = True) -> None:
-        for project_id in sorted(self.capacity):
-            capacity = self.capacity[project_id]  # which pools to count busy time in
-            lock_project(project_id)
+        for project_id in sorted(self.ended):
+            capacity = locked_capacity(project_id, self.locks)  # which pools count
             freed = False
-            for task in self.held[project_id]:
+            for task in self.ended[project_id]:
                 freed |= _account_usage(task, project_id, self.now, capacity)
             # Dispatch only when something can have changed (due retries are upkeep's).
             if dispatch and (freed or project_id in self.ready):
-                dispatch_ready_tasks(project_id=project_id)
+                dispatch_ready_tasks(project_id=project_id, held=self.locks)
 
 
 def write_logs(ends: list[TaskEnd], tasks: dict[int, Task]) -> None:
@@ -205,11 +223,18 @@ def finish_task(
         return bool(finish_tasks(build=build, endings=[ending]))
 
 
-def finish_tasks(*, build: Build, endings: list[Ending], pools: PoolWork | None = None) -> int:
+def finish_tasks(
+    *,
+    build: Build,
+    endings: list[Ending],
+    pools: PoolWork | None = None,
+    capacity: dict[str, int] | None = None,
+) -> int:
     """Record ends of tasks of one build, unlock their dependents and queue what is
     ready, in the caller's transaction (which holds the build's lock). With `pools`,
-    what concerns the project's pools is left to the caller (`PoolWork.apply`). Returns
-    how many ends were recorded."""
+    what concerns the project's pools is left to the caller (`PoolWork.apply`);
+    `capacity`, the project's pools as read recently, says whether it has any (read
+    here when not given). Returns how many ends were recorded."""
     now = timezone.now()
     steps: list[Change] = []
     for ending in endings:
@@ -224,7 +249,8 @@ def finish_tasks(*, build: Build, endings: list[Ending], pools: PoolWork | None 
     stored = sum(f["size"] for e in ended if e.outcome == S.SUCCEEDED for f in e.artifacts)
     if stored:
         Build.objects.filter(id=build.id).update(artifact_bytes=F("artifact_bytes") + stored)
-    capacity = pool_capacity(build.project_id)
+    if capacity is None:
+        capacity = pool_capacity(build.project_id)
     for ending in ended:
         if ending.outcome == S.SUCCEEDED and ending.task.cache_key:
             cache.store(
@@ -236,7 +262,9 @@ def finish_tasks(*, build: Build, endings: list[Ending], pools: PoolWork | None 
             )
     finished = [e.task for e in ended if e.outcome != S.RETRYING]
     newly_ready = unlock_dependents(build=build, finished=finished, queue_now=not capacity)
-    refresh_build_state(build=build)
+    # A task made READY, or one to retry, is open: the build cannot have finished.
+    open_now = newly_ready or any(e.outcome == S.RETRYING for e in ended)
+    refresh_build_state(build=build, known_open=bool(open_now))
     own = pools is None
     pools = PoolWork() if pools is None else pools
     pools.add(build.project_id, capacity, [e.task for e in ended], newly_ready)
@@ -302,19 +330,9 @@ SETTLE_COLUMNS = (
 )
 
 
-@lru_cache(maxsize=16)
-def _select(model: type[models.Model], columns: tuple[str, ...]) -> str:
-    # mypy does not count a model class as Hashable (python/mypy#17730), hence the ignores.
-    names = ", ".join(rawsql.col(model, c) for c in columns)  # type: ignore[arg-type]
-    return f"SELECT {names} FROM {rawsql.table(model)} WHERE id IN "  # type: ignore[arg-type]
-
-
-def _load(model: type[models.Model], ids: list[int], columns: tuple[str, ...]) -> list[Any]:
+def _fields(model: type[models.Model], columns: tuple[str, ...]) -> tuple[str, ...]:
     # Model.from_db takes a subset of columns in the model's own field order.
-    columns = tuple(c for c in _all_columns(model) if c in columns)  # type: ignore[arg-type]
-    select = _select(model, columns)  # type: ignore[arg-type]
-    rows = rawsql.fetch(f"{select}({rawsql.marks(len(ids))})", ids)
-    return [model.from_db("default", columns, v) for v in rawsql.from_db(model, columns, rows)]
+    return tuple(c for c in _all_columns(model) if c in columns)  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=16)
@@ -322,21 +340,62 @@ def _all_columns(model: type[models.Model]) -> tuple[str, ...]:
     return tuple(f.attname for f in model._meta.concrete_fields)
 
 
+@lru_cache(maxsize=16)
+def _select(columns: tuple[str, ...], with_projects: bool) -> tuple[str, tuple[str, ...]]:
+    """The statement reading tasks by id with their builds (and projects) in one round
+    trip, and the task columns it reads, in field order."""
+    task_columns = _fields(Task, columns)
+    parts = [
+        ("t", task_columns, Task),
+        ("b", _all_columns(Build), Build),
+    ]
+    if with_projects:
+        parts.append(("p", _all_columns(Project), Project))
+    names = ", ".join(
+        f"{alias}.{rawsql.col(model, c)}" for alias, cols, model in parts for c in cols
+    )
+    sql = (
+        f"SELECT {names} FROM {rawsql.table(Task)} t "
+        f"JOIN {rawsql.table(Build)} b ON b.id = t.build_id "
+    )
+    if with_projects:
+        sql += f"JOIN {rawsql.table(Project)} p ON p.id = b.project_id "
+    return sql + "WHERE t.id IN ", task_columns
+
+
 def load_tasks(
     task_ids: list[int], columns: tuple[str, ...] | None = None, *, with_projects: bool = False
 ) -> dict[int, Task]:
     """Tasks by id (all columns, or `columns`), each with its build (and the build's
-    project, when asked), one plain query per model; a build or project shared by
-    several tasks is one instance."""
+    project, when asked), in one plain query; a build or project shared by several
+    tasks is one instance."""
     ids = list(dict.fromkeys(task_ids))
-    tasks = _load(Task, ids, columns or _all_columns(Task)) if ids else []
-    build_ids = list(dict.fromkeys(t.build_id for t in tasks))
-    builds = {b.id: b for b in _load(Build, build_ids, _all_columns(Build))} if tasks else {}
-    if with_projects and builds:
-        project_ids = list(dict.fromkeys(b.project_id for b in builds.values()))
-        projects = {p.id: p for p in _load(Project, project_ids, _all_columns(Project))}
-        for build in builds.values():
-            build.project = projects[build.project_id]
-    for task in tasks:
-        task.build = builds[task.build_id]
-    return {task.id: task for task in tasks}
+    if not ids:
+        return {}
+    select, task_columns = _select(columns or _all_columns(Task), with_projects)
+    rows = rawsql.fetch(f"{select}({rawsql.marks(len(ids))})", ids)
+    n_task, n_build = len(task_columns), len(_all_columns(Build))
+    build_columns = _all_columns(Build)
+    project_columns = _all_columns(Project)
+    builds: dict[int, Build] = {}
+    projects: dict[int, Project] = {}
+    tasks: dict[int, Task] = {}
+    for row in rows:
+        build_values = row[n_task : n_task + n_build]
+        build = builds.get(build_values[0])
+        if build is None:
+            (values,) = rawsql.from_db(Build, build_columns, [build_values])
+            build = builds[values[0]] = Build.from_db("default", build_columns, values)
+            if with_projects:
+                project_values = row[n_task + n_build :]
+                project = projects.get(project_values[0])
+                if project is None:
+                    (values,) = rawsql.from_db(Project, project_columns, [project_values])
+                    project = Project.from_db("default", project_columns, values)
+                    projects[project.id] = project
+                build.project = project
+        (values,) = rawsql.from_db(Task, task_columns, [row[:n_task]])
+        task = Task.from_db("default", task_columns, values)
+        task.build = build
+        tasks[task.id] = task
+    return tasks

@@ -3,7 +3,9 @@ in the caller's transaction, so two workers can never both start or finish one t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -61,6 +63,40 @@ def _event(
     )
 
 
+_pending = threading.local()  # rows held by `events_in_one_insert`, per thread
+
+
+@contextmanager
+def events_in_one_insert() -> Iterator[None]:
+    """The events `write_events` is given inside the block are stored together as it
+    ends, in their order: one INSERT instead of one per step. A worker settling its
+    own end writes a log, the end, the dependents made READY and the next task's claim,
+    each a round trip to PostgreSQL made under the build's lock. `record_event` stores
+    what is held first, so the ids keep the order of the changes. Nested blocks join
+    the outer one; after an exception nothing is stored (the transaction is undone)."""
+    if getattr(_pending, "rows", None) is not None:
+        yield
+        return
+    rows: list[EventRow] = []
+    _pending.rows = rows
+    try:
+        yield
+    finally:
+        _pending.rows = None
+    write_events(rows)
+
+
+def _store_pending() -> None:
+    rows = getattr(_pending, "rows", None)
+    if rows:
+        _pending.rows = None  # so that they are written, not held again
+        try:
+            write_events(list(rows))
+        finally:
+            rows.clear()  # the list the outer block holds
+            _pending.rows = rows
+
+
 def record_event(
     *,
     project_id: int,
@@ -71,6 +107,7 @@ def record_event(
     new_state: str = "",
     data: dict[str, Any] | None = None,
 ) -> Event:
+    _store_pending()  # the events held so far come first
     event = Event(
         project_id=project_id,
         build_id=build_id if build_id is not None else (task.build_id if task else None),
@@ -93,6 +130,10 @@ def write_events(events: list[EventRow]) -> None:
     than saving models, and this runs several times per task); publishing directly
     needs the ids, so the rows are created with RETURNING."""
     if not events:
+        return
+    held = getattr(_pending, "rows", None)
+    if held is not None:
+        held.extend(events)
         return
     if settings.BUILDSITE["EVENT_RELAY"]:
         insert_rows(Event, EVENT_COLUMNS, events)

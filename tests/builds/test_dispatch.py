@@ -170,7 +170,7 @@ def test_a_worker_takes_only_tasks_of_builds_it_holds_or_that_run(project, jobs)
     PostgreSQL beside a settler that holds it. Such a task gets its job instead."""
     from django.db import transaction
 
-    from builds.dispatch import dispatch_and_take
+    from builds.dispatch import Held, dispatch_and_take
     from builds.models import Build
 
     ResourcePool.objects.create(project=project, name="cpu", capacity=1)
@@ -191,7 +191,7 @@ def test_a_worker_takes_only_tasks_of_builds_it_holds_or_that_run(project, jobs)
         with transaction.atomic():
             mark = transaction.savepoint()
             taken = dispatch_and_take(
-                project_id=project.id, worker="w", locked=locked, instant=True
+                project_id=project.id, worker="w", held=Held(builds=locked), instant=True
             )
             state = Task.objects.get(id=j.id).state
             transaction.savepoint_rollback(mark)
