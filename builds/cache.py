@@ -74,12 +74,14 @@ def fold_hits() -> int:
     batch is deleted by the statement that reads it, so two upkeep runs overlapping
     while the lease changes hands never count a hit twice."""
     counted = 0
-    while True:
+    # Most ticks find nothing: no write transaction then (on SQLite it takes the lock).
+    while CacheHitBatch.objects.exists():
         with transaction.atomic():
             folded, batches = _fold_some()
         counted += folded
         if batches < FOLD_BATCHES:
-            return counted
+            break
+    return counted
 
 
 def _fold_some() -> tuple[int, int]:
@@ -97,7 +99,7 @@ def _fold_some() -> tuple[int, int]:
             if entry_id not in last_use or last_use[entry_id] < used_at:
                 last_use[entry_id] = used_at
     groups: dict[tuple[int, datetime], list[int]] = {}
-    for entry_id, n in hits.items():
+    for entry_id, n in sorted(hits.items()):  # ids in order: rows locked in one order
         groups.setdefault((n, last_use[entry_id]), []).append(entry_id)
     entries, counted = rawsql.table(CacheEntry), 0
     for (n, used_at), ids in groups.items():

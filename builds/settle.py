@@ -143,15 +143,16 @@ def settle(
         settled = 0
         held = Held() if held is None else held
         pools = PoolWork(held)
-        # Which projects have pools, read before the builds' locks (not to hold them
-        # for one more round trip); what counts is read again under the project's lock.
-        known = known_capacity or {}
-        project_ids = sorted({b.project_id for b in builds.values()})
-        capacity = {pid: known[pid] if pid in known else pool_capacity(pid) for pid in project_ids}
+        capacity = dict(known_capacity or {})
         for build_id in sorted(by_build):  # one lock order for every settler
             build = builds[build_id]
             lock_build(build)
             held.builds.add(build_id)
+            # Whether the project has pools (what counts is read again under its lock),
+            # read after the build's lock: a first pool created while this waited for
+            # it is seen, and the tasks made READY wait for the scheduler.
+            if build.project_id not in capacity:
+                capacity[build.project_id] = pool_capacity(build.project_id)
             settled += finish_tasks(
                 build=build,
                 endings=by_build[build_id],
@@ -262,7 +263,7 @@ def finish_tasks(
             )
     finished = [e.task for e in ended if e.outcome != S.RETRYING]
     newly_ready = unlock_dependents(build=build, finished=finished, queue_now=not capacity)
-    # A task made READY, or one to retry, is open: the build cannot have finished.
+    # A task left waiting to run, or one to retry, is open: the build has not finished.
     open_now = newly_ready or any(e.outcome == S.RETRYING for e in ended)
     refresh_build_state(build=build, known_open=bool(open_now))
     own = pools is None
@@ -290,8 +291,9 @@ def _account_usage(task: Task, project_id: int, now: datetime, capacity: dict[st
 
 
 def unlock_dependents(*, build: Build, finished: list[Task], queue_now: bool = False) -> int:
-    """Move the dependents of finished tasks on; returns how many became READY.
-    With `queue_now` (a project without pools) those go on to QUEUED with their jobs."""
+    """Move the dependents of finished tasks on; returns how many are now waiting to
+    run (READY, or with `queue_now`, for a project without pools, QUEUED with their
+    jobs): not those that went on to CACHED or UPSTREAM_FAILED in the same walk."""
     needs_of, children, _ = graph_of(build.pipeline_version_id)
     kids = list(dict.fromkeys(kid for task in finished for kid in children[task.name]))
     if not kids:
@@ -309,7 +311,8 @@ def unlock_dependents(*, build: Build, finished: list[Task], queue_now: bool = F
     applied = apply_transitions(project_id=build.project_id, changes=changes)
     if queue_now:
         queue_jobs(applied)
-    return sum(1 for c in applied if c.new == S.READY)
+    final = {c.task.id: c.new for c in applied}  # a task's last step is its state now
+    return sum(1 for state in final.values() if state in (S.READY, S.QUEUED))
 
 
 # What settling reads of a task: the other columns stay deferred (and would be read on

@@ -191,3 +191,20 @@ def test_a_rebuild_reuses_its_keys_and_other_params_get_their_own(
     fresh = run_build(project, params={"version": "1"})
     assert set(task_states(fresh).values()) == {"cached"}
     assert _keys(fresh) == _keys(first)
+
+
+TAIL = """
+tasks:
+  build: {steps: [{run: "echo same"}]}
+  pack: {cache: true, needs: [build], steps: [{run: "echo packed"}]}
+"""
+
+
+def test_a_build_whose_last_task_is_a_cache_hit_finishes(project, inline_workers, fast_engine):
+    """`pack` goes PENDING -> READY -> CACHED while `build`'s end is settled: it passed
+    through READY but is not open, so the build must still be seen to have finished."""
+    make_pipeline(project, TAIL)
+    assert run_build(project).state == "succeeded"
+    second = run_build(project)
+    assert task_states(second) == {"build": "succeeded", "pack": "cached"}
+    assert second.state == "succeeded"
