@@ -138,15 +138,14 @@ def _waiting(
         "AND (t.state = %s OR (t.state = %s AND t.not_before <= %s)) "
         "ORDER BY t.priority DESC, t.id LIMIT %s"
     )
-    params: list[Any] = [project_id, S.READY, S.RETRYING, rawsql.to_db(Task, "not_before", now)]
-    params.append(CANDIDATE_LIMIT)
+    not_before = rawsql.to_db(Task, "not_before", now)
+    params: list[Any] = [project_id, S.READY, S.RETRYING, not_before, CANDIDATE_LIMIT]
     sql, claims_at = waiting_sql, CANDIDATE_COLUMNS.index("claims")
     if capacity:
         # The claims in the column of a candidate's claims, the other columns empty.
         blanks = ["NULL"] * (len(CANDIDATE_COLUMNS) + 2)
         blanks[claims_at] = "t.claims"
-        holding = _holding_sql().replace("SELECT t.claims", f"SELECT {', '.join(blanks)}, 0")
-        sql = f"SELECT * FROM ({waiting_sql}) w UNION ALL {holding}"
+        sql = f"SELECT * FROM ({waiting_sql}) w UNION ALL {_holding_sql(', '.join(blanks) + ', 0')}"
         params += [project_id, S.QUEUED, S.RUNNING]
     waiting, held = [], []
     for row in rawsql.from_db(Task, CANDIDATE_COLUMNS, rawsql.fetch(sql, params)):
@@ -161,12 +160,12 @@ def _waiting(
     return waiting, _count_claims(held, capacity)
 
 
-@lru_cache(maxsize=1)
-def _holding_sql() -> str:
-    """What QUEUED and RUNNING tasks of a project hold: the rows dispatch and the
-    resources page both count (`pool_in_use`, `_waiting`)."""
+@lru_cache(maxsize=2)
+def _holding_sql(columns: str) -> str:
+    """`columns` of what QUEUED and RUNNING tasks of a project hold: the rows dispatch
+    and the resources page both count (`pool_in_use`, `_waiting`)."""
     return (
-        f"SELECT t.claims FROM {rawsql.table(Task)} t JOIN {rawsql.table(Build)} b "
+        f"SELECT {columns} FROM {rawsql.table(Task)} t JOIN {rawsql.table(Build)} b "
         "ON b.id = t.build_id WHERE b.project_id = %s AND t.state IN (%s, %s)"
     )
 
@@ -174,7 +173,7 @@ def _holding_sql() -> str:
 def pool_in_use(project_id: int, capacity: dict[str, int]) -> Counter[str]:
     """What QUEUED and RUNNING tasks of the project hold of its pools (those in
     `capacity`): what dispatch counts, and what the resources page shows."""
-    rows = rawsql.fetch(_holding_sql(), [project_id, S.QUEUED, S.RUNNING])
+    rows = rawsql.fetch(_holding_sql("t.claims"), [project_id, S.QUEUED, S.RUNNING])
     claims = [held for (held,) in rawsql.from_db(Task, ("claims",), rows)]
     return _count_claims(claims, capacity)
 
@@ -244,9 +243,10 @@ def dispatch_and_take(*, project_id: int, worker: str, held: Held, instant: bool
     PostgreSQL would find a deadlock beside a settler that holds that build. So tasks
     to end at once come from builds the caller `held` already, and the task to run
     from those or from RUNNING builds; the others get their jobs."""
-    return _dispatch_project(project_id, timezone.now(), worker=worker, held=held, instant=instant)[
-        1
-    ]
+    _, taken = _dispatch_project(
+        project_id, timezone.now(), worker=worker, held=held, instant=instant
+    )
+    return taken
 
 
 INSTANT_BATCH = 200

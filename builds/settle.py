@@ -333,11 +333,6 @@ SETTLE_COLUMNS = (
 )
 
 
-def _fields(model: type[models.Model], columns: tuple[str, ...]) -> tuple[str, ...]:
-    # Model.from_db takes a subset of columns in the model's own field order.
-    return tuple(c for c in _all_columns(model) if c in columns)  # type: ignore[arg-type]
-
-
 @lru_cache(maxsize=16)
 def _all_columns(model: type[models.Model]) -> tuple[str, ...]:
     return tuple(f.attname for f in model._meta.concrete_fields)
@@ -347,7 +342,8 @@ def _all_columns(model: type[models.Model]) -> tuple[str, ...]:
 def _select(columns: tuple[str, ...], with_projects: bool) -> tuple[str, tuple[str, ...]]:
     """The statement reading tasks by id with their builds (and projects) in one round
     trip, and the task columns it reads, in field order."""
-    task_columns = _fields(Task, columns)
+    # Model.from_db takes a subset of columns in the model's own field order.
+    task_columns = tuple(c for c in _all_columns(Task) if c in columns)
     parts = [
         ("t", task_columns, Task),
         ("b", _all_columns(Build), Build),
@@ -377,28 +373,27 @@ def load_tasks(
         return {}
     select, task_columns = _select(columns or _all_columns(Task), with_projects)
     rows = rawsql.fetch(f"{select}({rawsql.marks(len(ids))})", ids)
-    n_task, n_build = len(task_columns), len(_all_columns(Build))
-    build_columns = _all_columns(Build)
-    project_columns = _all_columns(Project)
+    task_end = len(task_columns)
+    build_end = task_end + len(_all_columns(Build))
     builds: dict[int, Build] = {}
     projects: dict[int, Project] = {}
     tasks: dict[int, Task] = {}
     for row in rows:
-        build_values = row[n_task : n_task + n_build]
-        build = builds.get(build_values[0])
-        if build is None:
-            (values,) = rawsql.from_db(Build, build_columns, [build_values])
-            build = builds[values[0]] = Build.from_db("default", build_columns, values)
-            if with_projects:
-                project_values = row[n_task + n_build :]
-                project = projects.get(project_values[0])
-                if project is None:
-                    (values,) = rawsql.from_db(Project, project_columns, [project_values])
-                    project = Project.from_db("default", project_columns, values)
-                    projects[project.id] = project
-                build.project = project
-        (values,) = rawsql.from_db(Task, task_columns, [row[:n_task]])
-        task = Task.from_db("default", task_columns, values)
+        build = _instance(Build, row[task_end:build_end], builds)
+        if with_projects:
+            build.project = _instance(Project, row[build_end:], projects)
+        task = _instance(Task, row[:task_end], tasks, task_columns)
         task.build = build
-        tasks[task.id] = task
     return tasks
+
+
+def _instance(
+    model: type[Any], values: Any, seen: dict[int, Any], columns: tuple[str, ...] | None = None
+) -> Any:
+    """The `model` instance of `values` (all its columns, or `columns`), once per id."""
+    found = seen.get(values[0])
+    if found is None:
+        columns = columns or _all_columns(model)  # type: ignore[arg-type]  # mypy#17730
+        (converted,) = rawsql.from_db(model, columns, [values])
+        found = seen[values[0]] = model.from_db("default", columns, converted)
+    return found

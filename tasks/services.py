@@ -83,18 +83,14 @@ def events_in_one_insert() -> Iterator[None]:
         yield
     finally:
         _pending.rows = None
-    write_events(rows)
+    _store_events(rows)
 
 
 def _store_pending() -> None:
     rows = getattr(_pending, "rows", None)
     if rows:
-        _pending.rows = None  # so that they are written, not held again
-        try:
-            write_events(list(rows))
-        finally:
-            rows.clear()  # the list the outer block holds
-            _pending.rows = rows
+        _store_events(rows[:])
+        rows.clear()
 
 
 def record_event(
@@ -129,11 +125,15 @@ def write_events(events: list[EventRow]) -> None:
     web process reads them back by id, so a plain multi-row INSERT does (much cheaper
     than saving models, and this runs several times per task); publishing directly
     needs the ids, so the rows are created with RETURNING."""
-    if not events:
-        return
     held = getattr(_pending, "rows", None)
     if held is not None:
         held.extend(events)
+    else:
+        _store_events(events)
+
+
+def _store_events(events: list[EventRow]) -> None:
+    if not events:
         return
     if settings.BUILDSITE["EVENT_RELAY"]:
         insert_rows(Event, EVENT_COLUMNS, events)
