@@ -86,7 +86,7 @@ def send_payloads(payloads: list[dict[str, Any]]) -> None:
     from channels.layers import InMemoryChannelLayer
 
     if not isinstance(layer, InMemoryChannelLayer):
-        publisher().put(lambda: send_batches(layer, payloads), len(payloads))
+        publisher().put(payloads)
         return
     try:
         # Its queues belong to the loop its readers wait on (the web process's, or a
@@ -102,16 +102,44 @@ BATCH = 200  # events per channel-layer message
 async def send_batches(layer: BaseChannelLayer, payloads: list[dict[str, Any]]) -> None:
     """One `event.batch` message per group for every BATCH events, in id order: a
     10,000-task build sent two messages per event (build and project group), which
-    cost more than writing the events."""
+    cost more than writing the events. Groups nobody has joined get nothing."""
     by_group: dict[str, list[dict[str, Any]]] = {}
     for payload in payloads:
         if payload["build"]:
             by_group.setdefault(build_group(payload["build"]), []).append(payload)
         by_group.setdefault(project_group(payload["project"]), []).append(payload)
+    listened = await listened_groups(layer, list(by_group))
     for group, payloads in by_group.items():
+        if group not in listened:
+            continue
         for start in range(0, len(payloads), BATCH):
             batch = payloads[start : start + BATCH]
             await layer.group_send(group, {"type": "event.batch", "events": batch})
+
+
+async def listened_groups(layer: BaseChannelLayer, groups: list[str]) -> set[str]:
+    """The groups with at least one member. On Redis, one pipelined ZCARD per server
+    instead of a `group_send` per group (two round trips each, and about 0.3 ms of a
+    worker's CPU even for an empty group: a build nobody watches is the common case).
+    Skipping an empty group loses nothing: a socket joins its group before it reads
+    the Event table (`tasks/consumers.py`), and these events were committed before
+    this check, so a socket that joins after it finds them in the table.
+    Uses channels_redis's group key and connection helpers (pinned in pyproject)."""
+    from channels_redis.core import RedisChannelLayer
+
+    if not isinstance(layer, RedisChannelLayer):
+        return set(groups)
+    by_server: dict[int, list[str]] = {}
+    for group in groups:
+        by_server.setdefault(layer.consistent_hash(group), []).append(group)
+    listened: set[str] = set()
+    for index, on_server in by_server.items():
+        pipe = layer.connection(index).pipeline(transaction=False)
+        for group in on_server:
+            pipe.zcard(layer._group_key(group))
+        counts = await pipe.execute()
+        listened.update(g for g, count in zip(on_server, counts, strict=True) if count)
+    return listened
 
 
 def publish_on_commit(events: list[Event]) -> None:

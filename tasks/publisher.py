@@ -5,9 +5,11 @@ call: every commit connected to Redis again (1.7 ms a send, 0.3 ms on a loop tha
 lives on). Even then a worker that waited for its sends spent a fifth of its settling
 time on them (docs/performance.md). So each process hands its events to one thread
 with one loop, which sends them in the order they came; a process that exits normally
-first sends what is left (for up to FLUSH_SECONDS). Best-effort, as before: what
-cannot be sent in PUBLISH_SECONDS, or does not fit in the queue, is dropped with a
-warning, and browsers catch up from the Event table when they reconnect.
+first sends what is left (for up to FLUSH_SECONDS). What is waiting when the thread
+comes round goes out as one send (a busy monitor and its workers commit faster than
+one send each). Best-effort, as before: what cannot be sent in PUBLISH_SECONDS, or
+does not fit in the queue, is dropped with a warning, and browsers catch up from the
+Event table when they reconnect.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -27,22 +28,24 @@ log = logging.getLogger(__name__)
 PUBLISH_SECONDS = 2.0  # a Redis that takes connections but never answers: give up
 QUEUE_LIMIT = 10_000  # sends waiting; a Redis far behind must not grow memory for ever
 FLUSH_SECONDS = 5.0  # what a process exiting waits for its last events at most
+MERGE_LIMIT = 5_000  # events merged into one send at most
 
-Send = Callable[[], Coroutine[Any, Any, None]]
+Payloads = list[dict[str, Any]]
 
 
 class Publisher:
     def __init__(self) -> None:
-        self.sends: queue.Queue[tuple[Send, int]] = queue.Queue(QUEUE_LIMIT)
+        self.sends: queue.Queue[Payloads] = queue.Queue(QUEUE_LIMIT)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="events", daemon=True)
         self.thread.start()
 
-    def put(self, send: Send, count: int) -> None:
+    def put(self, payloads: Payloads) -> None:
+        """Hand over events (serialised, in id order) to be sent after those before."""
         try:
-            self.sends.put_nowait((send, count))
+            self.sends.put_nowait(payloads)
         except queue.Full:
-            log.warning("could not publish %d events: %d sends waiting", count, QUEUE_LIMIT)
+            log.warning("could not publish %d events: %d sends waiting", len(payloads), QUEUE_LIMIT)
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything handed over was sent (or given up); False on timeout."""
@@ -55,13 +58,34 @@ class Publisher:
 
     def _run(self) -> None:
         while True:
-            send, count = self.sends.get()
+            merged, handed_over = self._take()
             try:
-                self.loop.run_until_complete(asyncio.wait_for(send(), PUBLISH_SECONDS))
+                self.loop.run_until_complete(asyncio.wait_for(_send(merged), PUBLISH_SECONDS))
             except (Exception, asyncio.CancelledError):  # the thread must outlive any send
-                log.warning("could not publish %d events", count, exc_info=True)
+                log.warning("could not publish %d events", len(merged), exc_info=True)
             finally:
-                self.sends.task_done()
+                for _ in range(handed_over):
+                    self.sends.task_done()
+
+    def _take(self) -> tuple[Payloads, int]:
+        """The next hand-over and those waiting behind it, in order, as one list; and
+        how many hand-overs that was."""
+        merged, handed_over = list(self.sends.get()), 1
+        while len(merged) < MERGE_LIMIT:
+            try:
+                merged.extend(self.sends.get_nowait())
+            except queue.Empty:
+                break
+            handed_over += 1
+        return merged, handed_over
+
+
+async def _send(payloads: Payloads) -> None:
+    from channels.layers import get_channel_layer
+
+    from .events import send_batches
+
+    await send_batches(get_channel_layer(), payloads)
 
 
 _publisher: Publisher | None = None

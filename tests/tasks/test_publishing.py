@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -37,11 +38,19 @@ def listening_to(build_id: int):
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(events.build_group(build_id), channel)
 
-    async def receive() -> int:
+    async def receive() -> list[int]:
+        """The ids of the group's next message (events sent together share one)."""
         message = await asyncio.wait_for(layer.receive(channel), 5)
-        return message["events"][0]["id"]
+        return [event["id"] for event in message["events"]]
 
     return async_to_sync(receive)
+
+
+def received(receive, count: int) -> list[int]:
+    ids: list[int] = []
+    while len(ids) < count:
+        ids += receive()
+    return ids
 
 
 def a_new_build_id() -> int:
@@ -62,7 +71,7 @@ def test_events_reach_the_group_in_order_over_one_connection():
         events.send_payloads([a_payload(event_id, build_id)])
     assert publisher.flush(5)
     connections = server.info("stats")["total_connections_received"] - before
-    assert [receive() for _ in range(21)] == list(range(21))
+    assert received(receive, 21) == list(range(21))
     assert connections < 5  # other clients of this Redis may connect meanwhile; not 20
 
 
@@ -82,7 +91,7 @@ def test_a_process_that_exits_at_once_still_sends_its_events():
         "REDIS_URL": settings.REDIS_URL.replace("127.0.0.1", "localhost"),
     }
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
-    assert receive() == 7
+    assert receive() == [7]
 
 
 class FlakyLayer:
@@ -103,6 +112,7 @@ def test_a_send_that_fails_leaves_the_publisher_sending(monkeypatch, caplog):
     monkeypatch.setattr("channels.layers.get_channel_layer", lambda: layer)
     with caplog.at_level(logging.WARNING, logger="tasks.publisher"):
         events.send_payloads([a_payload(1, 1)])
+        assert publisher.flush(10)
         events.send_payloads([a_payload(2, 1)])
         assert publisher.flush(10)
     assert layer.sent == [0, 2]
@@ -127,3 +137,44 @@ def test_a_redis_that_never_answers_does_not_hold_the_caller(monkeypatch, caplog
         assert "could not publish 1 events" in caplog.text
     finally:
         silent.close()
+
+
+class SlowLayer:
+    """A layer whose first send waits until the test lets it go on."""
+
+    def __init__(self) -> None:
+        self.go_on = threading.Event()
+        self.messages: list[list[int]] = []
+
+    async def group_send(self, group: str, message: dict) -> None:
+        while not self.go_on.is_set():
+            await asyncio.sleep(0.005)
+        if group.startswith("build."):
+            self.messages.append([e["id"] for e in message["events"]])
+
+
+def test_events_handed_over_during_a_send_go_out_together_in_order(monkeypatch):
+    layer = SlowLayer()
+    monkeypatch.setattr("channels.layers.get_channel_layer", lambda: layer)
+    events.send_payloads([a_payload(1, 1)])
+    time.sleep(0.05)  # the publisher is inside the first send
+    for event_id in (2, 3, 4):
+        events.send_payloads([a_payload(event_id, 1)])
+    layer.go_on.set()
+    assert publisher.flush(10)
+    assert layer.messages == [[1], [2, 3, 4]]
+
+
+@scaled_out
+def test_only_groups_someone_joined_are_sent_to():
+    from channels.layers import get_channel_layer
+
+    build_id = a_new_build_id()
+    receive = listening_to(build_id)
+    layer = get_channel_layer()
+    watched, unwatched = events.build_group(build_id), events.build_group(build_id + 1)
+    listened = async_to_sync(events.listened_groups)(layer, [watched, unwatched])
+    assert listened == {watched}
+    events.send_payloads([a_payload(5, build_id), a_payload(6, build_id + 1)])
+    assert publisher.flush(5)
+    assert receive() == [5]
