@@ -64,7 +64,8 @@ def _one_write() -> AbstractContextManager[object]:
     On PostgreSQL the statement is atomic by itself, and BEGIN and COMMIT would be two
     more round trips: an idle pusher polls a hundred times a second."""
     if connection.vendor == "sqlite":
-        return transaction.atomic(savepoint=False)
+        atomic: AbstractContextManager[object] = transaction.atomic(savepoint=False)
+        return atomic
     return nullcontext()
 
 
