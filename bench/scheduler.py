@@ -292,14 +292,19 @@ def main() -> None:
               "(target >= 0.85x)")  # fmt: skip
 
         step_needs = layered_dag(args.step_tasks, width=max(1, args.step_tasks // 8))
-        with_steps = statistics.median(
-            run_seconds(project, "steps", pipeline_yaml(step_needs, step="true")) for _ in range(3)
-        )
-        no_steps = statistics.median(
-            run_seconds(project, "nosteps", pipeline_yaml(step_needs)) for _ in range(3)
-        )
-        pooled_steps = statistics.median(
-            run_seconds(pooled, "steps", pipeline_yaml(step_needs, step="true")) for _ in range(3)
+        steps_yaml = pipeline_yaml(step_needs, step="true")
+        # Round by round, the three side by side: the machine's speed drifts within a
+        # run, and a ratio of medians taken minutes apart measured the drift.
+        rounds = [
+            (
+                run_seconds(project, "steps", steps_yaml),
+                run_seconds(pooled, "steps", steps_yaml),
+                run_seconds(project, "nosteps", pipeline_yaml(step_needs)),
+            )
+            for _ in range(3)
+        ]
+        with_steps, pooled_steps, no_steps = (
+            statistics.median(side) for side in zip(*rounds, strict=True)
         )
 
         needs = layered_dag(args.cached_tasks, width=100)

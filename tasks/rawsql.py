@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import cache, lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, models
 from django.db.models.expressions import Col
 
@@ -114,8 +115,40 @@ def from_db(
 # Through Django's cursor wrapper, not the driver's cursor: the statements pass the
 # connection's execute wrappers (so `assertNumQueries`, django-debug-toolbar and APM
 # hooks see them), its broken-transaction check and its error translation.
+
+PREPARE_AFTER = 1  # runs of a statement text in a connection before it is prepared
+
+
+def _cursor() -> Any:
+    """Django's cursor for this connection. On PostgreSQL, one that binds parameters on
+    the server: Django's own cursors put the values into the text (client-side
+    binding, which cannot be prepared), so the server parsed and planned every one of
+    the same few dozen statements, thousands of times, about a third of its CPU on the
+    scaled 400-step benchmark (docs/performance.md). These are prepared on their second
+    run in a connection (psycopg keeps the last 100 per connection). Only these: the
+    ORM's cursors still bind on the client, as Django makes them. While the connection
+    logs its queries (DEBUG, `assertNumQueries`, a debug toolbar) the ORM's cursor is
+    used too: a prepared statement's run leaves no SQL text for the log."""
+    if (
+        connection.vendor != "postgresql"
+        or not settings.BUILDSITE.get("PG_PREPARE", True)
+        or connection.queries_logged
+    ):
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    # What `connection.cursor()` does (Django 5.2's BaseDatabaseWrapper._cursor), with
+    # the other cursor class; the connection's adapters (time zone) are the same.
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw = connection.connection
+        raw.prepare_threshold = PREPARE_AFTER  # the ORM's client-binding cursors never prepare
+        return connection._prepare_cursor(ServerBindingCursor(raw))
+
+
 def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         rows: list[tuple[Any, ...]] = cursor.fetchall()
         return rows
@@ -123,7 +156,7 @@ def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
 
 def execute(sql: str, params: Sequence[Any] = ()) -> int:
     """Run one statement; returns the number of rows it changed."""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         count: int = cursor.rowcount
         return count

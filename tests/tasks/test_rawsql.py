@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from builds.services import trigger_build
@@ -132,3 +132,41 @@ def test_plain_sql_is_seen_by_djangos_execute_wrappers(db):
         rawsql.fetch(f"SELECT COUNT(*) FROM {rawsql.table(Task)} WHERE id = %s", [1])
         rawsql.execute(f"UPDATE {rawsql.table(Task)} SET name = name WHERE id = %s", [1])
     assert len(seen) == 2
+
+
+postgres_only = pytest.mark.skipif(
+    "connection.vendor != 'postgresql'",
+    reason="prepared statements are PostgreSQL's (the PostgreSQL + Redis lane)",
+)
+
+
+def prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@postgres_only
+def test_the_hot_paths_statements_are_prepared_and_the_orms_are_not(task):
+    sql = f"SELECT state FROM {rawsql.table(Task)} WHERE id = %s"
+    for _ in range(3):
+        assert rawsql.fetch(sql, [task.id]) == [("ready",)]
+    assert (
+        rawsql.execute(f"UPDATE {rawsql.table(Task)} SET priority = %s WHERE id = %s", [3, task.id])
+        == 1
+    )
+    for _ in range(3):
+        Task.objects.filter(id=task.id).values_list("state", flat=True).get()
+    statements = prepared_statements()
+    assert f"SELECT state FROM {rawsql.table(Task)} WHERE id = $1" in statements
+    assert not any("tasks_task" in s and "priority" in s for s in statements)  # run once
+    assert not any('"tasks_task"."state"' in s for s in statements)  # the ORM's
+
+
+@postgres_only
+def test_prepared_statements_can_be_turned_off(task, settings):
+    settings.BUILDSITE = {**settings.BUILDSITE, "PG_PREPARE": False}
+    sql = f"SELECT name FROM {rawsql.table(Task)} WHERE id = %s"
+    for _ in range(3):
+        assert rawsql.fetch(sql, [task.id]) == [("one",)]
+    assert not any("SELECT name FROM" in s for s in prepared_statements())
