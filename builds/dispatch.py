@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -206,13 +207,19 @@ class Held:
     capacity: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
-def locked_capacity(project_id: int, held: Held | None = None) -> dict[str, int]:
+def locked_capacity(
+    project_id: int, held: Held | None = None, *, busy: Mapping[str, float] | None = None
+) -> dict[str, int]:
     """Lock the project and read its pools' capacity after the lock; with `held`,
-    once per transaction (each is a round trip on PostgreSQL, made under locks)."""
+    once per transaction (each is a round trip on PostgreSQL, made under locks).
+    With `busy` (seconds by pool name), add that busy time to those pools too, in the
+    statement that reads the capacity when it is read (`pool_capacity`)."""
     if held is not None and project_id in held.capacity:
+        if busy:
+            add_busy_time(project_id, busy)
         return held.capacity[project_id]
     lock_project(project_id)
-    capacity = pool_capacity(project_id)
+    capacity = pool_capacity(project_id, busy=busy)
     if held is not None:
         held.capacity[project_id] = capacity
     return capacity
@@ -337,13 +344,34 @@ def queue_jobs(applied: list[Change]) -> int:
     return len(to_enqueue)
 
 
-def pool_capacity(project_id: int) -> dict[str, int]:
-    return dict(
-        rawsql.fetch(
-            f"SELECT name, capacity FROM {rawsql.table(ResourcePool)} WHERE project_id = %s",
-            [project_id],
+def pool_capacity(project_id: int, *, busy: Mapping[str, float] | None = None) -> dict[str, int]:
+    """The capacity of the project's pools by name. With `busy` (seconds by pool name),
+    that busy time is added to those pools first; on PostgreSQL in the same statement
+    (its data-modifying WITH runs on the same snapshot as the read, which sees the
+    capacity as committed when the statement began: after the caller's lock)."""
+    pools = rawsql.table(ResourcePool)
+    read = f"SELECT name, capacity FROM {pools} WHERE project_id = %s"
+    if busy and connection.vendor == "postgresql":
+        add = (
+            f"UPDATE {pools} p SET busy_seconds = p.busy_seconds + b.seconds "
+            "FROM UNNEST(%s::text[], %s::float8[]) AS b(name, seconds) "
+            "WHERE p.project_id = %s AND p.name = b.name"
         )
+        params = [list(busy), list(busy.values()), project_id, project_id]
+        return dict(rawsql.fetch(f"WITH added AS ({add}) {read}", params))
+    if busy:
+        add_busy_time(project_id, busy)
+    return dict(rawsql.fetch(read, [project_id]))
+
+
+def add_busy_time(project_id: int, busy: Mapping[str, float]) -> None:
+    """Add `busy` (seconds by pool name) to the project's pools of those names."""
+    sql = (
+        f"UPDATE {rawsql.table(ResourcePool)} SET busy_seconds = busy_seconds + %s "
+        "WHERE project_id = %s AND name = %s"
     )
+    for pool, seconds in busy.items():
+        rawsql.execute(sql, [seconds, project_id, pool])
 
 
 def with_queueing(changes: list[Change], now: datetime) -> list[Change]:

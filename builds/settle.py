@@ -190,10 +190,10 @@ class PoolWork:
 
     def apply(self, *, dispatch: bool = True) -> None:
         for project_id in sorted(self.ended):
-            capacity = locked_capacity(project_id, self.locks)  # which pools count
-            freed = False
-            for task in self.ended[project_id]:
-                freed |= _account_usage(task, project_id, self.now, capacity)
+            busy = _busy_seconds(self.ended[project_id], self.now)
+            # Pools that no longer exist are not in `capacity`: nothing of theirs freed.
+            capacity = locked_capacity(project_id, self.locks, busy=busy)
+            freed = any(pool in capacity for pool in busy)
             # Dispatch only when something can have changed (due retries are upkeep's).
             if dispatch and (freed or project_id in self.ready):
                 dispatch_ready_tasks(project_id=project_id, held=self.locks)
@@ -274,20 +274,17 @@ def finish_tasks(
     return len(ended)
 
 
-def _account_usage(task: Task, project_id: int, now: datetime, capacity: dict[str, int]) -> bool:
-    """Add the attempt's busy time to its pools; True when it held any pool's capacity."""
-    if not task.started_at or not task.claims or not capacity:
-        return False
-    seconds = (now - task.started_at).total_seconds()
-    held = False
-    sql = (
-        f"UPDATE {rawsql.table(ResourcePool)} SET busy_seconds = busy_seconds + %s "
-        "WHERE project_id = %s AND name = %s"
-    )
-    for pool, amount in task.claims.items():
-        if amount and pool in capacity:
-            held |= bool(rawsql.execute(sql, [amount * seconds, project_id, pool]))
-    return held
+def _busy_seconds(ended: list[Task], now: datetime) -> dict[str, float]:
+    """Claim x seconds of the attempts that ended, by pool name: the pools' busy time."""
+    busy: dict[str, float] = {}
+    for task in ended:
+        if not task.started_at or not task.claims:
+            continue
+        seconds = (now - task.started_at).total_seconds()
+        for pool, amount in task.claims.items():
+            if amount:
+                busy[pool] = busy.get(pool, 0.0) + amount * seconds
+    return busy
 
 
 def unlock_dependents(*, build: Build, finished: list[Task], queue_now: bool = False) -> int:
@@ -339,9 +336,12 @@ def _all_columns(model: type[models.Model]) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=16)
-def _select(columns: tuple[str, ...], with_projects: bool) -> tuple[str, tuple[str, ...]]:
-    """The statement reading tasks by id with their builds (and projects) in one round
-    trip, and the task columns it reads, in field order."""
+def _select(
+    columns: tuple[str, ...], with_projects: bool, with_pools: bool = False
+) -> tuple[str, tuple[str, ...]]:
+    """The statement reading tasks by id with their builds (and projects, and whether
+    those have pools) in one round trip, and the task columns it reads, in field
+    order."""
     # Model.from_db takes a subset of columns in the model's own field order.
     task_columns = tuple(c for c in _all_columns(Task) if c in columns)
     parts = [
@@ -353,6 +353,11 @@ def _select(columns: tuple[str, ...], with_projects: bool) -> tuple[str, tuple[s
     names = ", ".join(
         f"{alias}.{rawsql.col(model, c)}" for alias, cols, model in parts for c in cols
     )
+    if with_pools:
+        names += (
+            f", EXISTS (SELECT 1 FROM {rawsql.table(ResourcePool)} rp "
+            "WHERE rp.project_id = b.project_id)"
+        )
     sql = (
         f"SELECT {names} FROM {rawsql.table(Task)} t "
         f"JOIN {rawsql.table(Build)} b ON b.id = t.build_id "
@@ -363,25 +368,33 @@ def _select(columns: tuple[str, ...], with_projects: bool) -> tuple[str, tuple[s
 
 
 def load_tasks(
-    task_ids: list[int], columns: tuple[str, ...] | None = None, *, with_projects: bool = False
+    task_ids: list[int],
+    columns: tuple[str, ...] | None = None,
+    *,
+    with_projects: bool = False,
+    with_pools: bool = False,
 ) -> dict[int, Task]:
     """Tasks by id (all columns, or `columns`), each with its build (and the build's
     project, when asked), in one plain query; a build or project shared by several
-    tasks is one instance."""
+    tasks is one instance. `with_pools` (with projects): each project also gets
+    `has_pools`, whether it has any resource pool, as an annotation would."""
     ids = list(dict.fromkeys(task_ids))
     if not ids:
         return {}
-    select, task_columns = _select(columns or _all_columns(Task), with_projects)
+    select, task_columns = _select(columns or _all_columns(Task), with_projects, with_pools)
     rows = rawsql.fetch(f"{select}({rawsql.marks(len(ids))})", ids)
     task_end = len(task_columns)
     build_end = task_end + len(_all_columns(Build))
+    project_end = build_end + len(_all_columns(Project))
     builds: dict[int, Build] = {}
     projects: dict[int, Project] = {}
     tasks: dict[int, Task] = {}
     for row in rows:
         build = _instance(Build, row[task_end:build_end], builds)
         if with_projects:
-            build.project = _instance(Project, row[build_end:], projects)
+            build.project = _instance(Project, row[build_end:project_end], projects)
+            if with_pools:
+                build.project.has_pools = bool(row[project_end])
         task = _instance(Task, row[:task_end], tasks, task_columns)
         task.build = build
     return tasks

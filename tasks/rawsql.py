@@ -172,14 +172,29 @@ def insert_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
     row. On SQLite that is `executemany` (the driver re-binds one prepared statement,
     in C). On PostgreSQL psycopg's `executemany` runs one statement per row, and a
     10,000-task build took seconds of per-statement work on the server, so the rows go
-    in with COPY, still through the connection's execute wrappers."""
+    in with COPY, still through the connection's execute wrappers; up to FEW_ROWS as
+    one multi-row INSERT."""
     if not rows:
         return
     if connection.vendor != "postgresql":
         executemany(sql, rows)
         return
+    if len(rows) <= FEW_ROWS:
+        # COPY is two round trips (the command, then the data); a settling batch most
+        # often stores a job or two.
+        execute(_values_sql(sql, len(rows)), [value for row in rows for value in row])
+        return
     with connection.cursor() as cursor:
         cursor._execute_with_wrappers(_copy_sql(sql), rows, many=True, executor=_copy)
+
+
+FEW_ROWS = 20  # rows that go in as one INSERT rather than a COPY (PostgreSQL)
+
+
+@lru_cache(maxsize=256)
+def _values_sql(insert_sql: str, count: int) -> str:
+    head, _, row = insert_sql.rpartition(" VALUES ")
+    return f"{head} VALUES {', '.join([row] * count)}"
 
 
 @lru_cache(maxsize=64)

@@ -2,8 +2,9 @@
 run in turn by the worker that gave the pool back."""
 
 import pytest
+from django.db import transaction
 
-from builds.dispatch import Taken
+from builds.dispatch import Held, Taken, locked_capacity
 from builds.models import ResourcePool
 from builds.services import trigger_build
 from tasks.models import Task
@@ -249,3 +250,17 @@ def test_a_build_started_by_a_task_with_nothing_to_run_shows_running_before_the_
     started = moves.index(("build.state", "", "running"))
     assert started < moves.index(("task.state", "c", "running"))
     assert build.started_at is not None
+
+
+def test_reading_the_capacity_adds_the_busy_time_of_the_pools_used(project):
+    ResourcePool.objects.create(project=project, name="cpu", capacity=2)
+    ResourcePool.objects.create(project=project, name="gpu", capacity=1)
+    with transaction.atomic():
+        capacity = locked_capacity(project.id, busy={"cpu": 1.5, "removed": 4.0})
+        assert capacity == {"cpu": 2, "gpu": 1}
+        # Once read in a transaction, the capacity is kept; busy time is still added.
+        held = Held()
+        locked_capacity(project.id, held)
+        assert locked_capacity(project.id, held, busy={"gpu": 0.25}) == capacity
+    busy = dict(ResourcePool.objects.filter(project=project).values_list("name", "busy_seconds"))
+    assert busy == {"cpu": 1.5, "gpu": 0.25}
