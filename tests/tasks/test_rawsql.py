@@ -157,7 +157,11 @@ def test_the_hot_paths_statements_are_prepared_and_the_orms_are_not(task):
     )
     for _ in range(3):
         Task.objects.filter(id=task.id).values_list("state", flat=True).get()
+    ids = f"SELECT id FROM {rawsql.table(Task)} WHERE id = ANY(%s)"
+    for _ in range(3):
+        assert rawsql.fetch(ids, [[task.id]]) == [(task.id,)]
     statements = prepared_statements()
+    assert not any("ANY" in s for s in statements)  # an array: planned for its values
     assert f"SELECT state FROM {rawsql.table(Task)} WHERE id = $1" in statements
     assert not any("tasks_task" in s and "priority" in s for s in statements)  # run once
     assert not any('"tasks_task"."state"' in s for s in statements)  # the ORM's
