@@ -352,12 +352,15 @@ def pool_capacity(project_id: int, *, busy: Mapping[str, float] | None = None) -
     pools = rawsql.table(ResourcePool)
     read = f"SELECT name, capacity FROM {pools} WHERE project_id = %s"
     if busy and connection.vendor == "postgresql":
+        # Plain values, not arrays: the statement is prepared (`rawsql`), one text per
+        # number of pools.
+        rows = ", ".join(["(%s, %s::float8)"] * len(busy))
         add = (
             f"UPDATE {pools} p SET busy_seconds = p.busy_seconds + b.seconds "
-            "FROM UNNEST(%s::text[], %s::float8[]) AS b(name, seconds) "
+            f"FROM (VALUES {rows}) AS b(name, seconds) "
             "WHERE p.project_id = %s AND p.name = b.name"
         )
-        params = [list(busy), list(busy.values()), project_id, project_id]
+        params = [*(v for pair in busy.items() for v in pair), project_id, project_id]
         return dict(rawsql.fetch(f"WITH added AS ({add}) {read}", params))
     if busy:
         add_busy_time(project_id, busy)

@@ -17,6 +17,7 @@ from django.utils import timezone
 from buildsite.errors import DomainError
 from buildsite.templating import render_value
 from repositories.checkout import CheckoutFailed, check_out, wants_checkout
+from tasks import rawsql
 from tasks.models import Event, Task
 from tasks.services import EventRow, apply_transitions, write_events
 from tasks.states import BuildState, TaskState
@@ -29,7 +30,7 @@ from .artifacts import ArtifactError, FileRecord
 from .attempts import Heartbeat, TaskEnd, claim_change, failure_outcome, queued_for, worker_id
 from .cluster import RELEASED, fresh_workspace, remove_workspace, stopping
 from .dispatch import pool_capacity
-from .models import Build
+from .models import Build, ResourcePool
 from .resolution import (
     BuildTasks,
     GraphTask,
@@ -150,6 +151,22 @@ class TaskLog:
         return self.masker.mask(text)
 
 
+def what_to_run(task_id: int) -> tuple[str, int, str, int, int, bool] | None:
+    """A task's state, attempts, name, pipeline version, project and whether the project
+    has pools: enough for a worker to see whether the job is current, whether the task
+    has steps at all and whether it might take the next task in turn (`then_next`)."""
+    pools = (
+        f"EXISTS (SELECT 1 FROM {rawsql.table(ResourcePool)} p WHERE p.project_id = b.project_id)"
+    )
+    rows = rawsql.fetch(
+        f"SELECT t.state, t.attempts, t.name, b.pipeline_version_id, b.project_id, {pools} "
+        f"FROM {rawsql.table(Task)} t "
+        f"JOIN {rawsql.table(Build)} b ON b.id = t.build_id WHERE t.id = %s",
+        [task_id],
+    )
+    return rows[0] if rows else None
+
+
 def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     """Run one attempt of a task (and, for a pooled task, those it takes in turn:
     `then_next`). Returns how the last one ended, for the monitor to settle
@@ -158,20 +175,20 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     if stopping():
         return RELEASED  # not started: the monitor hands the job back
     close_old_connections()
-    # One read: the task with its build and project, and whether the project has pools
-    # (then the worker may take the next task in turn: `then_next`).
-    task = load_tasks([task_id], with_projects=True, with_pools=True).get(task_id)
-    if task is None or not queued_for(attempt, task.state, task.attempts):
+    found = what_to_run(task_id)
+    if found is None or not queued_for(attempt, found[0], found[1]):
         return "skipped: not queued for this attempt"
-    build = task.build
-    has_pools = build.project.has_pools
-    if nothing_to_run(build.pipeline_version_id, task.name):
+    _, _, name, version_id, project_id, has_pools = found
+    if nothing_to_run(version_id, name):
         # Nothing to run: the task stays QUEUED here and settling starts and ends it
         # in one step (the events still show queued -> running -> succeeded).
         nothing = TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
         if not has_pools:
             return nothing
-        return then_next(nothing, task.claims, build.project_id, started)
+        resources = version_spec(version_id)["tasks"][name].get("resources") or {}
+        return then_next(nothing, resources, project_id, started)
+    task = load_tasks([task_id], with_projects=True)[task_id]
+    build = task.build
     with transaction.atomic(savepoint=False):
         claim = claim_change(task, attempt, timezone.now(), worker_id())
         if not apply_transitions(project_id=build.project_id, changes=[claim]):

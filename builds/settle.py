@@ -36,7 +36,7 @@ from .dispatch import (
     queue_jobs,
     with_queueing,
 )
-from .models import Build, ResourcePool
+from .models import Build
 from .resolution import BuildTasks, advance, graph_of
 from .services import lock_build, mark_build_running, refresh_build_state
 
@@ -336,12 +336,9 @@ def _all_columns(model: type[models.Model]) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=16)
-def _select(
-    columns: tuple[str, ...], with_projects: bool, with_pools: bool = False
-) -> tuple[str, tuple[str, ...]]:
-    """The statement reading tasks by id with their builds (and projects, and whether
-    those have pools) in one round trip, and the task columns it reads, in field
-    order."""
+def _select(columns: tuple[str, ...], with_projects: bool) -> tuple[str, tuple[str, ...]]:
+    """The statement reading tasks by id with their builds (and projects) in one round
+    trip, and the task columns it reads, in field order."""
     # Model.from_db takes a subset of columns in the model's own field order.
     task_columns = tuple(c for c in _all_columns(Task) if c in columns)
     parts = [
@@ -353,11 +350,6 @@ def _select(
     names = ", ".join(
         f"{alias}.{rawsql.col(model, c)}" for alias, cols, model in parts for c in cols
     )
-    if with_pools:
-        names += (
-            f", EXISTS (SELECT 1 FROM {rawsql.table(ResourcePool)} rp "
-            "WHERE rp.project_id = b.project_id)"
-        )
     sql = (
         f"SELECT {names} FROM {rawsql.table(Task)} t "
         f"JOIN {rawsql.table(Build)} b ON b.id = t.build_id "
@@ -368,33 +360,25 @@ def _select(
 
 
 def load_tasks(
-    task_ids: list[int],
-    columns: tuple[str, ...] | None = None,
-    *,
-    with_projects: bool = False,
-    with_pools: bool = False,
+    task_ids: list[int], columns: tuple[str, ...] | None = None, *, with_projects: bool = False
 ) -> dict[int, Task]:
     """Tasks by id (all columns, or `columns`), each with its build (and the build's
     project, when asked), in one plain query; a build or project shared by several
-    tasks is one instance. `with_pools` (with projects): each project also gets
-    `has_pools`, whether it has any resource pool, as an annotation would."""
+    tasks is one instance."""
     ids = list(dict.fromkeys(task_ids))
     if not ids:
         return {}
-    select, task_columns = _select(columns or _all_columns(Task), with_projects, with_pools)
+    select, task_columns = _select(columns or _all_columns(Task), with_projects)
     rows = rawsql.fetch(f"{select}({rawsql.marks(len(ids))})", ids)
     task_end = len(task_columns)
     build_end = task_end + len(_all_columns(Build))
-    project_end = build_end + len(_all_columns(Project))
     builds: dict[int, Build] = {}
     projects: dict[int, Project] = {}
     tasks: dict[int, Task] = {}
     for row in rows:
         build = _instance(Build, row[task_end:build_end], builds)
         if with_projects:
-            build.project = _instance(Project, row[build_end:project_end], projects)
-            if with_pools:
-                build.project.has_pools = bool(row[project_end])
+            build.project = _instance(Project, row[build_end:], projects)
         task = _instance(Task, row[:task_end], tasks, task_columns)
         task.build = build
     return tasks
