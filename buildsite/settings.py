@@ -228,9 +228,9 @@ else:
 # --- buildsite ------------------------------------------------------------------------
 BUILDSITE = {
     "LEASE_SECONDS": env_int("BUILDSITE_LEASE_SECONDS", 30),
-    # On PostgreSQL the engine's hot-path statements (tasks/rawsql.py) are prepared on
-    # their second run in a connection. Off (0) behind a pooler that cannot keep
-    # prepared statements (PgBouncer before 1.21 in transaction mode).
+    # On PostgreSQL the engine's hot-path statements (tasks/rawsql.py) are prepared per
+    # connection. Off (0) behind a pooler that cannot keep prepared statements
+    # (PgBouncer in transaction mode without `max_prepared_statements`, 1.21 or later).
     "PG_PREPARE": env_bool("BUILDSITE_PG_PREPARE", default=True),
     "HEARTBEAT_SECONDS": float(os.environ.get("BUILDSITE_HEARTBEAT_SECONDS", "1.0")),
     "TICK_SECONDS": float(os.environ.get("BUILDSITE_TICK_SECONDS", "1.0")),

@@ -124,7 +124,8 @@ async def listened_groups(layer: BaseChannelLayer, groups: list[str]) -> set[str
     Skipping an empty group loses nothing: a socket joins its group before it reads
     the Event table (`tasks/consumers.py`), and these events were committed before
     this check, so a socket that joins after it finds them in the table.
-    Uses channels_redis's group key and connection helpers (pinned in pyproject)."""
+    Uses channels_redis's group key and connection helpers (its minor version is pinned
+    in pyproject.toml)."""
     from channels_redis.core import RedisChannelLayer
 
     if not isinstance(layer, RedisChannelLayer):

@@ -8,8 +8,9 @@ with one loop, which sends them in the order they came; a process that exits nor
 first sends what is left (for up to FLUSH_SECONDS). What is waiting when the thread
 comes round goes out as one send (a busy monitor and its workers commit faster than
 one send each). Best-effort, as before: what cannot be sent in PUBLISH_SECONDS, or
-does not fit in the queue, is dropped with a warning, and browsers catch up from the
-Event table when they reconnect.
+does not fit in the queue, is dropped with a warning (a merged send that fails drops
+all it merged, up to MERGE_LIMIT events), and browsers catch up from the Event table
+when they reconnect.
 """
 
 from __future__ import annotations

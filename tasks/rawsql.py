@@ -125,7 +125,11 @@ def _cursor(params: Sequence[Any] = ()) -> Any:
     binding, which cannot be prepared), so the server parsed and planned every one of
     the same few dozen statements, thousands of times, about a third of its CPU on the
     scaled 400-step benchmark (docs/performance.md). These are prepared on their second
-    run in a connection (psycopg keeps the last 100 per connection). Only these: the
+    run in a connection (psycopg keeps the last 100 per connection, and forgets them
+    all on a rollback: the count starts again). A list of `%s` marks (`marks`) makes a
+    text per length; a few lengths are common, the rest rarely reach a second run.
+    Django turns psycopg's preparing off for connection poolers; here
+    `BUILDSITE_PG_PREPARE=0` does (docs/deployment.md). Only these: the
     ORM's cursors still bind on the client, as Django makes them. While the connection
     logs its queries (DEBUG, `assertNumQueries`, a debug toolbar) the ORM's cursor is
     used too: a prepared statement's run leaves no SQL text for the log. So it is for a

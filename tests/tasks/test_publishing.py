@@ -143,10 +143,12 @@ class SlowLayer:
     """A layer whose first send waits until the test lets it go on."""
 
     def __init__(self) -> None:
+        self.sending = threading.Event()
         self.go_on = threading.Event()
         self.messages: list[list[int]] = []
 
     async def group_send(self, group: str, message: dict) -> None:
+        self.sending.set()
         while not self.go_on.is_set():
             await asyncio.sleep(0.005)
         if group.startswith("build."):
@@ -157,7 +159,7 @@ def test_events_handed_over_during_a_send_go_out_together_in_order(monkeypatch):
     layer = SlowLayer()
     monkeypatch.setattr("channels.layers.get_channel_layer", lambda: layer)
     events.send_payloads([a_payload(1, 1)])
-    time.sleep(0.05)  # the publisher is inside the first send
+    assert layer.sending.wait(5)  # the publisher is inside the first send
     for event_id in (2, 3, 4):
         events.send_payloads([a_payload(event_id, 1)])
     layer.go_on.set()
@@ -166,7 +168,7 @@ def test_events_handed_over_during_a_send_go_out_together_in_order(monkeypatch):
 
 
 @scaled_out
-def test_only_groups_someone_joined_are_sent_to():
+def test_only_groups_someone_joined_are_sent_to(monkeypatch):
     from channels.layers import get_channel_layer
 
     build_id = a_new_build_id()
@@ -175,6 +177,15 @@ def test_only_groups_someone_joined_are_sent_to():
     watched, unwatched = events.build_group(build_id), events.build_group(build_id + 1)
     listened = async_to_sync(events.listened_groups)(layer, [watched, unwatched])
     assert listened == {watched}
+    sent_to: list[str] = []
+    group_send = layer.group_send
+
+    async def recording(group: str, message: dict) -> None:
+        sent_to.append(group)
+        await group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", recording)
     events.send_payloads([a_payload(5, build_id), a_payload(6, build_id + 1)])
     assert publisher.flush(5)
     assert receive() == [5]
+    assert watched in sent_to and unwatched not in sent_to
