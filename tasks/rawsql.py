@@ -120,22 +120,20 @@ PREPARE_AFTER = 1  # runs of a statement text in a connection before it is prepa
 
 
 def _cursor(params: Sequence[Any] = ()) -> Any:
-    """Django's cursor for this connection. On PostgreSQL, one that binds parameters on
-    the server: Django's own cursors put the values into the text (client-side
-    binding, which cannot be prepared), so the server parsed and planned every one of
-    the same few dozen statements, thousands of times, about a third of its CPU on the
-    scaled 400-step benchmark (docs/performance.md). These are prepared on their second
-    run in a connection (psycopg keeps the last 100 per connection, and forgets them
-    all on a rollback: the count starts again). A list of `%s` marks (`marks`) makes a
-    text per length; a few lengths are common, the rest rarely reach a second run.
-    Django turns psycopg's preparing off for connection poolers; here
-    `BUILDSITE_PG_PREPARE=0` does (docs/deployment.md). Only these: the
-    ORM's cursors still bind on the client, as Django makes them. While the connection
-    logs its queries (DEBUG, `assertNumQueries`, a debug toolbar) the ORM's cursor is
-    used too: a prepared statement's run leaves no SQL text for the log. So it is for a
-    statement with an array parameter (`one_of`: a rebuild's thousands of cache keys or
-    task ids), which runs a few times per build and gets a plan for its values each
-    time: prepared, the cached 10,000-task rebuild took 3-7% longer."""
+    """Django's cursor for this connection; on PostgreSQL, one that binds parameters on
+    the server, so that psycopg prepares a statement text on its second run in a
+    connection. Django's own cursors put the values into the text (client-side
+    binding, which cannot be prepared), so the server parsed and planned the hot
+    path's few dozen statements thousands of times: about a third of its CPU on the
+    scaled 400-step benchmark (docs/performance.md). psycopg keeps the last 100 per
+    connection and forgets them all on a rollback. Django's cursor is kept:
+    - with `BUILDSITE_PG_PREPARE=0`, for poolers that cannot keep prepared statements
+      (Django turns preparing off by default for them; docs/deployment.md);
+    - while the connection logs its queries (DEBUG, `assertNumQueries`): a prepared
+      run leaves no SQL text for the log;
+    - for a statement with an array parameter (`one_of`: a rebuild's thousands of
+      cache keys or ids), which runs a few times per build and is better planned for
+      its values: prepared, the cached 10,000-task rebuild took 3-7% longer."""
     if (
         connection.vendor != "postgresql"
         or not settings.BUILDSITE.get("PG_PREPARE", True)
