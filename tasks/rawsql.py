@@ -194,6 +194,13 @@ def insert_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
         cursor._execute_with_wrappers(_copy_sql(sql), rows, many=True, executor=_copy)
 
 
+def insert_returning(sql: str, rows: Sequence[Sequence[Any]], column: str) -> list[Any]:
+    """Store `rows` with `sql` (as `insert_many`) as one multi-row INSERT; returns
+    `column` of each new row, in the order of `rows`."""
+    returning = f"{_values_sql(sql, len(rows))} RETURNING {column}"
+    return [value for (value,) in fetch(returning, [value for row in rows for value in row])]
+
+
 FEW_ROWS = 20  # rows that go in as one INSERT rather than a COPY (PostgreSQL)
 
 

@@ -174,3 +174,17 @@ def test_prepared_statements_can_be_turned_off(task, settings):
     for _ in range(3):
         assert rawsql.fetch(sql, [task.id]) == [("one",)]
     assert not any("SELECT name FROM" in s for s in prepared_statements())
+
+
+def test_inserted_rows_return_their_ids_in_the_rows_order(task):
+    now = timezone.now()
+    columns = ("project_id", "build_id", "task_id", "task_name", "type", "old_state")
+    columns += ("new_state", "data", "created_at")
+    rows = [
+        (task.build.project_id, task.build_id, task.id, task.name, "log", "", "", {"n": n}, now)
+        for n in range(7)
+    ]
+    ids = insert_rows(Event, columns, rows, returning="id")
+    assert len(ids) == 7 and ids == sorted(ids)
+    stored = dict(Event.objects.filter(id__in=ids).values_list("id", "data"))
+    assert [stored[i] for i in ids] == [{"n": n} for n in range(7)]
