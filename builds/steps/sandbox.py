@@ -23,6 +23,7 @@ import os
 import selectors
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -66,10 +67,15 @@ def problem() -> str:
     process that binds a workspace as a step would."""
     if not shutil.which("bwrap"):
         return "bubblewrap (bwrap) is not installed"
-    probe_dir = Path(settings.BUILDSITE["WORKSPACE_DIR"]) / ".probe"
+    root = Path(settings.BUILDSITE["WORKSPACE_DIR"])
+    probe_dir: Path | None = None
     try:
         open_workspace_root()
-        probe_dir.mkdir(exist_ok=True)
+        # A directory of this probe's own: the workers of a cluster start together, and
+        # with one shared directory one worker's clean-up removed it, or took it back
+        # from the step user, under another's probe, which then found "no sandbox" and,
+        # outside production, ran every step of its life unsandboxed.
+        probe_dir = Path(tempfile.mkdtemp(prefix=".probe-", dir=root))
         prepare_workspace(probe_dir)
         # Without the /etc copy: this asks whether bwrap runs here, and a passing failure
         # to copy /etc must not be remembered as "no sandbox" (`etc_dir` fails the step).
@@ -81,7 +87,8 @@ def problem() -> str:
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bubblewrap could not run: {exc}"
     finally:
-        shutil.rmtree(probe_dir, ignore_errors=True)
+        if probe_dir is not None:
+            shutil.rmtree(probe_dir, ignore_errors=True)
     if probe.returncode != 0:
         return f"bubblewrap could not run: {probe.stderr.decode(errors='replace').strip()}"
     return ""

@@ -297,6 +297,8 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
             "shell steps are not sandboxed here (bubblewrap is missing or cannot run): "
             "install bubblewrap, or set BUILDSITE_SANDBOX=off to run steps unsandboxed"
         )
+    if mode == "missing":  # outside production: said where the build's people look
+        ctx.log(f"warning: this step runs without a sandbox: {sandbox.problem()}\n")
     sandboxed = mode == "bwrap"
     spec = ctx.task_spec
     limits = Limits.of(spec.get("limits"))

@@ -137,6 +137,15 @@ def test_every_page_says_when_steps_are_not_sandboxed(client, user, project, no_
     assert "Shell steps are not sandboxed: bubblewrap (bwrap) is not installed." in page
 
 
+def test_a_step_run_without_a_sandbox_says_so_in_its_log(
+    project, inline_workers, fast_engine, no_bubblewrap
+):
+    build, states = _run(project, "tasks:\n  t: {steps: [{run: 'echo ran'}]}\n")
+    assert states == {"t": "succeeded"}
+    log = task_log(build=build, name="t")
+    assert "warning: this step runs without a sandbox: bubblewrap (bwrap) is not installed" in log
+
+
 def test_production_refuses_to_run_steps_without_a_sandbox(
     project, inline_workers, fast_engine, settings, no_bubblewrap
 ):

@@ -108,3 +108,30 @@ def test_the_probe_does_not_depend_on_the_etc_copy(sandbox_here, monkeypatch):
         assert sandbox.problem() == ""
     finally:
         sandbox.problem.cache_clear()
+
+
+def _probe_when_all_are_ready(barrier, results):
+    sandbox.problem.cache_clear()
+    barrier.wait()
+    results.put(sandbox.problem())
+
+
+def test_workers_that_start_together_all_find_the_sandbox(sandbox_here):
+    """The workers of a cluster probe at the same moment. With one probe directory for
+    all, one's clean-up pulled it from under another's bwrap, and that worker ran every
+    step unsandboxed for its life (outside production; in production it failed them)."""
+    import multiprocessing
+
+    forked = multiprocessing.get_context("fork")
+    for _ in range(3):
+        barrier, results = forked.Barrier(6), forked.Queue()
+        workers = [
+            forked.Process(target=_probe_when_all_are_ready, args=(barrier, results))
+            for _ in range(6)
+        ]
+        for worker in workers:
+            worker.start()
+        found = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=60)
+        assert found == [""] * 6
