@@ -159,3 +159,36 @@ def test_with_django_q2s_own_broker_jobs_are_acknowledged_one_by_one(project, mo
     monitor.handle_results(results, stock)
     assert not OrmQ.objects.exists()
     assert settled == []
+
+
+def test_a_batch_reads_the_pools_only_of_projects_that_have_them(
+    project, user, broker, monkeypatch
+):
+    """Whether a project has pools comes with its ended tasks; the capacity is read
+    (under the project's lock) only where there are some, and there it still holds
+    back what it does not admit."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from builds.models import ResourcePool
+    from tests.factories import make_project
+
+    other_project = make_project(owner=user, slug="other", name="Other")
+    monkeypatch.setattr(dispatch, "enqueue", lambda jobs: None)
+    ResourcePool.objects.create(project=other_project, name="cpu", capacity=1)
+    make_pipeline(project, PIPELINE)
+    pooled = "tasks:\n  a: {}\n  x: {needs: [a], resources: {cpu: 1}}\n"
+    pooled += "  y: {needs: [a], resources: {cpu: 1}}\n"
+    make_pipeline(other_project, pooled)
+    plain, plain_tasks = queued(project)
+    limited, limited_tasks = queued(other_project)
+    results = job_results(broker, [plain_tasks["a"].id, plain_tasks["b"].id])
+    results += job_results(broker, [limited_tasks["a"].id])
+    with CaptureQueriesContext(connection) as queries:
+        monitor.handle_results(results, broker)
+    capacity_reads = [q["sql"] for q in queries.captured_queries if "capacity FROM" in q["sql"]]
+    assert capacity_reads and all(
+        sql.endswith(f"project_id = {other_project.id}") for sql in capacity_reads
+    )
+    assert task_states(plain)["after"] == "queued"
+    assert sorted(task_states(limited).values()) == ["queued", "ready", "succeeded"]
