@@ -7,7 +7,8 @@ time on them (docs/performance.md). So each process hands its events to one thre
 with one loop, which sends them in the order they came; a process that exits normally
 first sends what is left (for up to FLUSH_SECONDS). What is waiting when the thread
 comes round goes out as one send (a busy monitor and its workers commit faster than
-one send each). Best-effort, as before: what cannot be sent in PUBLISH_SECONDS, or
+one send each). Large batches can be handed over `Deferred`: serialised here, and only
+when somebody watches. Best-effort, as before: what cannot be sent in PUBLISH_SECONDS, or
 does not fit in the queue, is dropped with a warning (a merged send that fails drops
 all it merged, up to MERGE_LIMIT events), and browsers catch up from the Event table
 when they reconnect.
@@ -22,6 +23,8 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -34,19 +37,37 @@ MERGE_LIMIT = 5_000  # events merged into one send at most
 Payloads = list[dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """`size` events of a few `groups`, serialised by `make` only when they are sent and
+    one of those groups has a member then (`events.publish_deferred_on_commit`)."""
+
+    groups: tuple[str, ...]
+    size: int
+    make: Callable[[], Payloads]
+
+
+Item = Payloads | Deferred  # a hand-over
+
+
+def _size(item: Item) -> int:
+    return item.size if isinstance(item, Deferred) else len(item)
+
+
 class Publisher:
     def __init__(self) -> None:
-        self.sends: queue.Queue[Payloads] = queue.Queue(QUEUE_LIMIT)
+        self.sends: queue.Queue[Item] = queue.Queue(QUEUE_LIMIT)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="events", daemon=True)
         self.thread.start()
 
-    def put(self, payloads: Payloads) -> None:
-        """Hand over events (serialised, in id order) to be sent after those before."""
+    def put(self, item: Item) -> None:
+        """Hand over events (serialised or `Deferred`, in id order) to be sent after those
+        before."""
         try:
-            self.sends.put_nowait(payloads)
+            self.sends.put_nowait(item)
         except queue.Full:
-            log.warning("could not publish %d events: %d sends waiting", len(payloads), QUEUE_LIMIT)
+            log.warning("could not publish %d events: %d sends waiting", _size(item), QUEUE_LIMIT)
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything handed over was sent (or given up); False on timeout."""
@@ -59,34 +80,35 @@ class Publisher:
 
     def _run(self) -> None:
         while True:
-            merged, handed_over = self._take()
+            merged = self._take()
             try:
                 self.loop.run_until_complete(asyncio.wait_for(_send(merged), PUBLISH_SECONDS))
             except (Exception, asyncio.CancelledError):  # the thread must outlive any send
-                log.warning("could not publish %d events", len(merged), exc_info=True)
+                count = sum(_size(item) for item in merged)
+                log.warning("could not publish %d events", count, exc_info=True)
             finally:
-                for _ in range(handed_over):
+                for _ in merged:
                     self.sends.task_done()
 
-    def _take(self) -> tuple[Payloads, int]:
-        """The next hand-over and those waiting behind it, in order, as one list; and
-        how many hand-overs that was."""
-        merged, handed_over = list(self.sends.get()), 1
-        while len(merged) < MERGE_LIMIT:
+    def _take(self) -> list[Item]:
+        """The next hand-over and those waiting behind it, in order."""
+        merged = [self.sends.get()]
+        size = _size(merged[0])
+        while size < MERGE_LIMIT:
             try:
-                merged.extend(self.sends.get_nowait())
+                merged.append(self.sends.get_nowait())
             except queue.Empty:
                 break
-            handed_over += 1
-        return merged, handed_over
+            size += _size(merged[-1])
+        return merged
 
 
-async def _send(payloads: Payloads) -> None:
+async def _send(items: list[Item]) -> None:
     from channels.layers import get_channel_layer
 
-    from .events import send_batches
+    from .events import send_items
 
-    await send_batches(get_channel_layer(), payloads)
+    await send_items(get_channel_layer(), items)
 
 
 _publisher: Publisher | None = None

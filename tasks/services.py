@@ -17,7 +17,12 @@ from django.utils import timezone
 
 from . import rawsql
 from .bulk import column_value, insert_rows
-from .events import payload, publish_on_commit, publish_payloads_on_commit
+from .events import (
+    payload,
+    publish_deferred_on_commit,
+    publish_on_commit,
+    publish_payloads_on_commit,
+)
 from .models import Event, Task
 from .states import InvalidTransition, TaskState, check_transition
 
@@ -270,8 +275,12 @@ def record_new_tasks(*, project_id: int, build_id: int, changes: list[Change]) -
         if len(ids) != len(rows):  # not ours alone after all: publish what is there
             publish_on_commit(list(Event.objects.filter(build_id=build_id, id__gt=after)))
             return
-        publish_payloads_on_commit(
-            [_payload(event_id, EventRow(*row)) for (event_id,), row in zip(ids, rows, strict=True)]
+
+        def make() -> list[dict[str, Any]]:
+            return [_payload(i, EventRow(*row)) for (i,), row in zip(ids, rows, strict=True)]
+
+        publish_deferred_on_commit(
+            project_id=project_id, build_id=build_id, size=len(rows), make=make
         )
 
 

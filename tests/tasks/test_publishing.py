@@ -189,3 +189,28 @@ def test_only_groups_someone_joined_are_sent_to(monkeypatch):
     assert publisher.flush(5)
     assert receive() == [5]
     assert watched in sent_to and unwatched not in sent_to
+
+
+@scaled_out
+def test_a_deferred_batch_is_serialised_only_when_its_build_is_watched():
+    """A new build's thousands of events are handed over unserialised; nobody watching
+    its build or project (the common case), they are never serialised at all."""
+    watched = a_new_build_id()
+    receive = listening_to(watched)
+    made: list[int] = []
+
+    def deferred(build_id: int, ids: list[int]) -> publisher.Deferred:
+        def make() -> list[dict]:
+            made.append(build_id)
+            return [a_payload(event_id, build_id) for event_id in ids]
+
+        groups = (events.build_group(build_id), events.project_group(987_654_321))
+        return publisher.Deferred(groups, len(ids), make)
+
+    events.send_payloads([a_payload(1, watched)])
+    events.send_deferred(deferred(watched + 1, [2, 3]))
+    events.send_deferred(deferred(watched, [4, 5]))
+    events.send_payloads([a_payload(6, watched)])
+    assert publisher.flush(5)
+    assert received(receive, 4) == [1, 4, 5, 6]
+    assert made == [watched]
