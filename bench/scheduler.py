@@ -328,11 +328,12 @@ def main() -> None:
     )
     print(f"  per-step overhead:                        {per_step_ms:8.2f} ms per task")
     unsandboxed = unsandboxed_steps()
-    print(
-        "  every step ran in bubblewrap"
-        if not unsandboxed
-        else f"  {unsandboxed} steps ran WITHOUT the sandbox (see a task log): not comparable"
-    )
+    if settings.BUILDSITE["SANDBOX"] == "off":
+        print("  every step ran WITHOUT the sandbox (BUILDSITE_SANDBOX=off)")
+    elif unsandboxed:
+        print(f"  {unsandboxed} steps ran WITHOUT the sandbox (see a task log): not comparable")
+    else:
+        print("  every step ran in bubblewrap")
     print(
         f"the same shell-step DAG through a pool (cpu: {workers}): {pooled_steps:8.2f} s "
         f"vs {with_steps:.2f} s without pools"

@@ -153,13 +153,20 @@ def _workspaces() -> Path:
     return Path(settings.BUILDSITE["WORKSPACE_DIR"])
 
 
+def own_directory() -> Path:
+    """This process's directory under the workspaces: `<host>-<pid>`, searchable by the
+    step user, removed by `sweep_workspaces` once the process is gone."""
+    mine = _workspaces() / f"{_record_prefix()}{os.getpid()}"
+    mine.mkdir(parents=True, exist_ok=True)
+    mine.chmod(0o711)
+    return mine
+
+
 def fresh_workspace() -> Path:
     """A new, empty directory for one attempt, under this worker's own directory: an
     attempt starts with nothing it was not given, whatever an earlier one left behind
     (what could not be removed then is tried again here, never reused)."""
-    mine = _workspaces() / f"{_record_prefix()}{os.getpid()}"
-    mine.mkdir(parents=True, exist_ok=True)
-    mine.chmod(0o711)
+    mine = own_directory()
     for old in mine.iterdir():
         remove_workspace(old)
     return Path(tempfile.mkdtemp(prefix="attempt-", dir=mine))  # 0700

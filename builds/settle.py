@@ -150,11 +150,12 @@ def settle(
             build = builds[build_id]
             lock_build(build)
             held.builds.add(build_id)
-            # Whether the project has pools came with its tasks (as a worker settling its
-            # own end goes by the capacity it last saw); what counts is read again under
-            # the project's lock. A project's first pool, created while this settles,
-            # holds back what is dispatched after it, as it would had this committed
-            # first; a statement fewer per settle for the projects without pools.
+            # Whether the project has pools came with its tasks, before the build's
+            # lock (as a worker settling its own end goes by the capacity it last saw);
+            # what counts is read again under the project's lock. So a project's first
+            # pool, created while this reads or waits for the lock, may see this settle
+            # queue the tasks it made READY without it, once: the pool holds back what
+            # is dispatched after that. A statement fewer per settle without pools.
             if build.project_id not in capacity:
                 has_pools = build.project_id in pooled
                 capacity[build.project_id] = pool_capacity(build.project_id) if has_pools else {}

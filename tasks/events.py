@@ -104,7 +104,10 @@ async def send_items(layer: BaseChannelLayer, items: list[Payloads | Deferred]) 
         if not isinstance(item, Deferred):
             payloads.extend(item)
         elif watched.intersection(item.groups):
-            payloads.extend(item.make())
+            try:
+                payloads.extend(item.make())
+            except Exception:  # the batches merged with it still go out
+                log.warning("could not serialise %d events", item.size, exc_info=True)
     await send_batches(layer, payloads)
 
 

@@ -119,7 +119,7 @@ def from_db(
 PREPARE_AFTER = 1  # runs of a statement text in a connection before it is prepared
 
 
-def _cursor(params: Sequence[Any] = ()) -> Any:
+def _cursor(params: Sequence[Any] = (), *, prepare: bool = True) -> Any:
     """Django's cursor for this connection; on PostgreSQL, one that binds parameters on
     the server, so that psycopg prepares a statement text on its second run in a
     connection. Django's own cursors put the values into the text (client-side
@@ -133,9 +133,13 @@ def _cursor(params: Sequence[Any] = ()) -> Any:
       run leaves no SQL text for the log;
     - for a statement with an array parameter (`one_of`: a rebuild's thousands of
       cache keys or ids), which runs a few times per build and is better planned for
-      its values: prepared, the cached 10,000-task rebuild took 3-7% longer."""
+      its values: prepared, the cached 10,000-task rebuild took 3-7% longer;
+    - without `prepare`: a text of which there are many variants (a multi-row INSERT
+      of any number of rows), which would push the hot path's own statements out of
+      psycopg's 100."""
     if (
-        connection.vendor != "postgresql"
+        not prepare
+        or connection.vendor != "postgresql"
         or not settings.BUILDSITE.get("PG_PREPARE", True)
         or connection.queries_logged
         or any(isinstance(p, list) for p in params)
@@ -153,8 +157,8 @@ def _cursor(params: Sequence[Any] = ()) -> Any:
         return connection._prepare_cursor(ServerBindingCursor(raw))
 
 
-def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    with _cursor(params) as cursor:
+def fetch(sql: str, params: Sequence[Any] = (), *, prepare: bool = True) -> list[tuple[Any, ...]]:
+    with _cursor(params, prepare=prepare) as cursor:
         cursor.execute(sql, params)
         rows: list[tuple[Any, ...]] = cursor.fetchall()
         return rows
@@ -198,7 +202,9 @@ def insert_returning(sql: str, rows: Sequence[Sequence[Any]], column: str) -> li
     """Store `rows` with `sql` (as `insert_many`) as one multi-row INSERT; returns
     `column` of each new row, in the order of `rows`."""
     returning = f"{_values_sql(sql, len(rows))} RETURNING {column}"
-    return [value for (value,) in fetch(returning, [value for row in rows for value in row])]
+    params = [value for row in rows for value in row]
+    # A text per row count: prepared only for the few counts that recur (`_cursor`).
+    return [value for (value,) in fetch(returning, params, prepare=len(rows) <= FEW_ROWS)]
 
 
 FEW_ROWS = 20  # rows that go in as one INSERT rather than a COPY (PostgreSQL)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from .. import trees
+from .. import cluster, trees
 from .etc_copy import NETWORK_ETC
 
 WORKDIR = "/workspace"
@@ -67,15 +67,15 @@ def problem() -> str:
     process that binds a workspace as a step would."""
     if not shutil.which("bwrap"):
         return "bubblewrap (bwrap) is not installed"
-    root = Path(settings.BUILDSITE["WORKSPACE_DIR"])
     probe_dir: Path | None = None
     try:
         open_workspace_root()
-        # A directory of this probe's own: the workers of a cluster start together, and
+        # In this process's own directory: the workers of a cluster start together, and
         # with one shared directory one worker's clean-up removed it, or took it back
         # from the step user, under another's probe, which then found "no sandbox" and,
-        # outside production, ran every step of its life unsandboxed.
-        probe_dir = Path(tempfile.mkdtemp(prefix=".probe-", dir=root))
+        # outside production, ran every step of its life unsandboxed. (Left behind by
+        # a process killed meanwhile, it goes with that directory: `sweep_workspaces`.)
+        probe_dir = Path(tempfile.mkdtemp(prefix="probe-", dir=cluster.own_directory()))
         prepare_workspace(probe_dir)
         # Without the /etc copy: this asks whether bwrap runs here, and a passing failure
         # to copy /etc must not be remembered as "no sandbox" (`etc_dir` fails the step).

@@ -72,3 +72,25 @@ def test_on_postgresql_a_claim_is_one_statement(queued):
     with CaptureQueriesContext(connection) as queries:
         assert claim(queued)
     assert len(queries.captured_queries) == 1
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's prepared statements")
+def test_on_postgresql_a_prepared_claim_moves_and_records_as_the_first(project):
+    """The hot path's statements are prepared on their second run in a connection
+    (`rawsql`): the second claim runs the prepared statement, with the same result."""
+    make_pipeline(
+        project, "tasks:\n  one: {steps: [{run: 'true'}]}\n  two: {steps: [{run: 'true'}]}\n"
+    )
+    build = trigger_build(user=None, project=project, pipeline="main")
+    build.__class__.objects.filter(id=build.id).update(state="running")
+    tasks = list(Task.objects.filter(build=build).select_related("build").order_by("name"))
+    assert [t.state for t in tasks] == ["queued", "queued"]
+    assert all(claim(task) for task in tasks)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any(text.startswith("WITH moved AS (UPDATE") for text in prepared)
+    for task in tasks:
+        assert Task.objects.get(id=task.id).state == "running"
+        running = Event.objects.filter(task_id=task.id, new_state="running")
+        assert list(running.values_list("data", flat=True)) == [{"attempt": 1, "worker": "host:1"}]

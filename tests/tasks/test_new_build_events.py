@@ -51,8 +51,8 @@ def test_events_someone_else_wrote_meanwhile_are_published_too(
     )
     real_fetch = rawsql.fetch
 
-    def one_more(sql, params):
-        rows = real_fetch(sql, params)
+    def one_more(sql, params, **options):
+        rows = real_fetch(sql, params, **options)
         return [*rows, (10**9,)] if "ORDER BY id" in sql and "build_id" in sql else rows
 
     monkeypatch.setattr(task_services.rawsql, "fetch", one_more)

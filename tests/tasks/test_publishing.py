@@ -214,3 +214,27 @@ def test_a_deferred_batch_is_serialised_only_when_its_build_is_watched():
     assert publisher.flush(5)
     assert received(receive, 4) == [1, 4, 5, 6]
     assert made == [watched]
+
+
+def test_a_batch_that_cannot_be_serialised_costs_only_its_own_events(caplog):
+    class RecordingLayer:
+        def __init__(self) -> None:
+            self.sent: list[int] = []
+
+        async def group_send(self, group: str, message: dict) -> None:
+            if group.startswith("build."):
+                self.sent.extend(e["id"] for e in message["events"])
+
+    def broken() -> list[dict]:
+        raise ValueError("not serialisable")
+
+    layer = RecordingLayer()
+    items = [
+        [a_payload(1, 7)],
+        publisher.Deferred((events.build_group(7),), 2, broken),
+        [a_payload(4, 7)],
+    ]
+    with caplog.at_level(logging.WARNING, logger="tasks.events"):
+        async_to_sync(events.send_items)(layer, items)
+    assert layer.sent == [1, 4]
+    assert "could not serialise 2 events" in caplog.text
