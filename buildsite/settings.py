@@ -189,8 +189,11 @@ Q_CLUSTER = {
     "queue_limit": env_int("BUILDSITE_Q_QUEUE_LIMIT", Q_WORKERS),
     # The pusher claims up to this many jobs per write (one lock for ten jobs; claiming
     # two at a time cost a third of the no-op throughput on SQLite). While the queue is
-    # full it holds the rest, leased: another cluster gets them after the job lease.
-    "bulk": env_int("BUILDSITE_Q_BULK", 10),
+    # full it holds the rest, leased: another cluster gets them after the job lease. So
+    # where clusters share the database (not SQLite), no more than it has workers: one
+    # pusher took a whole wave of a build's jobs for its busy worker while another
+    # cluster's worker idled (docs/architecture.md, "Jobs").
+    "bulk": env_int("BUILDSITE_Q_BULK", 10 if IS_SQLITE else Q_WORKERS),
     # Steps run in their own subprocesses, so a worker grows little; restarting one
     # every 500 jobs (django-q2's default) left a slot empty for up to a guard cycle.
     "recycle": env_int("BUILDSITE_Q_RECYCLE", 5000),
