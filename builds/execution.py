@@ -19,7 +19,7 @@ from buildsite.templating import render_value
 from repositories.checkout import CheckoutFailed, check_out, wants_checkout
 from tasks import rawsql
 from tasks.models import Event, Task
-from tasks.services import EventRow, apply_alone, apply_transitions, write_events
+from tasks.services import EventRow, apply_transitions, write_events
 from tasks.states import BuildState, TaskState
 from vault.masking import Masker
 from vault.models import Secret
@@ -201,12 +201,12 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
     found = what_to_run(task_id)
     if found is None or not queued_for(attempt, found.state, found.attempts):
         return "skipped: not queued for this attempt"
-    name, version_id, project_id, has_pools = found[2:6]
+    name, version_id, project_id = found.name, found.version_id, found.project_id
     if nothing_to_run(version_id, name):
         # Nothing to run: the task stays QUEUED here and settling starts and ends it
         # in one step (the events still show queued -> running -> succeeded).
         nothing = TaskEnd(task_id, attempt, S.SUCCEEDED, {}, claimed=False, worker=worker_id())
-        if not has_pools:
+        if not found.has_pools:
             return nothing
         resources = version_spec(version_id)["tasks"][name].get("resources") or {}
         return then_next(nothing, resources, project_id, started)
@@ -218,10 +218,10 @@ def execute_task(*, task_id: int, attempt: int) -> TaskEnd | str:
             if not apply_transitions(project_id=build.project_id, changes=[claim]):
                 return "skipped: claimed elsewhere"  # or moved since the first read
             mark_build_running(build=build)
-    elif not apply_alone(project_id=build.project_id, change=claim):
-        return "skipped: claimed elsewhere"
+    elif not apply_transitions(project_id=build.project_id, changes=[claim]):
+        return "skipped: claimed elsewhere"  # alone, on PostgreSQL one statement
     end = run_attempt(task, attempt, secrets=None if found.has_secrets else {})
-    if not has_pools:
+    if not found.has_pools:
         return end
     return then_next(end, task.claims, build.project_id, started)
 

@@ -288,7 +288,8 @@ def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Cha
     """Bulk form of `transition` for existing rows. Each task's steps are checked
     against the table and applied with one conditional UPDATE per group of tasks that
     share their way; a task another process moved meanwhile is left alone. Returns the
-    steps that were applied."""
+    steps that were applied. A single step outside any transaction is, on PostgreSQL,
+    one statement with its event (`_apply_in_one_statement`)."""
     changes = list(changes)
     if not changes:
         return []
@@ -305,6 +306,25 @@ def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Cha
         fields = merged[tid] = {k: v for c in way for k, v in c.fields.items()}
         key = (way[0].old, way[0].attempts, way[-1].new, _hashable(fields))
         groups.setdefault(key, []).append(tid)
+    if len(changes) == 1 and _in_one_statement():  # a worker's claim, most often
+        applied = changes if _apply_in_one_statement(project_id, changes[0]) else []
+    else:
+        applied = _apply_in_one_transaction(project_id, changes, groups, merged)
+    for tid in {c.task.id for c in applied}:
+        task = ways[tid][0].task
+        task.state = ways[tid][-1].new
+        for name, value in merged[tid].items():
+            setattr(task, name, value)
+    return applied
+
+
+def _apply_in_one_transaction(
+    project_id: int,
+    changes: list[Change],
+    groups: dict[tuple[TaskState, int | None, TaskState, Any], list[int]],
+    merged: dict[int, dict[str, Any]],
+) -> list[Change]:
+    """One conditional UPDATE per group of tasks that share their way, and their events."""
     moved: set[int] = set()
     with transaction.atomic(savepoint=False):
         for (old, attempts, new, _frozen), tids in groups.items():
@@ -314,29 +334,24 @@ def apply_transitions(*, project_id: int, changes: Iterable[Change]) -> list[Cha
                 moved.update(_conditional_update(values, chunk, where))
         applied = [c for c in changes if c.task.id in moved]
         write_events(events_for(applied, project_id))
-    for tid in moved:
-        task = ways[tid][0].task
-        task.state = ways[tid][-1].new
-        for name, value in merged[tid].items():
-            setattr(task, name, value)
     return applied
 
 
-def apply_alone(*, project_id: int, change: Change) -> bool:
-    """`apply_transitions` for one step of one task, as a transaction of its own (the
-    caller holds none); returns whether it was applied. On PostgreSQL the conditional
-    UPDATE and the event's INSERT are one statement (a data-modifying WITH: the event
-    is written exactly when the row moved), atomic without BEGIN and COMMIT: a
-    worker's claim took four round trips instead of one."""
-    if (
-        connection.vendor != "postgresql"
-        or connection.in_atomic_block
-        or getattr(_pending, "rows", None) is not None
-    ):
-        with transaction.atomic(savepoint=False):
-            return bool(apply_transitions(project_id=project_id, changes=[change]))
+def _in_one_statement() -> bool:
+    """Whether one step may go as one autocommitted statement: on PostgreSQL, and only
+    where the caller holds no transaction and no held events (`events_in_one_insert`)."""
+    return (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and getattr(_pending, "rows", None) is None
+    )
+
+
+def _apply_in_one_statement(project_id: int, change: Change) -> bool:
+    """One step of one task as one statement: the conditional UPDATE and the event's
+    INSERT in a data-modifying WITH (the event is written exactly when the row moved),
+    atomic without BEGIN and COMMIT. A worker's claim took four round trips for it."""
     task = change.task
-    check_transition(change.old, change.new, task.name)
     values = {"state": change.new, **change.fields}
     where: dict[str, Any] = {"state": change.old}
     if change.attempts is not None:
@@ -348,13 +363,9 @@ def apply_alone(*, project_id: int, change: Change) -> bool:
         f"WITH moved AS ({update} AND id = %s RETURNING id) {_insert_event_of_moved_sql()}",
         [*params, task.id, *_event_params(event)],
     )
-    if not rows:
-        return False
-    publish_payloads_on_commit([_payload(rows[0][0], event)])
-    task.state = change.new
-    for name, value in change.fields.items():
-        setattr(task, name, value)
-    return True
+    if rows:
+        publish_payloads_on_commit([_payload(rows[0][0], event)])
+    return bool(rows)
 
 
 @lru_cache(maxsize=1)
