@@ -6,9 +6,10 @@ class BuildsConfig(AppConfig):  # type: ignore[misc]  # Django is untyped (Any b
     verbose_name = "Builds: pipelines, runs, scheduling and cache"
 
     def ready(self) -> None:
-        from .monitor import install
+        from . import monitor, pusher
 
-        install()
+        monitor.install()
+        pusher.install()
         from .steps import StepKind, register_step
         from .steps.shell import run_step
 

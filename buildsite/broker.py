@@ -101,7 +101,9 @@ class SQLBroker(ORM):  # type: ignore[misc]  # django-q2 is untyped (Any base)
             )
             _wake_on_commit()
 
-    def dequeue(self) -> list[tuple[int, str]] | None:
+    def dequeue(self, up_to: int | None = None) -> list[tuple[int, str]] | None:
+        """Claim up to `bulk` due jobs (and no more than `up_to`: the pusher's idle
+        workers, `builds/pusher.py`), or wait a poll interval for some."""
         self._fresh()
         now = timezone.now()
         lease = settings.BUILDSITE["LEASE_SECONDS"]
@@ -118,7 +120,7 @@ class SQLBroker(ORM):  # type: ignore[misc]  # django-q2 is untyped (Any base)
                 f"UPDATE {table} SET {lock} = %s WHERE id IN (SELECT id FROM {table} "
                 f"WHERE {key} = %s AND {lock} < %s ORDER BY id LIMIT %s{skip}) AND {lock} < %s "
                 "RETURNING id, payload",
-                [until, self.list_key, due, Conf.BULK, due],
+                [until, self.list_key, due, min(Conf.BULK, up_to or Conf.BULK), due],
             )
         if claimed:
             return sorted(claimed)

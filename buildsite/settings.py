@@ -188,12 +188,9 @@ Q_CLUSTER = {
     # cluster; a pulled job not acknowledged within the job lease is offered again.
     "queue_limit": env_int("BUILDSITE_Q_QUEUE_LIMIT", Q_WORKERS),
     # The pusher claims up to this many jobs per write (one lock for ten jobs; claiming
-    # two at a time cost a third of the no-op throughput on SQLite). While the queue is
-    # full it holds the rest, leased: another cluster gets them after the job lease. So
-    # where clusters share the database (not SQLite), no more than it has workers: one
-    # pusher took a whole wave of a build's jobs for its busy worker while another
-    # cluster's worker idled (docs/architecture.md, "Jobs").
-    "bulk": env_int("BUILDSITE_Q_BULK", 10 if IS_SQLITE else Q_WORKERS),
+    # two at a time cost a third of the no-op throughput on SQLite), and where clusters
+    # share the database never more than it has idle workers (BUILDSITE["PULL"]).
+    "bulk": env_int("BUILDSITE_Q_BULK", 10),
     # Steps run in their own subprocesses, so a worker grows little; restarting one
     # every 500 jobs (django-q2's default) left a slot empty for up to a guard cycle.
     "recycle": env_int("BUILDSITE_Q_RECYCLE", 5000),
@@ -228,9 +225,17 @@ else:
         }
     }
 
+Q_PULL = os.environ.get("BUILDSITE_Q_PULL", "ahead" if IS_SQLITE else "idle")
+if Q_PULL not in ("idle", "ahead"):
+    raise SystemExit(f"Buildsite: BUILDSITE_Q_PULL={Q_PULL!r}: use idle or ahead")
+
 # --- buildsite ------------------------------------------------------------------------
 BUILDSITE = {
     "LEASE_SECONDS": env_int("BUILDSITE_LEASE_SECONDS", 30),
+    # What a cluster's pusher pulls (builds/pusher.py): "idle", jobs for its idle workers
+    # only, so a busy cluster keeps none from another's idle workers; "ahead", as many as
+    # its queue takes (django-q2's way). SQLite has one host, so one cluster: "ahead".
+    "PULL": Q_PULL,
     # On PostgreSQL the engine's hot-path statements (tasks/rawsql.py) are prepared per
     # connection. Off (0) behind a pooler that cannot keep prepared statements
     # (PgBouncer in transaction mode without `max_prepared_statements`, 1.21 or later).

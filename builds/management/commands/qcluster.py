@@ -18,6 +18,7 @@ from typing import Any
 from django_q.cluster import Cluster
 from django_q.management.commands.qcluster import Command as DjangoQCommand
 
+from builds import pusher
 from builds.cluster import prepare_stopping, set_stopping
 from buildsite.broker import prepare_wakeup
 
@@ -32,6 +33,7 @@ class Command(DjangoQCommand):  # type: ignore[misc]  # django-q2 is untyped (An
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
         prepare_stopping()
         prepare_wakeup()
+        pusher.prepare()
         cluster = Cluster()
         signalled: list[float] = []
 
