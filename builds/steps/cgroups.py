@@ -10,7 +10,7 @@ to swap), and the sandbox's first process is moved in before it runs a command
 meanwhile says it hit the limit.
 
 Without a usable cgroup (not root, no memory controller, v2 without delegation) the
-limit falls back to an address-space rlimit per process (`sandbox.launcher`), and
+limit falls back to an address-space rlimit per process (`sandbox.limit_prelude`), and
 `problem()` says why.
 """
 

@@ -6,9 +6,10 @@ links, a few files of /etc), a /proc of its own PID namespace and nothing else: 
 the data dir, the database, other workspaces, the worker's environment or processes.
 The network is off unless the task says `network: true`. Memory is limited by a cgroup
 of the worker's (`cgroups.py`: resident memory, /tmp and /dev/shm included), or where
-none can be used, as address space per process; the other limits are rlimits that
-`prlimit` sets before bwrap starts (processes of the step user, CPU seconds, file size);
-the log and workspace limits are checked by the worker (`shell.py`).
+none can be used, as address space per process; the other limits are rlimits that the
+step's shell sets inside the sandbox before it runs the step's command (`limit_prelude`:
+processes, CPU seconds, file size); the log and workspace limits are checked by the
+worker (`shell.py`).
 
 When the worker runs as root, the step runs as a uid of the worker's own (`step_uid`),
 outside the sandbox too, so the process limit counts only the step's processes and no
@@ -79,11 +80,11 @@ def problem() -> str:
         prepare_workspace(probe_dir)
         # Without the /etc copy: this asks whether bwrap runs here, and a passing failure
         # to copy /etc must not be remembered as "no sandbox" (`etc_dir` fails the step).
-        probe = subprocess.run(
-            [*as_step_user(), *wrap("true", workspace=probe_dir, network=False, etc=None)],
-            capture_output=True,
-            timeout=10,
+        limits = Limits.of(None)
+        argv = wrap(
+            "cat /proc/self/limits", workspace=probe_dir, network=False, etc=None, limits=limits
         )
+        probe = subprocess.run([*as_step_user(), *argv], capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bubblewrap could not run: {exc}"
     finally:
@@ -91,7 +92,8 @@ def problem() -> str:
             shutil.rmtree(probe_dir, ignore_errors=True)
     if probe.returncode != 0:
         return f"bubblewrap could not run: {probe.stderr.decode(errors='replace').strip()}"
-    return ""
+    wrong = limits_problem(probe.stdout.decode(errors="replace"), limits)
+    return f"a step's limits cannot be set here: {wrong}" if wrong else ""
 
 
 def open_workspace_root() -> None:
@@ -133,16 +135,24 @@ def _bwrap_base(*, network: bool, etc: Path | None) -> list[str]:
 
 
 def wrap(
-    command: str, *, workspace: Path, network: bool, etc: Path | None, gate: Gate | None = None
+    command: str,
+    *,
+    workspace: Path,
+    network: bool,
+    etc: Path | None,
+    limits: Limits,
+    address_space: bool = True,
+    gate: Gate | None = None,
 ) -> list[str]:
-    """The argv that runs `command` with `/bin/sh -c` in the sandbox, with `etc` (from
-    `etc_dir`) as its /etc."""
+    """The argv that runs `command` with `/bin/sh -c` in the sandbox, under `limits`
+    (`limit_prelude`), with `etc` (from `etc_dir`) as its /etc."""
     argv = _bwrap_base(network=network, etc=etc) + (gate.argv() if gate else [])
     argv += ["--bind", str(workspace), WORKDIR, "--chdir", WORKDIR]
     # The root bwrap builds is a scratch tmpfs: read-only, so /workspace and /tmp are
     # the only places a step writes.
     argv += ["--remount-ro", "/"]
-    return [*argv, "/bin/sh", "-c", command]
+    prelude = limit_prelude(limits, address_space=address_space)
+    return [*argv, "/bin/sh", "-c", prelude + command]
 
 
 def step_uid() -> int | None:
@@ -150,10 +160,9 @@ def step_uid() -> int | None:
 
     A uid of this worker process's own, `STEP_UID_BASE` + its pid: a worker runs one
     attempt at a time and no two live processes share a pid, so no other step and no
-    other program on the host runs as it. The process limit (RLIMIT_NPROC, counted per
-    uid across the host) then counts this step's processes only, where with one shared
-    user (nobody) concurrent steps and the host's own `nobody` daemons shared it. The
-    base (0x70000000) lies above the ranges systems give to users and containers;
+    other program on the host runs as it: a step that got out of its namespaces could
+    signal or read no other step's processes, and no daemon's (with one shared `nobody`
+    it could). The base (0x70000000) lies above the ranges systems give to users and containers;
     pid_max is at most 2**22, so every uid stays below 2**31. `BUILDSITE_STEP_UID`
     sets one uid for every step instead. (Worker containers on one host number their
     pids alike: give each a `BUILDSITE_STEP_UID_BASE` of its own.)"""
@@ -200,26 +209,53 @@ def as_step_user() -> list[str]:
     return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
 
 
-def launcher(limits: Limits, *, address_space: bool = True) -> list[str]:
-    """The argv prefix that starts a sandboxed step: the step user, then the limits
-    (memory as address space only when no cgroup limits it: `address_space`).
-    Programs (util-linux's setpriv and prlimit) rather than a preexec function: with
-    one, Python must fork the whole worker instead of vfork, which cost ~5 ms a step."""
-    mib = 1024 * 1024
+def limit_prelude(limits: Limits, *, address_space: bool = True) -> str:
+    """Shell builtins that set the step's rlimits, put before its command in the sandbox
+    (memory as address space only when no cgroup limits it: `address_space`). Set
+    there rather than by `prlimit` before bwrap: one process start fewer a step (0.7 ms),
+    and the process limit counts the processes of the step's own user namespace. Set
+    outside, it counted its host uid's, where each earlier step's PID namespace stays
+    counted for up to a second after it ended: a worker that had just run a few short
+    steps failed the next one at `processes: 8` with "Can't fork". Without
+    CAP_SYS_RESOURCE (which bwrap drops) a step cannot raise them again."""
     cpu = limits.cpu_seconds
-    memory = [f"--as={limits.memory_mb * mib}"] if address_space else []
-    return [
-        *as_step_user(),
-        "prlimit",
-        *memory,
-        f"--fsize={limits.workspace_mb * mib}",
-        # SIGXCPU at the limit (the message can name it), SIGKILL a little later.
-        f"--cpu={cpu}:{cpu + 5}",
-        "--core=0",
-        # Set as the step user: the count is that user's processes.
-        f"--nproc={limits.processes}",
-        "--",
+    settings_ = [
+        f"-S -t {cpu}",  # SIGXCPU at the limit (the message can name it)
+        f"-H -t {cpu + 5}",  # and SIGKILL a little later
+        f"-f {limits.workspace_mb * 2048}",  # 512-byte blocks
+        "-c 0",
+        f"{processes_flag()} {limits.processes}",
     ]
+    if address_space:
+        settings_.append(f"-v {limits.memory_mb * 1024}")  # KiB
+    # On the command's first line, so the shell's line numbers in errors stay the user's.
+    return " && ".join(f"ulimit {one}" for one in settings_) + " || exit 126; "
+
+
+@lru_cache(maxsize=1)
+def processes_flag() -> str:
+    """The process-count option of the host's /bin/sh (the sandbox's too): `-u` in
+    bash and BusyBox, `-p` in dash (Debian's sh), which rejects `-u`."""
+    known = subprocess.run(["/bin/sh", "-c", "ulimit -u"], capture_output=True, timeout=10)
+    return "-u" if known.returncode == 0 else "-p"
+
+
+def limits_problem(proc_limits: str, limits: Limits) -> str:
+    """What of `limits` a sandboxed shell's /proc/self/limits (`proc_limits`) does not
+    hold ("" when all of it does)."""
+    wanted = {
+        "Max cpu time": (str(limits.cpu_seconds), str(limits.cpu_seconds + 5)),
+        "Max file size": (str(limits.workspace_mb * 1024 * 1024),) * 2,
+        "Max core file size": ("0", "0"),
+        "Max processes": (str(limits.processes),) * 2,
+    }
+    found = {}
+    for line in proc_limits.splitlines():
+        for name in wanted:
+            if line.startswith(name + " "):
+                found[name] = tuple(line[len(name) :].split()[:2])
+    wrong = [name for name, values in wanted.items() if found.get(name) != values]
+    return f"the shell did not set {', '.join(wrong)}" if wrong else ""
 
 
 class Gate:

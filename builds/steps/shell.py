@@ -149,10 +149,16 @@ def run_shell(
     try:
         if sandboxed:
             assert limits is not None
-            argv = [
-                *sandbox.launcher(limits, address_space=cgroup is None),
-                *sandbox.wrap(command, workspace=cwd, network=network, etc=etc, gate=gate),
-            ]
+            sandboxed_argv = sandbox.wrap(
+                command,
+                workspace=cwd,
+                network=network,
+                etc=etc,
+                limits=limits,
+                address_space=cgroup is None,
+                gate=gate,
+            )
+            argv = [*sandbox.as_step_user(), *sandboxed_argv]
         proc = subprocess.Popen(
             argv,
             cwd=cwd,

@@ -294,3 +294,37 @@ def test_a_tree_deeper_than_pythons_recursion_does_not_break_the_worker(project,
     assert states == {"next": "succeeded"}
     leftovers = list(Path(settings.BUILDSITE["WORKSPACE_DIR"]).glob("*/attempt-*"))
     assert leftovers == []
+
+
+def test_short_steps_one_after_another_keep_their_process_limit(project, sandboxed):
+    """Set outside the sandbox, the limit counted the worker's step uid, where each ended
+    step's PID namespace stays counted for up to a second: the 8th `true` in a row failed
+    with "Can't fork". Set inside, it counts the step's own processes."""
+    steps = "".join("      - run: 'true'\n" for _ in range(20))
+    _, states = _run(project, f"tasks:\n  t:\n    limits: {{processes: 8}}\n    steps:\n{steps}")
+    assert states == {"t": "succeeded"}
+
+
+def test_a_step_cannot_raise_its_limits(project, sandboxed):
+    raise_them = (
+        "for limit in -t -f; do if ulimit -H $limit unlimited 2>/dev/null; "
+        "then echo raised $limit; exit 1; fi; done; echo kept"
+    )
+    build, states = _run(project, f"tasks:\n  t: {{steps: [{{run: '{raise_them}'}}]}}\n")
+    assert states == {"t": "succeeded"}
+    assert "kept" in task_log(build=build, name="t")
+
+
+def test_the_probe_reads_back_the_limits_the_shell_set():
+    limits = sandbox.Limits(memory_mb=64, processes=12, cpu_seconds=7, log_mb=1, workspace_mb=2)
+    held = (
+        "Limit                     Soft Limit           Hard Limit           Units\n"
+        "Max cpu time              7                    12                   seconds\n"
+        "Max file size             2097152              2097152              bytes\n"
+        "Max core file size        0                    0                    bytes\n"
+        "Max processes             12                   12                   processes\n"
+    )
+    assert sandbox.limits_problem(held, limits) == ""
+    ignored = held.replace("Max processes             12", "Max processes             96365")
+    assert sandbox.limits_problem(ignored, limits) == "the shell did not set Max processes"
+    assert "Max cpu time" in sandbox.limits_problem("", limits)
