@@ -38,6 +38,7 @@ from .etc_copy import NETWORK_ETC
 WORKDIR = "/workspace"
 NOBODY = 65534
 TMP_BYTES = 512 * 1024 * 1024  # each of /tmp and /dev/shm
+SHELL_CONTROL = ("SHELLOPTS", "BASHOPTS", "PS4", "ENV", "BASH_ENV")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,31 @@ def problem() -> str:
     process that binds a workspace as a step would."""
     if not shutil.which("bwrap"):
         return "bubblewrap (bwrap) is not installed"
+    try:
+        probe = _probe("true")
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"bubblewrap could not run: {exc}"
+    if probe.returncode != 0:
+        return f"bubblewrap could not run: {probe.stderr.decode(errors='replace').strip()}"
+    return ""
+
+
+@lru_cache(maxsize=1)
+def limits_problem_here() -> str:
+    """What of a step's limits this host's sandboxed /bin/sh does not set ("" when it
+    sets them all), read back from /proc/self/limits in a sandbox: steps then fail
+    saying so (never run without the sandbox for it). Asked once per process."""
+    try:
+        probe = _probe("cat /proc/self/limits")
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"the probe could not run: {exc}"
+    output = (probe.stdout + probe.stderr).decode(errors="replace")
+    if probe.returncode != 0:
+        return f"the probe failed: {output.strip()[-300:]}"
+    return limits_problem(output, Limits.of(None))
+
+
+def _probe(command: str) -> subprocess.CompletedProcess[bytes]:
     probe_dir: Path | None = None
     try:
         open_workspace_root()
@@ -80,20 +106,11 @@ def problem() -> str:
         prepare_workspace(probe_dir)
         # Without the /etc copy: this asks whether bwrap runs here, and a passing failure
         # to copy /etc must not be remembered as "no sandbox" (`etc_dir` fails the step).
-        limits = Limits.of(None)
-        argv = wrap(
-            "cat /proc/self/limits", workspace=probe_dir, network=False, etc=None, limits=limits
-        )
-        probe = subprocess.run([*as_step_user(), *argv], capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"bubblewrap could not run: {exc}"
+        argv = wrap(command, workspace=probe_dir, network=False, etc=None, limits=Limits.of(None))
+        return subprocess.run([*as_step_user(), *argv], capture_output=True, timeout=10)
     finally:
         if probe_dir is not None:
             shutil.rmtree(probe_dir, ignore_errors=True)
-    if probe.returncode != 0:
-        return f"bubblewrap could not run: {probe.stderr.decode(errors='replace').strip()}"
-    wrong = limits_problem(probe.stdout.decode(errors="replace"), limits)
-    return f"a step's limits cannot be set here: {wrong}" if wrong else ""
 
 
 def open_workspace_root() -> None:
@@ -109,7 +126,14 @@ def open_workspace_root() -> None:
 def _bwrap_base(*, network: bool, etc: Path | None) -> list[str]:
     # No user namespaces inside: they are kernel attack surface a build does not need.
     argv = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns"]
-    argv += ["--die-with-parent", "--new-session"]
+    # The step's shell is the namespace's PID 1: with bwrap's own reaper there, a step
+    # could ptrace that process (same uid, no rlimits: they are set by the shell) and
+    # make it fork past every limit.
+    argv += ["--die-with-parent", "--new-session", "--as-pid-1"]
+    # Variables a POSIX shell or bash-as-sh acts on before the first command (bash runs
+    # SHELLOPTS=xtrace with PS4's command substitutions): the limits come first.
+    for name in SHELL_CONTROL:
+        argv += ["--unsetenv", name]
     argv += ["--uid", "65534", "--gid", "65534", "--hostname", "buildsite-step"]
     argv += ["--ro-bind", "/usr", "/usr"]
     for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
@@ -229,7 +253,8 @@ def limit_prelude(limits: Limits, *, address_space: bool = True) -> str:
     if address_space:
         settings_.append(f"-v {limits.memory_mb * 1024}")  # KiB
     # On the command's first line, so the shell's line numbers in errors stay the user's.
-    return " && ".join(f"ulimit {one}" for one in settings_) + " || exit 126; "
+    failed = "{ echo 'buildsite: the sandbox could not set the step limits' >&2; exit 126; }"
+    return " && ".join(f"ulimit {one}" for one in settings_) + f" || {failed}; "
 
 
 @lru_cache(maxsize=1)
@@ -248,6 +273,7 @@ def limits_problem(proc_limits: str, limits: Limits) -> str:
         "Max file size": (str(limits.workspace_mb * 1024 * 1024),) * 2,
         "Max core file size": ("0", "0"),
         "Max processes": (str(limits.processes),) * 2,
+        "Max address space": (str(limits.memory_mb * 1024 * 1024),) * 2,
     }
     found = {}
     for line in proc_limits.splitlines():

@@ -306,6 +306,8 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     if mode == "missing":  # outside production: said where the build's people look
         ctx.log(f"warning: this step runs without a sandbox: {sandbox.problem()}\n")
     sandboxed = mode == "bwrap"
+    if sandboxed and (unset := sandbox.limits_problem_here()):
+        raise StepFailed(f"the sandbox cannot set the step's limits on this host: {unset}")
     spec = ctx.task_spec
     limits = Limits.of(spec.get("limits"))
     home = Path(sandbox.WORKDIR) if sandboxed else ctx.workspace

@@ -323,8 +323,44 @@ def test_the_probe_reads_back_the_limits_the_shell_set():
         "Max file size             2097152              2097152              bytes\n"
         "Max core file size        0                    0                    bytes\n"
         "Max processes             12                   12                   processes\n"
+        "Max address space         67108864             67108864             bytes\n"
     )
     assert sandbox.limits_problem(held, limits) == ""
     ignored = held.replace("Max processes             12", "Max processes             96365")
     assert sandbox.limits_problem(ignored, limits) == "the shell did not set Max processes"
     assert "Max cpu time" in sandbox.limits_problem("", limits)
+
+
+def test_no_process_of_a_step_is_without_its_limits(project, sandboxed):
+    """PID 1 of the step's namespace is its shell, which set the limits: bwrap's own
+    reaper there had none, and a step could ptrace it (same uid) to fork past them."""
+    check = 'grep -E "^Max processes +9 +9 " /proc/1/limits && echo pid1 limited'
+    definition = f"tasks:\n  t:\n    limits: {{processes: 9}}\n    steps:\n      - run: '{check}'\n"
+    build, states = _run(project, definition)
+    assert states == {"t": "succeeded"}, task_log(build=build, name="t")[-500:]
+    assert "pid1 limited" in task_log(build=build, name="t")
+
+
+def test_shell_control_variables_never_reach_the_sandboxed_shell(project, sandboxed):
+    """bash started as sh acts on SHELLOPTS and PS4 before the first command, so before
+    the limits; they are dropped (dash, Debian's sh, ignores them anyway)."""
+    definition = (
+        "tasks:\n  t:\n    env: {SHELLOPTS: xtrace, PS4: '$(echo early)', KEPT: kept}\n"
+        "    steps:\n      - run: 'echo \"[${SHELLOPTS-unset}][${PS4-unset}][$KEPT]\"'\n"
+    )
+    build, states = _run(project, definition)
+    assert states == {"t": "succeeded"}
+    assert "[unset][+ ][kept]" in task_log(build=build, name="t")  # dash's own PS4
+
+
+def test_a_host_whose_shell_cannot_set_the_limits_fails_steps_and_keeps_the_sandbox(
+    project, sandboxed, monkeypatch
+):
+    monkeypatch.setattr(
+        sandbox, "limits_problem_here", lambda: "the shell did not set Max processes"
+    )
+    build, states = _run(project, "tasks:\n  t: {steps: [{run: 'echo ran'}]}\n")
+    assert states == {"t": "failed"}
+    assert "cannot set the step's limits" in Task.objects.get(build=build).error
+    assert "ran" not in task_log(build=build, name="t").replace("echo ran", "")
+    assert sandbox.mode() == "bwrap"
