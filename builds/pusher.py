@@ -8,13 +8,11 @@ ended (30 s), or until its own workers were free.
 
 With `BUILDSITE["PULL"] == "idle"` (the default where clusters can share the database,
 i.e. not on SQLite) the pusher pulls no more jobs than the cluster has workers waiting
-for one. Each worker counts itself in (`wanted`) each time it asks the queue for a job;
-the pusher counts each job it puts in the queue (`given`); it pulls up to
-`wanted - given` jobs (and at most `bulk`) per write, and sleeps until a worker asks
-when that is zero. Two counters that only grow rather than a semaphore: a pusher that
-dies between pulling and putting (its jobs come back after the lease) or a worker that
-dies asking leaves the count too high by its jobs, never too low, so no worker waits
-for a job the pusher thinks it has.
+for one. Each worker asks (`_Demand.ask`) each time it takes from the queue; the pusher
+owes a job per ask, pulls up to what it owes (and at most `bulk`) per write, and sleeps
+until a worker asks when it owes none. So a busy cluster holds no job that another
+cluster's idle worker could run. A stopping cluster's pusher claims nothing (its
+workers hand jobs back meanwhile).
 
 With "ahead" (SQLite, one host) the pusher pulls as django-q2's does; there no other
 cluster can be kept waiting, and pulling ten at a time is a third of SQLite's no-op
@@ -35,35 +33,48 @@ from typing import Any
 from django.conf import settings
 from django_q.brokers import Broker, get_broker
 from django_q.conf import Conf, setproctitle
-from django_q.signing import BadSignature, SignedPackage
+from django_q.signing import SignedPackage
 
 from buildsite.broker import SQLBroker
+
+from .cluster import stopping
 
 log = logging.getLogger("django-q")
 WAIT_SECONDS = 0.5  # how often a pusher with nothing to do checks whether to stop
 
 
 class _Demand:
+    """Workers' asks for jobs, and how many of them the pusher still owes a job.
+
+    `asks` is a semaphore only as an atomic counter: a worker's `release` takes no lock
+    it could die holding (a worker killed inside a lock would stop the whole cluster).
+    The pusher moves asks into `owed`, shared memory only it writes, so a pusher the
+    sentinel starts anew carries on with what the dead one owed. A worker that dies
+    asking, or a pusher killed between putting a job and counting it, leaves one ask
+    too many: a job pulled that waits for a busy worker, as with pulling ahead. A
+    pusher SIGKILLed while a job it put is still in the queue's buffer (not yet in its
+    pipe) loses the job (its lease brings it back) and leaves one ask unanswered: the
+    cluster runs one job fewer at a time until it restarts, as django-q2's own bounded
+    queue loses a slot then."""
+
     def __init__(self) -> None:
         context = multiprocessing.get_context("fork")
-        self.wanted = context.Value("q", 0)  # jobs asked for by workers, ever
-        self.given = context.Value("q", 0, lock=False)  # jobs put in the queue, ever
-        self.asked = context.Event()  # a worker has asked since the pusher looked
-
-    def room(self) -> int:
-        return max(0, int(self.wanted.value) - int(self.given.value))
+        self.asks = context.Semaphore(0)
+        self.owed = context.RawValue("q", 0)
 
     def ask(self) -> None:
-        with self.wanted.get_lock():
-            self.wanted.value += 1
-        self.asked.set()
+        self.asks.release()
 
-    def wait(self) -> bool:
-        """Sleep until a worker asks (True when the queue has room then)."""
-        self.asked.clear()
-        if self.room() == 0:  # cleared first, so an ask in between is not missed
-            self.asked.wait(WAIT_SECONDS)
-        return self.room() > 0
+    def room(self, wait: float = 0.0) -> int:
+        """Jobs owed, taking in new asks; waits up to `wait` seconds for one if none."""
+        while self.asks.acquire(False):
+            self.owed.value += 1
+        if self.owed.value == 0 and wait and self.asks.acquire(timeout=wait):
+            self.owed.value += 1
+        return int(self.owed.value)
+
+    def given(self) -> None:
+        self.owed.value -= 1
 
 
 _demand: _Demand | None = None
@@ -110,11 +121,17 @@ def pusher(task_queue: Any, event: Any, broker: Broker | None = None) -> None:
     log.info("%s pushing tasks at %s", name, current_process().pid)
     # Only our broker can be asked for fewer jobs (django-q2's own, for benchmarks, not).
     demand = _demand if isinstance(broker, SQLBroker) else None
+    if _demand is not None and demand is None:
+        log.warning("%s pulls ahead: only Buildsite's broker pulls for idle workers", name)
     while not event.is_set():
-        if demand is not None and demand.room() == 0 and not demand.wait():
+        room = None if demand is None else demand.room(wait=WAIT_SECONDS)
+        if room == 0:
+            continue
+        if stopping():  # a stopping cluster hands jobs back: claim none meanwhile
+            sleep(Conf.POLL)
             continue
         try:
-            jobs = broker.dequeue() if demand is None else broker.dequeue(up_to=demand.room())
+            jobs = broker.dequeue() if room is None else broker.dequeue(up_to=room)
         except Exception:
             log.exception("Failed to pull task from broker")
             sleep(10)  # the broker is probably down: the sentinel starts a new pusher
@@ -122,7 +139,7 @@ def pusher(task_queue: Any, event: Any, broker: Broker | None = None) -> None:
         for ack_id, package in jobs or ():
             try:
                 task = SignedPackage.loads(package)
-            except (TypeError, BadSignature):
+            except Exception:  # not only a bad signature: a class gone in a deploy
                 log.exception("Failed to push task to queue")
                 broker.fail(ack_id)
                 continue
@@ -130,7 +147,7 @@ def pusher(task_queue: Any, event: Any, broker: Broker | None = None) -> None:
             task["ack_id"] = ack_id
             task_queue.put(task)
             if demand is not None:
-                demand.given.value += 1  # only this process writes it
+                demand.given()
     log.info("%s stopped pushing tasks", name)
 
 

@@ -120,7 +120,13 @@ class SQLBroker(ORM):  # type: ignore[misc]  # django-q2 is untyped (Any base)
                 f"UPDATE {table} SET {lock} = %s WHERE id IN (SELECT id FROM {table} "
                 f"WHERE {key} = %s AND {lock} < %s ORDER BY id LIMIT %s{skip}) AND {lock} < %s "
                 "RETURNING id, payload",
-                [until, self.list_key, due, min(Conf.BULK, up_to or Conf.BULK), due],
+                [
+                    until,
+                    self.list_key,
+                    due,
+                    Conf.BULK if up_to is None else min(Conf.BULK, up_to),
+                    due,
+                ],
             )
         if claimed:
             return sorted(claimed)

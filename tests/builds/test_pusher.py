@@ -50,8 +50,10 @@ def idle_pulling(settings):
     pusher._demand = None
 
 
-def run_pusher(broker: RecordingBroker) -> tuple[queue.Queue, threading.Event, threading.Thread]:
-    task_queue: queue.Queue = queue.Queue()
+def run_pusher(
+    broker: RecordingBroker, task_queue: queue.Queue | None = None
+) -> tuple[queue.Queue, threading.Event, threading.Thread]:
+    task_queue = queue.Queue() if task_queue is None else task_queue
     stop = threading.Event()
     thread = threading.Thread(target=pusher.pusher, args=(task_queue, stop, broker), daemon=True)
     thread.start()
@@ -76,6 +78,32 @@ def test_the_pusher_pulls_nothing_until_a_worker_asks_then_only_for_the_askers()
         stop.set()
         thread.join(timeout=5)
     assert not thread.is_alive(), "the pusher stops while no worker asks"
+
+
+@pytest.mark.usefixtures("idle_pulling")
+def test_a_new_pusher_answers_the_asks_its_dead_predecessor_had_taken():
+    """The sentinel starts a new pusher when one dies: what the old one owed is in
+    shared memory, so the workers that asked still get their jobs."""
+    task_queue: queue.Queue = queue.Queue()
+    worker_view = pusher._AskingQueue(task_queue, pusher._demand)
+    for _ in range(2):
+        worker_view.demand.ask()
+    empty = RecordingBroker([])
+    first = threading.Event()
+    thread = threading.Thread(target=pusher.pusher, args=(task_queue, first, empty), daemon=True)
+    thread.start()
+    wait_for(lambda: empty.asked_for, timeout=5, message="the first pusher to take the asks")
+    first.set()
+    thread.join(timeout=5)
+    assert pusher._demand.room() == 2
+    _, stop, second = run_pusher(RecordingBroker([job(n) for n in range(1, 5)]), task_queue)
+    try:
+        wait_for(lambda: task_queue.qsize() == 2, timeout=5, message="two jobs for two asks")
+        time.sleep(0.2)
+        assert task_queue.qsize() == 2
+    finally:
+        stop.set()
+        second.join(timeout=5)
 
 
 @pytest.mark.usefixtures("idle_pulling")
@@ -114,8 +142,8 @@ def test_django_q2_runs_this_pusher_and_worker_loop():
 @pytest.mark.usefixtures("unsandboxed")  # talks to its steps through host files
 def test_a_busy_cluster_keeps_no_job_from_another_clusters_idle_workers(project, tmp_path):
     """Host A (one worker) runs one of six waiting tasks; host B (five workers) starts
-    later and runs the other five at once. Pulling ahead, A's pusher held two of them
-    (its queue's one and one in hand) until their 30 s lease ended."""
+    later and runs the other five at once. Pulling ahead (10 a claim), A's pusher took all
+    five for its one busy worker; with a claim per worker, two, until their lease ended."""
     release, started = tmp_path / "release", tmp_path / "started"
     started.mkdir()
     tasks = "\n".join(

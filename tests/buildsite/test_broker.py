@@ -34,6 +34,14 @@ def test_jobs_come_out_in_order_at_most_bulk_at_a_time(broker):
     assert OrmQ.objects.filter(id__in=ids).count() == 5
 
 
+def test_a_pusher_with_idle_workers_claims_no_more_than_it_asks_for(broker):
+    for i in range(5):
+        broker.enqueue(f"job-{i}")
+    assert payloads(broker.dequeue(up_to=1)) == ["job-0"]
+    assert payloads(broker.dequeue(up_to=2)) == ["job-1", "job-2"]
+    assert payloads(broker.dequeue(up_to=9)) == ["job-3", "job-4"]  # never past bulk
+
+
 def test_acknowledged_jobs_are_gone_and_others_stay(broker):
     first, second = broker.enqueue("a"), broker.enqueue("b")
     broker.dequeue()
