@@ -74,8 +74,27 @@ def problem() -> str:
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bubblewrap could not run: {exc}"
     if probe.returncode != 0:
-        return f"bubblewrap could not run: {probe.stderr.decode(errors='replace').strip()}"
+        why = probe.stderr.decode(errors="replace").strip()
+        closed = closed_ancestor(Path(settings.BUILDSITE["WORKSPACE_DIR"]))
+        if closed is not None:
+            why += (
+                f" ({closed} is not searchable by other users, so the step user cannot"
+                " reach its workspace: chmod o+x it)"
+            )
+        return f"bubblewrap could not run: {why}"
     return ""
+
+
+def closed_ancestor(path: Path) -> Path | None:
+    """The first directory above `path` that other users cannot search (no o+x), which
+    keeps the step user from its workspace; None when every one can be."""
+    for parent in reversed(path.resolve().parents):
+        try:
+            if not parent.stat().st_mode & 0o001:
+                return parent
+        except OSError:
+            return parent
+    return None
 
 
 @lru_cache(maxsize=1)

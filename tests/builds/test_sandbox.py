@@ -364,3 +364,24 @@ def test_a_host_whose_shell_cannot_set_the_limits_fails_steps_and_keeps_the_sand
     assert "cannot set the step's limits" in Task.objects.get(build=build).error
     assert "ran" not in task_log(build=build, name="t").replace("echo ran", "")
     assert sandbox.mode() == "bwrap"
+
+
+def test_the_probe_names_a_parent_directory_that_keeps_the_step_user_out():
+    """A data dir under a private directory (mktemp -d makes 0700 ones) left every step
+    unsandboxed with only bwrap's "Can't find source path … Permission denied"."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp())  # under /tmp, whose parents others can search
+    try:
+        root.chmod(0o755)
+        closed = root / "closed"
+        inner = closed / "data" / "workspaces"
+        inner.mkdir(parents=True)
+        inner.parent.chmod(0o711)  # the data dir, as `open_workspace_root` leaves it
+        closed.chmod(0o700)
+        assert sandbox.closed_ancestor(inner) == closed
+        closed.chmod(0o711)
+        assert sandbox.closed_ancestor(inner) is None
+    finally:
+        shutil.rmtree(root)
