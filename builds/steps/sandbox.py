@@ -12,8 +12,8 @@ processes, CPU seconds, file size); the log and workspace limits are checked by 
 worker (`shell.py`).
 
 When the worker runs as root, the step runs as a uid of the worker's own (`step_uid`),
-outside the sandbox too, so the process limit counts only the step's processes and no
-escape lands as root.
+outside the sandbox too, so no escape lands as root. (The process limit counts the
+step's own processes whatever the uid: the shell sets it inside the user namespace.)
 """
 
 from __future__ import annotations
